@@ -1,0 +1,24 @@
+//! Updraft's Lambda control plane.
+//!
+//! [`ControlPlane`] validates requests with Lambda's limits, keeps every function, version and
+//! alias in memory (so the invoke path resolves a function without touching the database),
+//! writes each change through to the durable [`updraft_store::Store`] before answering, and
+//! stores code content-addressed in the [`code::CodeStore`].
+//!
+//! Components:
+//! - [`arn`]: the name / partial ARN / full ARN forms of `FunctionName`;
+//! - [`validate`]: Lambda's limits and patterns;
+//! - [`model`]: the domain types and their stored documents;
+//! - [`code`]: the code store and safe extraction of hostile zips;
+//! - [`error`]: errors by Lambda error category, with no HTTP in sight.
+
+pub mod arn;
+pub mod code;
+pub mod error;
+pub mod model;
+pub mod validate;
+
+mod plane;
+
+pub use error::{ControlError, ErrorKind, Result};
+pub use plane::*;
