@@ -1,0 +1,263 @@
+//! Updraft's front door: one HTTP listener for every AWS-shaped API.
+//!
+//! Requests are routed by shape (see `../shared/DESIGN.md`): paths that start with a Lambda API
+//! date go to the Lambda handlers in [`lambda`]; `/health` answers without authentication; the
+//! code download links handed out by `GetFunction` are served from `/updraft/code/`. Every
+//! other request must pass SigV4 verification in [`auth`] before any handler sees it.
+//!
+//! Architecture invariant: only this crate knows AWS wire shapes (JSON field names, headers,
+//! error types); it translates them to the control plane's and the engine's domain calls.
+
+pub mod auth;
+pub mod error;
+mod invoke;
+mod lambda;
+pub mod wire;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use updraft_control::ControlPlane;
+use updraft_engine::Engine;
+use updraft_sigv4::Credentials;
+
+use crate::auth::{KeyRing, header_pairs};
+use crate::error::ApiError;
+
+/// Largest request body accepted at all: a `CreateFunction` carrying a 50 MB zip as base64.
+pub const MAX_BODY_BYTES: usize = 70 * 1024 * 1024;
+/// Largest synchronous invocation payload, as on Lambda.
+pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub control: Arc<ControlPlane>,
+    pub engine: Arc<Engine>,
+    pub keys: Arc<KeyRing>,
+    /// Node-internal key that signs code download links (never accepted for API calls).
+    pub code_link_key: Credentials,
+    pub region: String,
+    pub spec_cache: invoke::SpecCache,
+}
+
+impl AppState {
+    pub fn new(
+        control: Arc<ControlPlane>,
+        engine: Arc<Engine>,
+        keys: Arc<KeyRing>,
+        code_link_key: Credentials,
+        region: String,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            control,
+            engine,
+            keys,
+            code_link_key,
+            region,
+            spec_cache: invoke::SpecCache::default(),
+        })
+    }
+}
+
+/// The front door's router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+/// A request with its body read, as the handlers see it.
+pub struct Incoming {
+    pub method: Method,
+    /// Path segments, percent-decoded.
+    pub segments: Vec<String>,
+    /// Query parameters, percent-decoded, in order.
+    pub query: Vec<(String, String)>,
+    pub headers: axum::http::HeaderMap,
+    pub body: bytes::Bytes,
+    pub request_id: String,
+    pub host: String,
+}
+
+impl Incoming {
+    /// First value of a query parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All values of a repeated query parameter.
+    pub fn params(&self, name: &str) -> Vec<String> {
+        self.query
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+fn is_api_date(s: &str) -> bool {
+    s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        })
+}
+
+async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut resp = route(&state, req, &request_id).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    resp
+}
+
+async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Response {
+    let (parts, body) = req.into_parts();
+    let raw_path = parts.uri.path().to_string();
+    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    if raw_path == "/health" {
+        return (StatusCode::OK, "ok\n").into_response();
+    }
+    let segments: Vec<String> = raw_path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode)
+        .collect();
+    let invoke = segments.last().is_some_and(|s| s == "invocations");
+    let limit = if invoke {
+        MAX_SYNC_PAYLOAD
+    } else {
+        MAX_BODY_BYTES
+    };
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) if invoke => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestTooLargeException",
+                format!("Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"),
+            )
+            .into_response();
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLargeException",
+                format!("Request must be smaller than {MAX_BODY_BYTES} bytes for this operation"),
+            )
+            .into_response();
+        }
+    };
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let incoming = Incoming {
+        method: parts.method.clone(),
+        segments,
+        query: parse_query(&raw_query),
+        headers: parts.headers,
+        body,
+        request_id: request_id.to_string(),
+        host,
+    };
+    if incoming.segments.first().is_some_and(|s| s == "updraft")
+        && incoming.segments.get(1).is_some_and(|s| s == "code")
+    {
+        return lambda::download_code(state, &incoming, &raw_path, &raw_query);
+    }
+    let pairs = header_pairs(&incoming.headers);
+    let caller = match auth::authenticate(
+        &state.keys,
+        &state.region,
+        incoming.method.as_str(),
+        &raw_path,
+        &raw_query,
+        &pairs,
+        &incoming.body,
+    ) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    if incoming.segments.first().is_some_and(|s| is_api_date(s)) {
+        if caller.service != "lambda" {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "InvalidSignatureException",
+                format!(
+                    "Credential should be scoped to correct service: 'lambda', not '{}'.",
+                    caller.service
+                ),
+            )
+            .into_response();
+        }
+        return lambda::handle(state, &caller, incoming).await;
+    }
+    if incoming.segments.len() == 5
+        && incoming.segments[..3] == ["updraft", "v1", "functions"]
+        && incoming.segments[4] == "logs"
+        && incoming.method == Method::GET
+    {
+        return lambda::function_logs(state, &caller, &incoming);
+    }
+    ApiError::unknown_operation().into_response()
+}
+
+/// A JSON answer with a status code.
+pub(crate) fn json(status: StatusCode, v: serde_json::Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+/// An empty answer (`204 No Content` and friends).
+pub(crate) fn empty(status: StatusCode) -> Response {
+    (status, Body::empty()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_dates() {
+        assert!(is_api_date("2015-03-31"));
+        assert!(!is_api_date("2015-03-3x"));
+        assert!(!is_api_date("health"));
+    }
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query("Qualifier=%24LATEST&tagKeys=a&tagKeys=b%20c&flag");
+        assert_eq!(q[0], ("Qualifier".into(), "$LATEST".into()));
+        assert_eq!(q[2], ("tagKeys".into(), "b c".into()));
+        assert_eq!(q[3], ("flag".into(), String::new()));
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Updraft's whole test suite: formatting, lints, Rust unit and integration tests, then the
+# end-to-end suites that drive the real binary with boto3 and the aws CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --workspace
+
+step "python environment"
+scripts/python-env.sh
+
+step "end-to-end tests"
+cargo build --bin updraft
+export UPDRAFT_BIN="$PWD/target/debug/updraft"
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/runtime_clients tests/e2e

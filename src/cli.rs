@@ -1,0 +1,421 @@
+//! CLI commands that manage functions on a running server: `deploy`, `ls`, `rm`, `invoke`,
+//! `logs`, and `doctor` (which inspects the local host).
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::client::{Client, Endpoint, enc};
+
+#[derive(clap::Args)]
+pub struct DeployArgs {
+    /// A folder to zip, or a .zip file.
+    path: PathBuf,
+    /// Function name.
+    #[arg(long)]
+    name: String,
+    /// Lambda runtime id (python3.12, nodejs20.x, provided.al2023, ...).
+    #[arg(long)]
+    runtime: String,
+    /// Handler (e.g. app.handler).
+    #[arg(long)]
+    handler: String,
+    /// Memory in MB.
+    #[arg(long)]
+    memory: Option<u32>,
+    /// Timeout in seconds.
+    #[arg(long)]
+    timeout: Option<u32>,
+    /// Environment variable, repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Description.
+    #[arg(long)]
+    description: Option<String>,
+    /// Execution role ARN recorded with the function.
+    #[arg(long, default_value = "arn:aws:iam::000000000000:role/updraft-function")]
+    role: String,
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+#[derive(clap::Args)]
+pub struct LsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+#[derive(clap::Args)]
+pub struct RmArgs {
+    /// Function name.
+    name: String,
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+#[derive(clap::Args)]
+pub struct InvokeArgs {
+    /// Function name or ARN.
+    name: String,
+    /// JSON payload (default `{}`); `-` reads standard input.
+    payload: Option<String>,
+    /// Version or alias.
+    #[arg(long)]
+    qualifier: Option<String>,
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    /// Function name.
+    name: String,
+    /// Keep printing new events.
+    #[arg(long, short)]
+    follow: bool,
+    /// How far back to start: 30s, 10m, 2h, 1d.
+    #[arg(long, default_value = "1h")]
+    since: String,
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+#[derive(clap::Args)]
+pub struct DoctorArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Zips a folder (keeping executable bits, for `bootstrap`), or reads a .zip as is.
+fn package(path: &Path) -> Result<Vec<u8>> {
+    if path.is_file() {
+        return std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    }
+    if !path.is_dir() {
+        bail!("{} is neither a folder nor a .zip file", path.display());
+    }
+    let mut files = Vec::new();
+    collect(path, path, &mut files)?;
+    files.sort();
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for rel in files {
+        let full = path.join(&rel);
+        let meta = std::fs::metadata(&full)?;
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if meta.permissions().mode() & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        };
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(mode);
+        w.start_file(rel.to_string_lossy(), opts)?;
+        w.write_all(&std::fs::read(&full)?)?;
+    }
+    Ok(w.finish()?.into_inner())
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let p = entry.path();
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            collect(root, &p, out)?;
+        } else if ft.is_file() {
+            out.push(p.strip_prefix(root)?.to_path_buf());
+        }
+    }
+    Ok(())
+}
+
+fn env_map(vars: &[String]) -> Result<serde_json::Map<String, Value>> {
+    let mut m = serde_json::Map::new();
+    for v in vars {
+        let (k, val) = v
+            .split_once('=')
+            .with_context(|| format!("--env {v}: expected KEY=VALUE"))?;
+        m.insert(k.to_string(), json!(val));
+    }
+    Ok(m)
+}
+
+pub fn deploy(a: DeployArgs) -> Result<ExitCode> {
+    let client = Client::new(&a.endpoint)?;
+    let zip = package(&a.path)?;
+    let zip_b64 = base64::engine::general_purpose::STANDARD.encode(&zip);
+    let fpath = format!("/2015-03-31/functions/{}", enc(&a.name));
+    let exists = client.send("GET", &fpath, "", &[], b"")?;
+    let mut config = json!({ "Runtime": a.runtime, "Handler": a.handler });
+    if let Some(m) = a.memory {
+        config["MemorySize"] = json!(m);
+    }
+    if let Some(t) = a.timeout {
+        config["Timeout"] = json!(t);
+    }
+    if !a.env.is_empty() {
+        config["Environment"] = json!({ "Variables": env_map(&a.env)? });
+    }
+    if let Some(d) = &a.description {
+        config["Description"] = json!(d);
+    }
+    let result = if exists.status == 404 {
+        let mut body = config;
+        body["FunctionName"] = json!(a.name);
+        body["Role"] = json!(a.role);
+        body["Code"] = json!({ "ZipFile": zip_b64 });
+        let r = client
+            .send("POST", "/2015-03-31/functions", "", &[("content-type", "application/json")], body.to_string().as_bytes())?
+            .ok()?;
+        println!("created {}", a.name);
+        r.json()?
+    } else {
+        exists.ok()?;
+        client
+            .send(
+                "PUT",
+                &format!("{fpath}/code"),
+                "",
+                &[("content-type", "application/json")],
+                json!({ "ZipFile": zip_b64 }).to_string().as_bytes(),
+            )?
+            .ok()?;
+        let r = client
+            .send(
+                "PUT",
+                &format!("{fpath}/configuration"),
+                "",
+                &[("content-type", "application/json")],
+                config.to_string().as_bytes(),
+            )?
+            .ok()?;
+        println!("updated {}", a.name);
+        r.json()?
+    };
+    println!(
+        "  arn:        {}\n  code:       {} ({} bytes)\n  revision:   {}",
+        result["FunctionArn"].as_str().unwrap_or_default(),
+        result["CodeSha256"].as_str().unwrap_or_default(),
+        result["CodeSize"],
+        result["RevisionId"].as_str().unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn ls(a: LsArgs) -> Result<ExitCode> {
+    let client = Client::new(&a.endpoint)?;
+    let mut functions = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let q = match &marker {
+            Some(m) => format!("Marker={}", enc(m)),
+            None => String::new(),
+        };
+        let page = client.send("GET", "/2015-03-31/functions", &q, &[], b"")?.ok()?.json()?;
+        if let Some(items) = page["Functions"].as_array() {
+            functions.extend(items.iter().cloned());
+        }
+        match page["NextMarker"].as_str() {
+            Some(m) => marker = Some(m.to_string()),
+            None => break,
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&functions)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<40} {:<16} {:>7} {:>7}  LAST MODIFIED", "NAME", "RUNTIME", "MEMORY", "TIMEOUT");
+    for f in &functions {
+        println!(
+            "{:<40} {:<16} {:>7} {:>7}  {}",
+            f["FunctionName"].as_str().unwrap_or_default(),
+            f["Runtime"].as_str().unwrap_or_default(),
+            f["MemorySize"].to_string(),
+            f["Timeout"].to_string(),
+            f["LastModified"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rm(a: RmArgs) -> Result<ExitCode> {
+    let client = Client::new(&a.endpoint)?;
+    client
+        .send("DELETE", &format!("/2015-03-31/functions/{}", enc(&a.name)), "", &[], b"")?
+        .ok()?;
+    println!("deleted {}", a.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn invoke(a: InvokeArgs) -> Result<ExitCode> {
+    let client = Client::new(&a.endpoint)?;
+    let payload = match a.payload.as_deref() {
+        None => b"{}".to_vec(),
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+            buf
+        }
+        Some(p) => p.as_bytes().to_vec(),
+    };
+    let q = match &a.qualifier {
+        Some(q) => format!("Qualifier={}", enc(q)),
+        None => String::new(),
+    };
+    let r = client
+        .send(
+            "POST",
+            &format!("/2015-03-31/functions/{}/invocations", enc(&a.name)),
+            &q,
+            &[("x-amz-log-type", "Tail")],
+            &payload,
+        )?
+        .ok()?;
+    if let Some(tail) = r.header("x-amz-log-result") {
+        let text = base64::engine::general_purpose::STANDARD.decode(tail).unwrap_or_default();
+        eprint!("{}", String::from_utf8_lossy(&text));
+    }
+    println!("{}", String::from_utf8_lossy(&r.body));
+    if let Some(fe) = r.header("x-amz-function-error") {
+        eprintln!("function error: {fe}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_since(s: &str) -> Result<u64> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().with_context(|| format!("--since {s}: expected e.g. 10m"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("--since {s}: unit must be s, m, h or d"),
+    };
+    Ok(secs * 1000)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub fn logs(a: LogsArgs) -> Result<ExitCode> {
+    let client = Client::new(&a.endpoint)?;
+    let mut since = now_ms().saturating_sub(parse_since(&a.since)?);
+    let mut printed: u64 = 0;
+    loop {
+        let r = client
+            .send(
+                "GET",
+                &format!("/updraft/v1/functions/{}/logs", enc(&a.name)),
+                &format!("since_ms={since}"),
+                &[],
+                b"",
+            )?
+            .ok()?
+            .json()?;
+        let events = r["events"].as_array().cloned().unwrap_or_default();
+        let mut last = since;
+        let mut same_ms = 0u64;
+        for e in &events {
+            let ts = e["timestamp_ms"].as_u64().unwrap_or(0);
+            // Events at the boundary millisecond were printed by the previous round.
+            if ts == since && same_ms < printed {
+                same_ms += 1;
+                continue;
+            }
+            println!("{}", e["message"].as_str().unwrap_or_default());
+            if ts == last {
+                printed += 1;
+            } else {
+                last = ts;
+                printed = 1;
+            }
+        }
+        if !a.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        since = last;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
+    let report = updraft_sandbox::doctor();
+    let runtimes = updraft_engine::probe_runtimes();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "isolation": report,
+                "degraded": report.degraded(),
+                "runtimes": runtimes.iter().map(|r| json!({
+                    "id": r.id, "available": r.available,
+                    "interpreter": r.interpreter, "version": r.interpreter_version, "reason": r.reason,
+                })).collect::<Vec<_>>(),
+            }))?
+        );
+    } else {
+        println!("{report}");
+        println!("Runtimes:");
+        for r in &runtimes {
+            match (&r.interpreter, r.available) {
+                (Some(i), true) => println!(
+                    "  {:<16} yes  {} {}",
+                    r.id,
+                    i.display(),
+                    r.interpreter_version.as_deref().unwrap_or("")
+                ),
+                (None, true) => println!("  {:<16} yes  (the package's bootstrap)", r.id),
+                _ => println!("  {:<16} no   {}", r.id, r.reason.as_deref().unwrap_or("")),
+            }
+        }
+    }
+    Ok(if report.degraded().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_units() {
+        assert_eq!(parse_since("30s").unwrap(), 30_000);
+        assert_eq!(parse_since("10m").unwrap(), 600_000);
+        assert_eq!(parse_since("2h").unwrap(), 7_200_000);
+        assert!(parse_since("5y").is_err());
+    }
+
+    #[test]
+    fn package_keeps_exec_bit() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("bootstrap"), "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.path().join("bootstrap"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(d.path().join("lib")).unwrap();
+        std::fs::write(d.path().join("lib/x.py"), "x").unwrap();
+        let zip = package(d.path()).unwrap();
+        let mut z = zip::ZipArchive::new(Cursor::new(zip)).unwrap();
+        let b = z.by_name("bootstrap").unwrap();
+        assert_eq!(b.unix_mode().unwrap() & 0o777, 0o755);
+        drop(b);
+        assert!(z.by_name("lib/x.py").is_ok());
+    }
+}

@@ -1,0 +1,58 @@
+//! The `updraft` binary: the server (`updraft serve`), the CLI that talks to a running server
+//! through the public API, and the jail helper mode the sandbox re-executes.
+
+mod cli;
+mod client;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// A self-hosted serverless platform that speaks AWS Lambda's APIs.
+#[derive(Parser)]
+#[command(name = "updraft", version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node: the AWS-compatible API, the engine and the store.
+    Serve(serve::ServeArgs),
+    /// Create or update a function from a folder or a .zip file.
+    Deploy(cli::DeployArgs),
+    /// List functions.
+    Ls(cli::LsArgs),
+    /// Delete a function.
+    Rm(cli::RmArgs),
+    /// Invoke a function and print its result and log tail.
+    Invoke(cli::InvokeArgs),
+    /// Print a function's logs.
+    Logs(cli::LogsArgs),
+    /// Report which runtimes and which isolation steps work on this host.
+    Doctor(cli::DoctorArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    // Jail mode must not go through clap or start any thread: it is the sandbox's helper.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__jail") {
+        updraft_sandbox::jail_main();
+    }
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Deploy(a) => cli::deploy(a),
+        Command::Ls(a) => cli::ls(a),
+        Command::Rm(a) => cli::rm(a),
+        Command::Invoke(a) => cli::invoke(a),
+        Command::Logs(a) => cli::logs(a),
+        Command::Doctor(a) => cli::doctor(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

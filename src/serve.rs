@@ -1,0 +1,235 @@
+//! `updraft serve`: opens the data directory, loads the store, starts the engine and serves the
+//! front door until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rand::Rng;
+use updraft_api::auth::KeyRing;
+use updraft_control::code::{CodeLimits, CodeStore};
+use updraft_control::{Change, ControlConfig, ControlPlane};
+use updraft_engine::{Engine, EngineConfig};
+use updraft_sigv4::Credentials;
+use updraft_store::{Op, SqliteStore, Store};
+
+/// Address the server listens on unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9070";
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Directory for the database, code, logs and generated credentials.
+    #[arg(long, env = "UPDRAFT_DATA_DIR", default_value = ".updraft")]
+    data_dir: PathBuf,
+    /// Region this node answers for.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Account-wide concurrency limit.
+    #[arg(long, default_value_t = 1000)]
+    account_concurrency: u32,
+    /// Seconds an idle execution environment is kept warm.
+    #[arg(long, default_value_t = 300)]
+    idle_timeout: u64,
+    /// Sum of MemorySize of all live environments, in MB (default: the host's memory).
+    #[arg(long)]
+    memory_budget_mb: Option<u64>,
+}
+
+/// Root credentials of this node: from the environment, or generated once into the data dir.
+fn root_credentials(data_dir: &Path) -> Result<(Credentials, bool)> {
+    let id = std::env::var("UPDRAFT_ACCESS_KEY_ID").ok();
+    let secret = std::env::var("UPDRAFT_SECRET_ACCESS_KEY").ok();
+    if let (Some(id), Some(secret)) = (id, secret) {
+        return Ok((Credentials::new(id, secret), false));
+    }
+    let path = data_dir.join("credentials");
+    if path.exists() {
+        let creds = crate::client::read_credentials_file(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        return Ok((creds, false));
+    }
+    let mut rng = rand::thread_rng();
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let id: String = std::iter::once("AKIA".to_string())
+        .chain((0..16).map(|_| (UPPER[rng.gen_range(0..UPPER.len())] as char).to_string()))
+        .collect();
+    const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let secret: String = (0..40)
+        .map(|_| SECRET[rng.gen_range(0..SECRET.len())] as char)
+        .collect();
+    let text = format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n");
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok((Credentials::new(id, secret), true))
+}
+
+/// A stable setting of this data dir, created on first start.
+fn meta_or_create(store: &dyn Store, key: &str, make: impl FnOnce() -> String) -> Result<String> {
+    if let Some(v) = store.get_meta(key)? {
+        return Ok(v);
+    }
+    let v = make();
+    store.apply(&[Op::PutMeta {
+        key: key.to_string(),
+        value: v.clone(),
+    }])?;
+    Ok(v)
+}
+
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("UPDRAFT_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let data_dir = args
+        .data_dir
+        .canonicalize()
+        .context("resolving the data dir")?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("updraft.db"))?);
+    let account_id = meta_or_create(&*store, "account_id", || {
+        let mut rng = rand::thread_rng();
+        format!("{}{:011}", rng.gen_range(1..10), rng.gen_range(0..100_000_000_000u64))
+    })?;
+    let code_secret = meta_or_create(&*store, "code_link_secret", || {
+        let bytes: [u8; 32] = rand::thread_rng().r#gen();
+        hex_encode(&bytes)
+    })?;
+    let (root, generated) = root_credentials(&data_dir)?;
+    let code = CodeStore::open(data_dir.join("code"), CodeLimits::default())?;
+    let control = Arc::new(ControlPlane::open(
+        store,
+        code,
+        ControlConfig {
+            region: args.region.clone(),
+            account_concurrency: args.account_concurrency,
+        },
+    )?);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut cfg = EngineConfig::new(data_dir.clone(), std::env::current_exe()?);
+        cfg.region = args.region.clone();
+        cfg.account_concurrency = args.account_concurrency;
+        cfg.idle_timeout = Duration::from_secs(args.idle_timeout);
+        if let Some(m) = args.memory_budget_mb {
+            cfg.memory_budget_mb = m;
+        }
+        let engine = Engine::new(cfg)?;
+        {
+            let engine = engine.clone();
+            control.subscribe(move |change| match change {
+                Change::Updated {
+                    function_arn,
+                    latest_revision,
+                } => engine.retire(function_arn, Some(latest_revision)),
+                Change::Deleted { function_arn } => engine.retire(function_arn, None),
+            });
+        }
+        let keys = Arc::new(KeyRing::default());
+        keys.insert(&root.access_key_id, &root.secret_access_key, &account_id);
+        let state = updraft_api::AppState::new(
+            control,
+            engine.clone(),
+            keys,
+            Credentials::new("UPDRAFTCODELINK", code_secret),
+            args.region.clone(),
+        );
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        report_startup(&engine, &data_dir, &account_id, addr, &root, generated);
+        axum::serve(listener, updraft_api::router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        tracing::info!("shutting down");
+        engine.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn report_startup(
+    engine: &Engine,
+    data_dir: &Path,
+    account_id: &str,
+    addr: SocketAddr,
+    root: &Credentials,
+    generated: bool,
+) {
+    let available: Vec<String> = engine
+        .runtimes()
+        .into_iter()
+        .filter(|r| r.available)
+        .map(|r| r.id.to_string())
+        .collect();
+    let unavailable: Vec<String> = engine
+        .runtimes()
+        .into_iter()
+        .filter(|r| !r.available)
+        .map(|r| r.id.to_string())
+        .collect();
+    for warning in updraft_sandbox::doctor().degraded() {
+        tracing::warn!("isolation degraded: {warning}");
+    }
+    eprintln!("Updraft listening on http://{addr}");
+    eprintln!("  data dir:   {}", data_dir.display());
+    eprintln!("  account id: {account_id}");
+    eprintln!("  runtimes:   {}", available.join(", "));
+    if !unavailable.is_empty() {
+        eprintln!("  not on this host: {}", unavailable.join(", "));
+    }
+    if generated {
+        eprintln!();
+        eprintln!(
+            "Generated root credentials in {} (mode 0600). Use them with:",
+            data_dir.join("credentials").display()
+        );
+        eprintln!("  export AWS_ACCESS_KEY_ID={}", root.access_key_id);
+        eprintln!("  export AWS_SECRET_ACCESS_KEY={}", root.secret_access_key);
+        eprintln!("  aws --endpoint-url http://{addr} --region us-east-1 lambda list-functions");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
