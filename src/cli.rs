@@ -37,7 +37,10 @@ pub struct DeployArgs {
     #[arg(long)]
     description: Option<String>,
     /// Execution role ARN recorded with the function.
-    #[arg(long, default_value = "arn:aws:iam::000000000000:role/updraft-function")]
+    #[arg(
+        long,
+        default_value = "arn:aws:iam::000000000000:role/updraft-function"
+    )]
     role: String,
     #[command(flatten)]
     endpoint: Endpoint,
@@ -174,7 +177,13 @@ pub fn deploy(a: DeployArgs) -> Result<ExitCode> {
         body["Role"] = json!(a.role);
         body["Code"] = json!({ "ZipFile": zip_b64 });
         let r = client
-            .send("POST", "/2015-03-31/functions", "", &[("content-type", "application/json")], body.to_string().as_bytes())?
+            .send(
+                "POST",
+                "/2015-03-31/functions",
+                "",
+                &[("content-type", "application/json")],
+                body.to_string().as_bytes(),
+            )?
             .ok()?;
         println!("created {}", a.name);
         r.json()?
@@ -220,7 +229,10 @@ pub fn ls(a: LsArgs) -> Result<ExitCode> {
             Some(m) => format!("Marker={}", enc(m)),
             None => String::new(),
         };
-        let page = client.send("GET", "/2015-03-31/functions", &q, &[], b"")?.ok()?.json()?;
+        let page = client
+            .send("GET", "/2015-03-31/functions", &q, &[], b"")?
+            .ok()?
+            .json()?;
         if let Some(items) = page["Functions"].as_array() {
             functions.extend(items.iter().cloned());
         }
@@ -233,7 +245,10 @@ pub fn ls(a: LsArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&functions)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<40} {:<16} {:>7} {:>7}  LAST MODIFIED", "NAME", "RUNTIME", "MEMORY", "TIMEOUT");
+    println!(
+        "{:<40} {:<16} {:>7} {:>7}  LAST MODIFIED",
+        "NAME", "RUNTIME", "MEMORY", "TIMEOUT"
+    );
     for f in &functions {
         println!(
             "{:<40} {:<16} {:>7} {:>7}  {}",
@@ -250,7 +265,13 @@ pub fn ls(a: LsArgs) -> Result<ExitCode> {
 pub fn rm(a: RmArgs) -> Result<ExitCode> {
     let client = Client::new(&a.endpoint)?;
     client
-        .send("DELETE", &format!("/2015-03-31/functions/{}", enc(&a.name)), "", &[], b"")?
+        .send(
+            "DELETE",
+            &format!("/2015-03-31/functions/{}", enc(&a.name)),
+            "",
+            &[],
+            b"",
+        )?
         .ok()?;
     println!("deleted {}", a.name);
     Ok(ExitCode::SUCCESS)
@@ -281,7 +302,9 @@ pub fn invoke(a: InvokeArgs) -> Result<ExitCode> {
         )?
         .ok()?;
     if let Some(tail) = r.header("x-amz-log-result") {
-        let text = base64::engine::general_purpose::STANDARD.decode(tail).unwrap_or_default();
+        let text = base64::engine::general_purpose::STANDARD
+            .decode(tail)
+            .unwrap_or_default();
         eprint!("{}", String::from_utf8_lossy(&text));
     }
     println!("{}", String::from_utf8_lossy(&r.body));
@@ -294,7 +317,9 @@ pub fn invoke(a: InvokeArgs) -> Result<ExitCode> {
 
 fn parse_since(s: &str) -> Result<u64> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().with_context(|| format!("--since {s}: expected e.g. 10m"))?;
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("--since {s}: expected e.g. 10m"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
@@ -408,7 +433,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("bootstrap"), "#!/bin/sh\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(d.path().join("bootstrap"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            d.path().join("bootstrap"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         std::fs::create_dir(d.path().join("lib")).unwrap();
         std::fs::write(d.path().join("lib/x.py"), "x").unwrap();
         let zip = package(d.path()).unwrap();

@@ -10,7 +10,11 @@ use updraft_sigv4::{Credentials, RequestParts, SigningParams};
 #[derive(clap::Args, Clone)]
 pub struct Endpoint {
     /// URL of the Updraft server.
-    #[arg(long, env = "UPDRAFT_ENDPOINT", default_value = "http://127.0.0.1:9070")]
+    #[arg(
+        long,
+        env = "UPDRAFT_ENDPOINT",
+        default_value = "http://127.0.0.1:9070"
+    )]
     pub endpoint: String,
     /// Access key id (default: the server's data dir credentials file).
     #[arg(long, env = "UPDRAFT_ACCESS_KEY_ID")]
@@ -42,7 +46,10 @@ pub fn read_credentials_file(path: &Path) -> Result<Credentials> {
     }
     match (id, secret) {
         (Some(i), Some(s)) => Ok(Credentials::new(i, s)),
-        _ => bail!("no aws_access_key_id / aws_secret_access_key in {}", path.display()),
+        _ => bail!(
+            "no aws_access_key_id / aws_secret_access_key in {}",
+            path.display()
+        ),
     }
 }
 
@@ -77,11 +84,18 @@ impl Answer {
         if self.status < 300 {
             return Ok(self);
         }
-        let kind = self.header("x-amzn-ErrorType").unwrap_or("Error").to_string();
+        let kind = self
+            .header("x-amzn-ErrorType")
+            .unwrap_or("Error")
+            .to_string();
         let msg = self
             .json()
             .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| String::from_utf8_lossy(&self.body).into_owned());
         Err(anyhow!("{kind} ({}): {msg}", self.status))
     }
@@ -121,7 +135,14 @@ impl Client {
     }
 
     /// Sends a signed request; `path` must already be percent-encoded.
-    pub fn send(&self, method: &str, path: &str, query: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Answer> {
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Answer> {
         let mut all: Vec<(String, String)> = vec![("host".into(), self.host.clone())];
         all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let signed = updraft_sigv4::sign_headers(
@@ -161,7 +182,11 @@ impl Client {
             .collect();
         let mut body = Vec::new();
         std::io::Read::read_to_end(&mut resp.into_reader(), &mut body)?;
-        Ok(Answer { status, headers, body })
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
     }
 }
 

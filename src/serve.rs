@@ -107,7 +107,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("updraft.db"))?);
     let account_id = meta_or_create(&*store, "account_id", || {
         let mut rng = rand::thread_rng();
-        format!("{}{:011}", rng.gen_range(1..10), rng.gen_range(0..100_000_000_000u64))
+        format!(
+            "{}{:011}",
+            rng.gen_range(1..10),
+            rng.gen_range(0..100_000_000_000u64)
+        )
     })?;
     let code_secret = meta_or_create(&*store, "code_link_secret", || {
         let bytes: [u8; 32] = rand::thread_rng().r#gen();

@@ -91,10 +91,11 @@ pub fn authenticate(
         headers,
     };
     let body_hash = updraft_sigv4::sha256_hex(body);
-    let verified = updraft_sigv4::verify(&parts, &body_hash, time::OffsetDateTime::now_utc(), |id| {
-        keys.get(id).map(|e| e.secret)
-    })
-    .map_err(|e| verify_error(&e))?;
+    let verified =
+        updraft_sigv4::verify(&parts, &body_hash, time::OffsetDateTime::now_utc(), |id| {
+            keys.get(id).map(|e| e.secret)
+        })
+        .map_err(|e| verify_error(&e))?;
     if verified.region != region {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

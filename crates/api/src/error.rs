@@ -76,15 +76,17 @@ impl From<ControlError> for ApiError {
                 (StatusCode::BAD_REQUEST, "InvalidParameterValueException")
             }
             ErrorKind::Validation => (StatusCode::BAD_REQUEST, "ValidationException"),
-            ErrorKind::PreconditionFailed => {
-                (StatusCode::PRECONDITION_FAILED, "PreconditionFailedException")
-            }
+            ErrorKind::PreconditionFailed => (
+                StatusCode::PRECONDITION_FAILED,
+                "PreconditionFailedException",
+            ),
             ErrorKind::RequestTooLarge => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException")
             }
-            ErrorKind::EntityTooLarge => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLargeException")
-            }
+            ErrorKind::EntityTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLargeException",
+            ),
             ErrorKind::TooManyRequests => {
                 (StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException")
             }

@@ -20,10 +20,14 @@ use crate::{AppState, Incoming, empty};
 /// Largest `X-Amz-Client-Context` Lambda accepts (base64 text).
 const MAX_CLIENT_CONTEXT: usize = 3583;
 
-/// Engine specs by (revision, reserved concurrency), so warm invocations allocate none.
+/// Cache key: the configuration's revision and the function's reserved concurrency (which
+/// changes without a new revision).
+type SpecKey = (String, Option<u32>);
+
+/// Engine specs by [`SpecKey`], so warm invocations build none.
 #[derive(Default)]
 pub struct SpecCache {
-    specs: Mutex<HashMap<(String, Option<u32>), Arc<FunctionSpec>>>,
+    specs: Mutex<HashMap<SpecKey, Arc<FunctionSpec>>>,
 }
 
 impl SpecCache {
@@ -81,7 +85,9 @@ fn engine_error(e: InvokeError) -> ApiError {
         InvokeError::RuntimeUnavailable(r) => ApiError::new(
             StatusCode::BAD_GATEWAY,
             "InvalidRuntimeException",
-            format!("The runtime parameter of {r} is not available on this Updraft node. Run `updraft doctor` to list the runtimes it has."),
+            format!(
+                "The runtime parameter of {r} is not available on this Updraft node. Run `updraft doctor` to list the runtimes it has."
+            ),
         ),
         InvokeError::ShuttingDown => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -99,7 +105,9 @@ pub async fn invoke(
     req: Incoming,
     function_name: &str,
 ) -> ApiResult<Response> {
-    let invocation_type = req.header("x-amz-invocation-type").unwrap_or("RequestResponse");
+    let invocation_type = req
+        .header("x-amz-invocation-type")
+        .unwrap_or("RequestResponse");
     let want_tail = match req.header("x-amz-log-type") {
         None | Some("None") => false,
         Some("Tail") => true,
@@ -107,7 +115,9 @@ pub async fn invoke(
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "ValidationException",
-                format!("1 validation error detected: Value '{other}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]"),
+                format!(
+                    "1 validation error detected: Value '{other}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]"
+                ),
             ));
         }
     };
@@ -118,8 +128,13 @@ pub async fn invoke(
                 "Client context must be smaller than {MAX_CLIENT_CONTEXT} bytes."
             )));
         }
-        if base64::engine::general_purpose::STANDARD.decode(cc).is_err() {
-            return Err(ApiError::invalid("Client context must be a valid Base64-encoded JSON object."));
+        if base64::engine::general_purpose::STANDARD
+            .decode(cc)
+            .is_err()
+        {
+            return Err(ApiError::invalid(
+                "Client context must be a valid Base64-encoded JSON object.",
+            ));
         }
     }
     let resolved = state.control.resolve(
@@ -140,7 +155,9 @@ pub async fn invoke(
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "ValidationException",
-                format!("1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"),
+                format!(
+                    "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+                ),
             ));
         }
     }

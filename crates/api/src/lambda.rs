@@ -28,7 +28,9 @@ pub async fn handle(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> Re
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(ApiError::service)?
@@ -43,21 +45,36 @@ async fn route(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResu
         (Method::GET, ["functions", f]) => get_function(state, caller, &req, f),
         (Method::DELETE, ["functions", f]) => {
             let (s, c, f, q) = owned(state, caller, f, req.param("Qualifier"));
-            blocking(move || Ok(s.control.delete_function(&c.account_id, &f, q.as_deref())?)).await?;
+            blocking(move || Ok(s.control.delete_function(&c.account_id, &f, q.as_deref())?))
+                .await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
         (Method::GET, ["functions", f, "configuration"]) => {
-            let cfg = state
-                .control
-                .get_configuration(&caller.account_id, f, req.param("Qualifier"))?;
-            Ok(config_response(state, caller, StatusCode::OK, &cfg, Phase::Settled))
+            let cfg =
+                state
+                    .control
+                    .get_configuration(&caller.account_id, f, req.param("Qualifier"))?;
+            Ok(config_response(
+                state,
+                caller,
+                StatusCode::OK,
+                &cfg,
+                Phase::Settled,
+            ))
         }
         (Method::PUT, ["functions", f, "configuration"]) => {
             let input = wire::parse_body::<wire::UpdateConfigWire>(&req.body)?.into_input()?;
             let (s, c, f, _) = owned(state, caller, f, None);
             let cfg =
-                blocking(move || Ok(s.control.update_configuration(&c.account_id, &f, input)?)).await?;
-            Ok(config_response(state, caller, StatusCode::OK, &cfg, Phase::Updating))
+                blocking(move || Ok(s.control.update_configuration(&c.account_id, &f, input)?))
+                    .await?;
+            Ok(config_response(
+                state,
+                caller,
+                StatusCode::OK,
+                &cfg,
+                Phase::Updating,
+            ))
         }
         (Method::PUT, ["functions", f, "code"]) => update_code(state, caller, &req, f).await,
         (Method::GET, ["functions", f, "versions"]) => {
@@ -70,7 +87,14 @@ async fn route(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResu
             let items: Vec<_> = page
                 .items
                 .iter()
-                .map(|c| wire::function_configuration(&state.region, &caller.account_id, c, Phase::Settled))
+                .map(|c| {
+                    wire::function_configuration(
+                        &state.region,
+                        &caller.account_id,
+                        c,
+                        Phase::Settled,
+                    )
+                })
                 .collect();
             Ok(listing("Versions", items, page.next_marker))
         }
@@ -87,7 +111,13 @@ async fn route(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResu
                 )?)
             })
             .await?;
-            Ok(config_response(state, caller, StatusCode::CREATED, &cfg, Phase::Creating))
+            Ok(config_response(
+                state,
+                caller,
+                StatusCode::CREATED,
+                &cfg,
+                Phase::Creating,
+            ))
         }
         (Method::GET, ["functions", f, "aliases"]) => {
             let page = state.control.list_aliases(
@@ -116,8 +146,14 @@ async fn route(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResu
             let (s, c, f, _) = owned(state, caller, f, None);
             let fname = function_name_of(&f);
             let alias = blocking(move || {
-                Ok(s.control
-                    .create_alias(&c.account_id, &f, &name, &version, input.description, weights)?)
+                Ok(s.control.create_alias(
+                    &c.account_id,
+                    &f,
+                    &name,
+                    &version,
+                    input.description,
+                    weights,
+                )?)
             })
             .await?;
             Ok(json(
@@ -129,7 +165,12 @@ async fn route(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResu
             let alias = state.control.get_alias(&caller.account_id, f, a)?;
             Ok(json(
                 StatusCode::OK,
-                wire::alias_configuration(&state.region, &caller.account_id, &function_name_of(f), &alias),
+                wire::alias_configuration(
+                    &state.region,
+                    &caller.account_id,
+                    &function_name_of(f),
+                    &alias,
+                ),
             ))
         }
         (Method::PUT, ["functions", f, "aliases", a]) => {
@@ -166,10 +207,16 @@ async fn route(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResu
         }
         (Method::PUT, ["functions", f, "concurrency"]) => {
             let input: wire::ConcurrencyWire = wire::parse_body(&req.body)?;
-            let n = wire::require(input.reserved_concurrent_executions, "reservedConcurrentExecutions")?;
+            let n = wire::require(
+                input.reserved_concurrent_executions,
+                "reservedConcurrentExecutions",
+            )?;
             let (s, c, f, _) = owned(state, caller, f, None);
             let n = blocking(move || Ok(s.control.put_concurrency(&c.account_id, &f, n)?)).await?;
-            Ok(json(StatusCode::OK, json!({ "ReservedConcurrentExecutions": n })))
+            Ok(json(
+                StatusCode::OK,
+                json!({ "ReservedConcurrentExecutions": n }),
+            ))
         }
         (Method::GET, ["functions", f, "concurrency"]) => {
             let n = state.control.get_concurrency(&caller.account_id, f)?;
@@ -286,14 +333,18 @@ fn list_functions(state: &Arc<AppState>, caller: &Caller, req: &Incoming) -> Api
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "ValidationException",
-                format!("1 validation error detected: Value '{v}' at 'functionVersion' failed to satisfy constraint: Member must satisfy enum value set: [ALL]"),
+                format!(
+                    "1 validation error detected: Value '{v}' at 'functionVersion' failed to satisfy constraint: Member must satisfy enum value set: [ALL]"
+                ),
             ));
         }
     };
-    let page =
-        state
-            .control
-            .list_functions(&caller.account_id, all, req.param("Marker"), max_items(req)?)?;
+    let page = state.control.list_functions(
+        &caller.account_id,
+        all,
+        req.param("Marker"),
+        max_items(req)?,
+    )?;
     let items: Vec<_> = page
         .items
         .iter()
@@ -302,16 +353,31 @@ fn list_functions(state: &Arc<AppState>, caller: &Caller, req: &Incoming) -> Api
     Ok(listing("Functions", items, page.next_marker))
 }
 
-async fn create_function(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResult<Response> {
+async fn create_function(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    req: Incoming,
+) -> ApiResult<Response> {
     let input = wire::parse_body::<wire::CreateFunctionWire>(&req.body)?.into_input()?;
     let (s, c, _, _) = owned(state, caller, "", None);
     let (latest, published) =
         blocking(move || Ok(s.control.create_function(&c.account_id, input)?)).await?;
     let cfg = published.unwrap_or(latest);
-    Ok(config_response(state, caller, StatusCode::CREATED, &cfg, Phase::Creating))
+    Ok(config_response(
+        state,
+        caller,
+        StatusCode::CREATED,
+        &cfg,
+        Phase::Creating,
+    ))
 }
 
-async fn update_code(state: &Arc<AppState>, caller: &Caller, req: &Incoming, f: &str) -> ApiResult<Response> {
+async fn update_code(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    req: &Incoming,
+    f: &str,
+) -> ApiResult<Response> {
     let input: wire::UpdateCodeWire = wire::parse_body(&req.body)?;
     let zip = wire::decode_code(&wire::CodeInput {
         zip_file: input.zip_file,
@@ -329,10 +395,21 @@ async fn update_code(state: &Arc<AppState>, caller: &Caller, req: &Incoming, f: 
     };
     let (s, c, f, _) = owned(state, caller, f, None);
     let cfg = blocking(move || Ok(s.control.update_code(&c.account_id, &f, update)?)).await?;
-    Ok(config_response(state, caller, StatusCode::OK, &cfg, Phase::Updating))
+    Ok(config_response(
+        state,
+        caller,
+        StatusCode::OK,
+        &cfg,
+        Phase::Updating,
+    ))
 }
 
-fn get_function(state: &Arc<AppState>, caller: &Caller, req: &Incoming, f: &str) -> ApiResult<Response> {
+fn get_function(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    req: &Incoming,
+    f: &str,
+) -> ApiResult<Response> {
     let d = state
         .control
         .get_function(&caller.account_id, f, req.param("Qualifier"))?;
@@ -378,9 +455,19 @@ fn code_link(state: &AppState, host: &str, sha256_hex: &str) -> ApiResult<String
 }
 
 /// Serves `GET /updraft/code/<sha256>.zip` for links made by [`code_link`].
-pub fn download_code(state: &AppState, req: &Incoming, raw_path: &str, raw_query: &str) -> Response {
+pub fn download_code(
+    state: &AppState,
+    req: &Incoming,
+    raw_path: &str,
+    raw_query: &str,
+) -> Response {
     let denied = || {
-        ApiError::new(StatusCode::FORBIDDEN, "AccessDeniedException", "Access denied").into_response()
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            "Access denied",
+        )
+        .into_response()
     };
     if req.method != Method::GET || req.segments.len() != 3 {
         return denied();
@@ -395,7 +482,10 @@ pub fn download_code(state: &AppState, req: &Incoming, raw_path: &str, raw_query
         },
         &updraft_sigv4::sha256_hex(b""),
         time::OffsetDateTime::now_utc(),
-        |id| (id == state.code_link_key.access_key_id).then(|| state.code_link_key.secret_access_key.clone()),
+        |id| {
+            (id == state.code_link_key.access_key_id)
+                .then(|| state.code_link_key.secret_access_key.clone())
+        },
     );
     if let Err(e) = verified {
         return verify_error(&e).into_response();
@@ -418,17 +508,27 @@ pub fn download_code(state: &AppState, req: &Incoming, raw_path: &str, raw_query
 }
 
 /// `GET /updraft/v1/functions/{name}/logs?since_ms=N`: the function's log events (for `updraft logs`).
-pub fn function_logs(state: &AppState, caller: &Caller, req: &Incoming) -> Response {
+pub async fn function_logs(state: &Arc<AppState>, caller: &Caller, req: &Incoming) -> Response {
     let since = req
         .param("since_ms")
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(0);
     let name = function_name_of(&req.segments[3]);
-    if let Err(e) = state.control.get_configuration(&caller.account_id, &name, None) {
+    if let Err(e) = state
+        .control
+        .get_configuration(&caller.account_id, &name, None)
+    {
         return ApiError::from(e).into_response();
     }
-    match state.engine.read_logs(&caller.account_id, &name, since) {
+    let (s, c) = (state.clone(), caller.clone());
+    let events = blocking(move || {
+        s.engine
+            .read_logs(&c.account_id, &name, since)
+            .map_err(ApiError::service)
+    })
+    .await;
+    match events {
         Ok(events) => json(StatusCode::OK, json!({ "events": events })),
-        Err(e) => ApiError::service(e).into_response(),
+        Err(e) => e.into_response(),
     }
 }

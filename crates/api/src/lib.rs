@@ -227,7 +227,7 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         && incoming.segments[4] == "logs"
         && incoming.method == Method::GET
     {
-        return lambda::function_logs(state, &caller, &incoming);
+        return lambda::function_logs(state, &caller, &incoming).await;
     }
     ApiError::unknown_operation().into_response()
 }

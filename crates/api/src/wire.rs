@@ -25,7 +25,12 @@ pub enum Phase {
 }
 
 /// Renders a `FunctionConfiguration`.
-pub fn function_configuration(region: &str, account_id: &str, c: &FunctionConfig, phase: Phase) -> Value {
+pub fn function_configuration(
+    region: &str,
+    account_id: &str,
+    c: &FunctionConfig,
+    phase: Phase,
+) -> Value {
     let base = updraft_control::arn::function_arn(region, account_id, &c.name);
     let arn = if c.version == "$LATEST" {
         base
@@ -57,7 +62,10 @@ pub fn function_configuration(region: &str, account_id: &str, c: &FunctionConfig
     match phase {
         Phase::Creating => {
             m.insert("State".into(), json!("Pending"));
-            m.insert("StateReason".into(), json!("The function is being created."));
+            m.insert(
+                "StateReason".into(),
+                json!("The function is being created."),
+            );
             m.insert("StateReasonCode".into(), json!("Creating"));
         }
         _ => {
@@ -215,7 +223,9 @@ fn missing(field: &str) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::BAD_REQUEST,
         "ValidationException",
-        format!("1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"),
+        format!(
+            "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
+        ),
     )
 }
 
@@ -236,15 +246,17 @@ pub fn decode_code(code: &CodeInput) -> ApiResult<Vec<u8>> {
     })?;
     base64::engine::general_purpose::STANDARD
         .decode(zip)
-        .map_err(|_| ApiError::invalid("Could not unzip uploaded file. Please check your file, then try to upload again."))
+        .map_err(|_| {
+            ApiError::invalid(
+                "Could not unzip uploaded file. Please check your file, then try to upload again.",
+            )
+        })
 }
 
 impl CreateFunctionWire {
     pub fn into_input(self) -> ApiResult<CreateFunction> {
         if self.package_type.as_deref().is_some_and(|p| p != "Zip") {
-            return Err(ApiError::invalid(
-                "Updraft supports PackageType Zip only.",
-            ));
+            return Err(ApiError::invalid("Updraft supports PackageType Zip only."));
         }
         if self.layers.as_ref().is_some_and(|l| !l.is_empty()) {
             return Err(ApiError::invalid("Layers are not supported yet."));

@@ -1,0 +1,676 @@
+// Updraft's Node.js runtime client.
+//
+// Speaks the Lambda Runtime API (2018-06-01) on AWS_LAMBDA_RUNTIME_API: loads the handler
+// named by _HANDLER from LAMBDA_TASK_ROOT (CommonJS or ES module), then loops fetching the
+// next event, calling the handler and posting its result or error. Handler resolution,
+// the callback/promise programming model, the context object, error bodies and log lines
+// follow Lambda's own Node.js runtime so that functions behave the same here as there.
+//
+// Node's standard library only: this file is copied to /var/runtime and started as
+// `node /var/runtime/bootstrap.mjs`.
+
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import util from 'node:util';
+import { createRequire } from 'node:module';
+import { Writable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
+
+const require = createRequire(import.meta.url);
+
+const API_PREFIX = '/2018-06-01/runtime';
+const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
+const ERROR_BODY_TRAILER = 'Lambda-Runtime-Function-Error-Body';
+
+// The same global slot Lambda's runtime uses, so libraries that read it keep working.
+const REQUEST_ID = Symbol.for('aws.lambda.runtime.requestId');
+const HANDLER_STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
+const HANDLER_HIGHWATERMARK = Symbol.for('aws.lambda.runtime.handler.streaming.highWaterMark');
+const STREAM_RESPONSE = 'response';
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+function runtimeError(name) {
+  const cls = class extends Error {};
+  cls.prototype.name = `Runtime.${name}`;
+  return cls;
+}
+
+const ImportModuleError = runtimeError('ImportModuleError');
+const HandlerNotFound = runtimeError('HandlerNotFound');
+const MalformedHandlerName = runtimeError('MalformedHandlerName');
+const UserCodeSyntaxError = runtimeError('UserCodeSyntaxError');
+const MalformedStreamingHandler = runtimeError('MalformedStreamingHandler');
+const InvalidStreamingOperation = runtimeError('InvalidStreamingOperation');
+const NodeJsExit = runtimeError('NodeJsExit');
+
+class UnhandledPromiseRejection extends Error {
+  constructor(reason, promise) {
+    super(reason);
+    this.reason = reason;
+    this.promise = promise;
+  }
+}
+UnhandledPromiseRejection.prototype.name = 'Runtime.UnhandledPromiseRejection';
+
+function isErrorLike(e) {
+  return (
+    e != null &&
+    typeof e.name === 'string' &&
+    typeof e.message === 'string' &&
+    typeof e.stack === 'string'
+  );
+}
+
+/** The body posted to /error and /init/error: Lambda's Node shape, with `trace`. */
+function toRapidResponse(error) {
+  try {
+    if (util.types.isNativeError(error) || isErrorLike(error)) {
+      return {
+        errorType: error.name,
+        errorMessage: error.message,
+        trace: typeof error.stack === 'string' ? error.stack.split('\n') : [],
+      };
+    }
+    return { errorType: typeof error, errorMessage: String(error), trace: [] };
+  } catch (_) {
+    return {
+      errorType: 'handled',
+      errorMessage:
+        'callback called with Error argument, but there was a problem while retrieving one or more of its message, name, and stack',
+    };
+  }
+}
+
+function intoError(err) {
+  return err instanceof Error ? err : new Error(err);
+}
+
+/** `\t{json}` with the error's name, message, own properties and stack lines. */
+function formatErrorForLog(err) {
+  const replacer = (_key, value) => {
+    if (!(value instanceof Error)) return value;
+    const shaped = Object.assign(
+      { errorType: value.name, errorMessage: value.message, code: value.code },
+      value,
+    );
+    if (typeof value.stack === 'string') shaped.stack = value.stack.split('\n');
+    return shaped;
+  };
+  try {
+    return '\t' + JSON.stringify(err, replacer);
+  } catch (_) {
+    return '\t' + JSON.stringify(toRapidResponse(err));
+  }
+}
+
+function logError(label, err) {
+  console.error(label, formatErrorForLog(intoError(err)));
+}
+
+// ---------------------------------------------------------------------------
+// Logging: console.* become `<ISO time>\t<request id>\t<LEVEL>\t<message>` lines
+// ---------------------------------------------------------------------------
+
+function patchConsole() {
+  const levels = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'];
+  const wanted = (process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase();
+  const minimum = Math.max(0, levels.indexOf(wanted));
+  const write = (level) => (message, ...params) => {
+    const line = `${new Date().toISOString()}\t${globalThis[REQUEST_ID]}\t${level}\t${util.format(
+      message,
+      ...params,
+    )}\n`;
+    // Synchronous for pipes and files on Linux, so a line is out before the
+    // invocation's response is posted.
+    process.stdout.write(line);
+  };
+  const nop = () => {};
+  const logger = (level) => (levels.indexOf(level) >= minimum ? write(level) : nop);
+  console.trace = logger('TRACE');
+  console.debug = logger('DEBUG');
+  console.info = logger('INFO');
+  console.log = console.info;
+  console.warn = logger('WARN');
+  console.error = logger('ERROR');
+  console.fatal = logger('FATAL');
+}
+
+// ---------------------------------------------------------------------------
+// Runtime API client
+// ---------------------------------------------------------------------------
+
+class RuntimeApi {
+  constructor(address) {
+    const colon = address.lastIndexOf(':');
+    this.hostname = colon > 0 ? address.slice(0, colon) : address;
+    this.port = colon > 0 ? parseInt(address.slice(colon + 1), 10) : 80;
+    // One kept-alive socket serves every call: an invocation costs no TCP handshake.
+    // Idle kept-alive sockets are unref'd by the agent, so they never hold the event
+    // loop open (callbackWaitsForEmptyEventLoop depends on that).
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  }
+
+  request(method, urlPath, headers, body) {
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        { hostname: this.hostname, port: this.port, path: urlPath, method, headers, agent: this.agent },
+        (res) => {
+          const chunks = [];
+          res.on('data', (c) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }),
+          );
+          res.on('error', reject);
+        },
+      );
+      // Small requests must not wait for the peer's delayed ACK (Nagle); the call is a
+      // no-op once the socket already has it.
+      req.on('socket', (socket) => socket.setNoDelay(true));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  async next() {
+    const res = await this.request('GET', `${API_PREFIX}/invocation/next`, {});
+    if (res.status !== 200) {
+      throw new Error(`GET /runtime/invocation/next answered ${res.status}: ${res.body.toString()}`);
+    }
+    return res;
+  }
+
+  postResponse(id, bodyString) {
+    return this.post(`${API_PREFIX}/invocation/${encodeURIComponent(id)}/response`, bodyString, {});
+  }
+
+  postError(id, error) {
+    const response = toRapidResponse(error);
+    return this.post(`${API_PREFIX}/invocation/${encodeURIComponent(id)}/error`, JSON.stringify(response), {
+      [ERROR_TYPE_HEADER]: response.errorType,
+    });
+  }
+
+  postInitError(error) {
+    const response = toRapidResponse(error);
+    return this.post(`${API_PREFIX}/init/error`, JSON.stringify(response), {
+      [ERROR_TYPE_HEADER]: response.errorType,
+    });
+  }
+
+  async post(urlPath, bodyString, extraHeaders) {
+    const body = Buffer.from(bodyString, 'utf8');
+    const res = await this.request(
+      'POST',
+      urlPath,
+      Object.assign({ 'Content-Type': 'application/json', 'Content-Length': body.length }, extraHeaders),
+      body,
+    );
+    if (res.status >= 300) {
+      // The platform refused what we sent (e.g. too large); it has recorded the
+      // outcome itself, so say why and go on.
+      process.stderr.write(`updraft runtime: POST ${urlPath} answered ${res.status}: ${res.body.toString()}\n`);
+    }
+  }
+
+  /**
+   * A Writable whose bytes go to /response as one chunked POST in Lambda's streaming
+   * mode. Errors after the first byte are reported in the trailers, as Lambda does.
+   */
+  responseStream(id, highWaterMark) {
+    let req = null;
+    let contentType = 'application/octet-stream';
+    let settle;
+    const responseDone = new Promise((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    const start = () => {
+      if (req) return req;
+      req = http.request({
+        hostname: this.hostname,
+        port: this.port,
+        path: `${API_PREFIX}/invocation/${encodeURIComponent(id)}/response`,
+        method: 'POST',
+        agent: this.agent,
+        headers: {
+          'Content-Type': contentType,
+          'Lambda-Runtime-Function-Response-Mode': 'streaming',
+          'Transfer-Encoding': 'chunked',
+          Trailer: `${ERROR_TYPE_HEADER}, ${ERROR_BODY_TRAILER}`,
+        },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => settle.resolve(res.statusCode));
+      });
+      req.on('error', (e) => settle.reject(e));
+      if (typeof stream._onBeforeFirstWrite === 'function') {
+        const prelude = stream._onBeforeFirstWrite;
+        stream._onBeforeFirstWrite = null;
+        prelude((data) => req.write(data));
+      }
+      return req;
+    };
+    const stream = new Writable({
+      highWaterMark,
+      write(chunk, _encoding, callback) {
+        start().write(chunk, callback);
+      },
+      final(callback) {
+        start().end();
+        callback();
+      },
+    });
+    stream.setContentType = (value) => {
+      if (req) throw new InvalidStreamingOperation('Cannot set content-type, too late.');
+      contentType = value;
+    };
+    return {
+      stream,
+      responseDone,
+      started: () => req !== null,
+      /** Ends a started stream with the error in its trailers. */
+      failStarted: (error) => {
+        if (req.writableEnded) return;
+        const response = toRapidResponse(error);
+        req.addTrailers({
+          [ERROR_TYPE_HEADER]: response.errorType,
+          [ERROR_BODY_TRAILER]: Buffer.from(JSON.stringify(response)).toString('base64'),
+        });
+        req.end();
+      },
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Handler loading (as Lambda's Node runtime resolves `_HANDLER`)
+// ---------------------------------------------------------------------------
+
+/** Whether the nearest package.json above `folder` says `"type": "module"`. */
+function hasTypeModule(folder) {
+  if (folder.endsWith('/node_modules')) return false;
+  const pj = path.join(folder, 'package.json');
+  if (fs.existsSync(pj)) {
+    try {
+      const pkg = JSON.parse(fs.readFileSync(pj, 'utf8'));
+      return Boolean(pkg) && pkg.type === 'module';
+    } catch (e) {
+      console.warn(`${pj} cannot be read, it will be ignored for ES module detection purposes.`, e);
+      return false;
+    }
+  }
+  const parent = path.dirname(folder);
+  return parent === folder ? false : hasTypeModule(parent);
+}
+
+function requireIfExists(file) {
+  return fs.existsSync(file) ? require(file) : undefined;
+}
+
+async function importIfExists(file) {
+  return fs.existsSync(file) ? await import(pathToFileURL(file).href) : undefined;
+}
+
+/**
+ * Loads `<appRoot>/<moduleRoot>/<module>` trying, in Lambda's order: the exact file,
+ * `.js` via require (unless package.json says module), `.js` via import (if it does),
+ * `.mjs`, `.cjs`; then Node's own resolution (node_modules) from the app root.
+ */
+async function loadModule(appRoot, moduleRoot, module) {
+  const base = path.resolve(appRoot, moduleRoot, module);
+  const extensionless = requireIfExists(base);
+  if (extensionless) return extensionless;
+
+  const esm = hasTypeModule(path.dirname(base));
+  if (!esm) {
+    const cjs = requireIfExists(base + '.js');
+    if (cjs) return cjs;
+  }
+  const loaded =
+    (esm && (await importIfExists(base + '.js'))) ||
+    (await importIfExists(base + '.mjs')) ||
+    requireIfExists(base + '.cjs');
+  if (loaded) return loaded;
+
+  return require(require.resolve(module, { paths: [appRoot, moduleRoot] }));
+}
+
+async function loadHandler(appRoot, fullHandler) {
+  if (fullHandler.includes('..')) {
+    throw new MalformedHandlerName(
+      `'${fullHandler}' is not a valid handler name. Use absolute paths when specifying root directories in handler names.`,
+    );
+  }
+  const slash = fullHandler.lastIndexOf('/');
+  const moduleRoot = fullHandler.slice(0, slash + 1);
+  const match = fullHandler.slice(slash + 1).match(/^([^.]*)\.(.*)$/);
+  if (!match || match[1] === '') throw new MalformedHandlerName('Bad handler');
+  const [, module, handlerPath] = match;
+
+  let app;
+  try {
+    app = await loadModule(appRoot, moduleRoot, module);
+  } catch (e) {
+    if (e instanceof SyntaxError) {
+      const err = new UserCodeSyntaxError(String(e));
+      // The original stack names the file and line that failed to parse.
+      err.stack = e.stack;
+      throw err;
+    }
+    if (e && e.code === 'MODULE_NOT_FOUND') throw new ImportModuleError(String(e));
+    throw e;
+  }
+
+  const fn = handlerPath.split('.').reduce((obj, key) => obj && obj[key], app);
+  if (!fn) throw new HandlerNotFound(`${fullHandler} is undefined or not exported`);
+  if (typeof fn !== 'function') throw new HandlerNotFound(`${fullHandler} is not a function`);
+  return fn;
+}
+
+function installAwsLambdaGlobal() {
+  const off = process.env.AWS_LAMBDA_NODEJS_NO_GLOBAL_AWSLAMBDA;
+  if (off === '1' || off === 'true') return;
+
+  // Writes the HTTP-integration prelude (JSON metadata and 8 NUL bytes) that
+  // Function URLs read before the body.
+  class HttpResponseStream {
+    static from(underlying, prelude) {
+      underlying.setContentType('application/vnd.awslambda.http-integration-response');
+      const metadata = JSON.stringify(prelude);
+      underlying._onBeforeFirstWrite = (write) => {
+        write(metadata);
+        write(new Uint8Array(8));
+      };
+      return underlying;
+    }
+  }
+  globalThis.awslambda = {
+    streamifyResponse(handler, options) {
+      handler[HANDLER_STREAMING] = STREAM_RESPONSE;
+      if (typeof options?.highWaterMark === 'number') {
+        handler[HANDLER_HIGHWATERMARK] = parseInt(options.highWaterMark, 10);
+      }
+      return handler;
+    },
+    HttpResponseStream,
+  };
+}
+
+function streamingMode(handler) {
+  const mode = handler[HANDLER_STREAMING];
+  if (mode === undefined || mode === null || mode === false) return null;
+  if (mode === STREAM_RESPONSE) return STREAM_RESPONSE;
+  throw new MalformedStreamingHandler('Only response streaming is supported.');
+}
+
+// ---------------------------------------------------------------------------
+// Context object
+// ---------------------------------------------------------------------------
+
+function parseJsonHeader(value, name) {
+  if (value === undefined) return undefined;
+  try {
+    return JSON.parse(value);
+  } catch (err) {
+    throw new Error(`Cannot parse ${name} as json: ${err.toString()}`);
+  }
+}
+
+/** Fields of the context object that come from the environment and the /next headers. */
+function invocationData(headers) {
+  const deadline = Number(headers['lambda-runtime-deadline-ms']);
+  return {
+    functionVersion: process.env.AWS_LAMBDA_FUNCTION_VERSION,
+    functionName: process.env.AWS_LAMBDA_FUNCTION_NAME,
+    // A string, as Lambda gives it.
+    memoryLimitInMB: process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+    logGroupName: process.env.AWS_LAMBDA_LOG_GROUP_NAME,
+    logStreamName: process.env.AWS_LAMBDA_LOG_STREAM_NAME,
+    clientContext: parseJsonHeader(headers['lambda-runtime-client-context'], 'ClientContext'),
+    identity: parseJsonHeader(headers['lambda-runtime-cognito-identity'], 'CognitoIdentity'),
+    invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
+    awsRequestId: headers['lambda-runtime-aws-request-id'],
+    getRemainingTimeInMillis() {
+      return deadline - Date.now();
+    },
+  };
+}
+
+function parseEvent(body) {
+  const text = body.toString('utf8');
+  // Lambda hands an empty invoke payload to the function as an empty object.
+  return text.trim() === '' ? {} : JSON.parse(text);
+}
+
+function serializeResult(result) {
+  try {
+    return JSON.stringify(result === undefined ? null : result);
+  } catch (_) {
+    throw new Error('Unable to stringify response body');
+  }
+}
+
+function isPromise(value) {
+  return value != null && typeof value.then === 'function';
+}
+
+// ---------------------------------------------------------------------------
+// The invocation loop
+// ---------------------------------------------------------------------------
+
+class Runtime {
+  constructor(api, handler) {
+    this.api = api;
+    this.handler = handler;
+    this.isAsync = handler.constructor?.name === 'AsyncFunction';
+    this.streaming = streamingMode(handler);
+    const hwm = Number(handler[HANDLER_HIGHWATERMARK]);
+    this.highWaterMark = Number.isFinite(hwm) && hwm > 0 ? hwm : undefined;
+    // Request id of the invocation in progress; uncaught errors are reported against it.
+    this.currentId = null;
+    // Runs when the event loop has nothing left to do: this is how a callback handler
+    // that keeps callbackWaitsForEmptyEventLoop = true gets its response posted.
+    this.onEmptyEventLoop = () => {};
+    process.on('beforeExit', () => this.onEmptyEventLoop());
+  }
+
+  scheduleNext() {
+    this.onEmptyEventLoop = () => {};
+    setImmediate(() => this.handleOnce().catch(fatal));
+  }
+
+  async handleOnce() {
+    const { headers, body } = await this.api.next();
+    const id = headers['lambda-runtime-aws-request-id'];
+    if (!id) throw new Error('invocation id is missing from /next');
+    this.currentId = id;
+    globalThis[REQUEST_ID] = id;
+    if (headers['lambda-runtime-trace-id']) {
+      process.env._X_AMZN_TRACE_ID = headers['lambda-runtime-trace-id'];
+    } else {
+      delete process.env._X_AMZN_TRACE_ID;
+    }
+    if (this.streaming) return this.invokeStreaming(id, headers, body);
+    return this.invokeBuffered(id, headers, body);
+  }
+
+  /** Builds callback, context.{succeed,fail,done} and the wait-for-empty-loop switch. */
+  callbackContext(id) {
+    let finished = false; // only the first of callback/succeed/fail/done counts
+    let completed = false; // a response or error was posted
+    let waitForEmptyEventLoop = true;
+
+    const postError = (err) => {
+      completed = true;
+      logError('Invoke Error', err);
+      this.api.postError(id, err).then(() => this.scheduleNext(), fatal);
+    };
+    const complete = (result) => {
+      if (completed) return;
+      let bodyString;
+      try {
+        bodyString = serializeResult(result);
+      } catch (err) {
+        postError(err);
+        return;
+      }
+      completed = true;
+      this.api.postResponse(id, bodyString).then(() => this.scheduleNext(), fatal);
+    };
+    const once = (fn) => (...args) => {
+      if (finished) return;
+      finished = true;
+      fn(...args);
+    };
+
+    const callback = once((err, result) => {
+      this.onEmptyEventLoop = () => {};
+      if (err !== undefined && err !== null) {
+        postError(err);
+      } else if (!waitForEmptyEventLoop) {
+        complete(result);
+      } else {
+        this.onEmptyEventLoop = () => {
+          this.onEmptyEventLoop = () => {};
+          setImmediate(() => complete(result));
+        };
+      }
+    });
+    const done = (err, result) => {
+      this.onEmptyEventLoop = () => {};
+      if (err !== undefined && err !== null) postError(err);
+      else complete(result);
+    };
+    const context = {
+      get callbackWaitsForEmptyEventLoop() {
+        return waitForEmptyEventLoop;
+      },
+      set callbackWaitsForEmptyEventLoop(value) {
+        waitForEmptyEventLoop = value;
+      },
+      succeed: once((result) => done(null, result)),
+      fail: once((err) => done(err === undefined || err === null ? 'handled' : err)),
+      done: once(done),
+    };
+    const markCompleted = () => {
+      finished = true;
+      completed = true;
+    };
+    return { callback, context, markCompleted };
+  }
+
+  invokeBuffered(id, headers, body) {
+    const { callback, context, markCompleted } = this.callbackContext(id);
+
+    // Neither callback nor promise settled and nothing is left to run: a plain handler
+    // is done (null result); an async one will never finish.
+    this.onEmptyEventLoop = () => {
+      this.onEmptyEventLoop = () => {};
+      markCompleted();
+      if (this.isAsync) {
+        const err = new NodeJsExit(
+          'The handler returned a Promise that never settled and the event loop is empty.',
+        );
+        logError('Invoke Error', err);
+        this.api.postError(id, err).then(() => this.scheduleNext(), fatal);
+      } else {
+        this.api.postResponse(id, 'null').then(() => this.scheduleNext(), fatal);
+      }
+    };
+
+    try {
+      const ctx = Object.assign(context, invocationData(headers));
+      const result = this.handler(parseEvent(body), ctx, callback);
+      if (isPromise(result)) {
+        result.then(context.succeed, context.fail).catch(context.fail);
+      }
+    } catch (err) {
+      callback(err);
+    }
+  }
+
+  async invokeStreaming(id, headers, body) {
+    const rs = this.api.responseStream(id, this.highWaterMark);
+    this.onEmptyEventLoop = () => {};
+    const fail = async (err) => {
+      logError('Invoke Error', err);
+      if (rs.started()) {
+        rs.failStarted(intoError(err));
+        await rs.responseDone.catch(() => {});
+      } else {
+        await this.api.postError(id, err);
+      }
+    };
+    try {
+      const ctx = invocationData(headers);
+      const result = this.handler(parseEvent(body), rs.stream, ctx);
+      if (!isPromise(result)) {
+        await fail(new InvalidStreamingOperation('Streaming does not support non-async handlers.'));
+      } else {
+        await result;
+        if (!rs.stream.writableEnded) {
+          await fail(new InvalidStreamingOperation('Response stream is not finished.'));
+        } else {
+          await rs.responseDone;
+        }
+      }
+    } catch (err) {
+      await fail(err);
+    }
+    this.scheduleNext();
+  }
+}
+
+function fatal(err) {
+  process.stderr.write(`updraft runtime: ${err && err.stack ? err.stack : err}\n`);
+  process.exit(1);
+}
+
+// ---------------------------------------------------------------------------
+// Entry point
+// ---------------------------------------------------------------------------
+
+async function main() {
+  patchConsole();
+  const address = process.env.AWS_LAMBDA_RUNTIME_API;
+  if (!address) {
+    process.stderr.write('updraft runtime: AWS_LAMBDA_RUNTIME_API is not set\n');
+    process.exit(1);
+  }
+  const api = new RuntimeApi(address);
+  let runtime = null;
+
+  // Errors nobody caught: before the first invocation they fail the init, afterwards
+  // the invocation in progress. Either way the environment is not trusted again.
+  const reportAndExit = (label, error, code) => {
+    logError(label, error);
+    const id = runtime && runtime.currentId;
+    const post = id ? api.postError(id, error) : api.postInitError(error);
+    post.then(
+      () => process.exit(code),
+      () => process.exit(code),
+    );
+  };
+  process.on('uncaughtException', (error) => reportAndExit('Uncaught Exception', error, 129));
+  process.on('unhandledRejection', (reason, promise) =>
+    reportAndExit('Unhandled Promise Rejection', new UnhandledPromiseRejection(reason, promise), 128),
+  );
+
+  installAwsLambdaGlobal();
+  let handler;
+  try {
+    const appRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
+    handler = await loadHandler(appRoot, process.env._HANDLER || '');
+    runtime = new Runtime(api, handler);
+  } catch (error) {
+    reportAndExit('Uncaught Exception', error, 129);
+    return;
+  }
+  runtime.scheduleNext();
+}
+
+main().catch(fatal);

@@ -1,0 +1,310 @@
+//! One execution environment: the sandboxed runtime process, its Runtime API server, the pumps
+//! copying its stdout/stderr into its log stream, and a thread that waits for it to exit.
+//!
+//! An [`Env`] is owned by exactly one party at a time (the invocation using it, or its pool's idle
+//! list), so nothing inside needs a lock except what the server and pumps share. Dropping an `Env`
+//! stops it: the Runtime API server and its connections are aborted, every process of the jail is
+//! killed, and its share of the node's memory budget is given back.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use updraft_sandbox::{ExitInfo, JailSpec};
+
+use crate::launcher::{Launcher, Sandboxed};
+use crate::logs::{self, LogSink, Pump};
+use crate::runtime_api::{self, Assigned, RuntimeApi, RuntimeEvent};
+
+/// The node's memory budget and the registry of every live environment (so that shutdown can kill
+/// busy ones too). `std` mutexes: held for a few instructions, never across an await.
+pub(crate) struct Capacity {
+    budget_mb: u64,
+    used_mb: Mutex<u64>,
+    live: Mutex<HashMap<String, Arc<dyn Sandboxed>>>,
+}
+
+impl Capacity {
+    pub(crate) fn new(budget_mb: u64) -> Arc<Capacity> {
+        Arc::new(Capacity {
+            budget_mb,
+            used_mb: Mutex::new(0),
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Reserves `mb` of the budget, `None` if it does not fit.
+    pub(crate) fn try_reserve(self: &Arc<Self>, mb: u64) -> Option<MemoryLease> {
+        let mut used = self.used_mb.lock().unwrap_or_else(|p| p.into_inner());
+        if *used + mb > self.budget_mb {
+            return None;
+        }
+        *used += mb;
+        Some(MemoryLease {
+            capacity: self.clone(),
+            mb,
+        })
+    }
+
+    pub(crate) fn used_mb(&self) -> u64 {
+        *self.used_mb.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn register(&self, id: &str, sandbox: Arc<dyn Sandboxed>) {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), sandbox);
+    }
+
+    fn unregister(&self, id: &str) {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    pub(crate) fn live_count(&self) -> usize {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Kills every live environment (blocking; call from a blocking thread).
+    pub(crate) fn kill_all(&self) {
+        let all: Vec<_> = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for sandbox in all {
+            sandbox.kill();
+        }
+    }
+}
+
+/// A share of the memory budget, returned when dropped.
+pub(crate) struct MemoryLease {
+    capacity: Arc<Capacity>,
+    mb: u64,
+}
+
+impl Drop for MemoryLease {
+    fn drop(&mut self) {
+        let mut used = self
+            .capacity
+            .used_mb
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *used = used.saturating_sub(self.mb);
+    }
+}
+
+/// Counts one environment in its pool for as long as it lives.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(counter: Arc<AtomicUsize>) -> Counted {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Counted(counter)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Everything needed to start an environment.
+pub(crate) struct EnvLaunch {
+    pub launcher: Arc<dyn Launcher>,
+    pub jail: JailSpec,
+    pub log_path: PathBuf,
+    /// Capture the init phase's output for a tail (a cold start asked for `LogType: Tail`).
+    pub capture: bool,
+    pub memory: MemoryLease,
+    pub capacity: Arc<Capacity>,
+    pub pool_live: Arc<AtomicUsize>,
+}
+
+/// A started execution environment.
+pub(crate) struct Env {
+    pub id: String,
+    pub log: Arc<LogSink>,
+    pub last_used: Instant,
+    /// Always `Some` until dropped (taken so that the jail's last reference is released off the
+    /// async threads).
+    sandbox: Option<Arc<dyn Sandboxed>>,
+    next_tx: mpsc::Sender<Assigned>,
+    events: mpsc::UnboundedReceiver<RuntimeEvent>,
+    pumps: Vec<Pump>,
+    server: Option<JoinHandle<()>>,
+    /// Set by the waiting thread as soon as the processes are gone.
+    dead: Arc<AtomicBool>,
+    capacity: Arc<Capacity>,
+    _memory: MemoryLease,
+    _counted: Counted,
+}
+
+impl Env {
+    /// Builds the jail and wires its Runtime API, pumps and exit watcher. The runtime is running
+    /// (in its init phase) when this returns.
+    pub(crate) async fn launch(req: EnvLaunch) -> Result<Env, String> {
+        let log = Arc::new(LogSink::open(&req.log_path));
+        if req.capture {
+            log.begin_capture();
+        }
+        let id = req.jail.id.clone();
+        let launcher = req.launcher.clone();
+        let jail = req.jail;
+        let mut sandbox = tokio::task::spawn_blocking(move || launcher.launch(&jail))
+            .await
+            .map_err(|e| format!("environment start task failed: {e}"))??;
+        let listener = sandbox.take_runtime_api_listener();
+        let stdout = sandbox.take_stdout();
+        let stderr = sandbox.take_stderr();
+        let sandbox: Arc<dyn Sandboxed> = Arc::from(sandbox);
+        req.capacity.register(&id, sandbox.clone());
+
+        let (ev_tx, events) = mpsc::unbounded_channel();
+        let (api, next_tx) = RuntimeApi::new(ev_tx.clone());
+        // From here on, dropping `env` on an error path kills the jail.
+        let mut env = Env {
+            id,
+            log,
+            last_used: Instant::now(),
+            sandbox: Some(sandbox),
+            next_tx,
+            events,
+            pumps: Vec::new(),
+            server: None,
+            dead: Arc::new(AtomicBool::new(false)),
+            capacity: req.capacity,
+            _memory: req.memory,
+            _counted: Counted::new(req.pool_live),
+        };
+        let listener = listener.ok_or("sandbox returned no runtime api listener")?;
+        env.server = Some(
+            runtime_api::serve(listener, api).map_err(|e| format!("runtime api listener: {e}"))?,
+        );
+        for fd in [stdout, stderr].into_iter().flatten() {
+            match Pump::spawn(fd, env.log.clone()) {
+                Ok(p) => env.pumps.push(p),
+                Err(e) => tracing::warn!("environment {}: cannot read runtime output: {e}", env.id),
+            }
+        }
+        let sandbox = env.sandbox.clone().ok_or("environment lost its sandbox")?;
+        let dead = env.dead.clone();
+        std::thread::Builder::new()
+            .name(format!("env-wait-{}", &env.id[..env.id.len().min(8)]))
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let info = sandbox.wait();
+                dead.store(true, Ordering::Release);
+                let _ = ev_tx.send(RuntimeEvent::Exited(info));
+            })
+            .map_err(|e| format!("cannot start environment watcher: {e}"))?;
+        Ok(env)
+    }
+
+    /// Whether the environment's processes are gone.
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+
+    /// Next event of the environment; `None` once nothing can send any more.
+    pub(crate) async fn event(&mut self) -> Option<RuntimeEvent> {
+        self.events.recv().await
+    }
+
+    /// Discards events left over from earlier invocations; returns the exit if one is among them.
+    pub(crate) fn drain_stale(&mut self) -> Option<ExitInfo> {
+        while let Ok(ev) = self.events.try_recv() {
+            if let RuntimeEvent::Exited(info) = ev {
+                return Some(info);
+            }
+        }
+        None
+    }
+
+    /// Hands an invocation to the runtime's (current or next) `/next`.
+    pub(crate) fn assign(&self, a: Assigned) -> bool {
+        self.next_tx.try_send(a).is_ok()
+    }
+
+    /// Kills the environment's processes and waits until the kill is done.
+    pub(crate) async fn kill(&self) {
+        if let Some(sandbox) = self.sandbox.clone() {
+            let _ = tokio::task::spawn_blocking(move || sandbox.kill()).await;
+        }
+    }
+
+    /// Peak memory so far in MiB, rounded up (0 when unknown).
+    pub(crate) fn max_memory_used_mb(&self) -> u64 {
+        const MIB: u64 = 1024 * 1024;
+        self.sandbox
+            .as_ref()
+            .and_then(|s| s.memory_peak_bytes())
+            .map(|b| b.div_ceil(MIB))
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn oom_killed(&self) -> bool {
+        self.sandbox.as_ref().is_some_and(|s| s.oom_killed())
+    }
+
+    /// Lets the pumps write out what the runtime has written so far.
+    pub(crate) async fn flush_logs(&self, max: Duration) {
+        logs::flush(&self.pumps, max).await;
+    }
+
+    /// Waits for the runtime's output pipes to close (after it exited), then flushes.
+    pub(crate) async fn drain_logs_after_exit(&self, max: Duration) {
+        logs::wait_eof(&self.pumps, max).await;
+        logs::flush(&self.pumps, max).await;
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        self.capacity.unregister(&self.id);
+        let Some(sandbox) = self.sandbox.take() else {
+            return;
+        };
+        // Killing (and, with the last reference, removing the cgroup) touches the file system and
+        // waits for processes: keep it off async threads.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn_blocking(move || sandbox.kill());
+            }
+            Err(_) => sandbox.kill(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_budget_is_reserved_and_returned() {
+        let cap = Capacity::new(1000);
+        let a = cap.try_reserve(600).unwrap();
+        assert!(cap.try_reserve(500).is_none());
+        let b = cap.try_reserve(400).unwrap();
+        assert_eq!(cap.used_mb(), 1000);
+        drop(a);
+        assert_eq!(cap.used_mb(), 400);
+        assert!(cap.try_reserve(600).is_some());
+        drop(b);
+        assert_eq!(cap.used_mb(), 0);
+    }
+}

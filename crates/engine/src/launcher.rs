@@ -1,0 +1,166 @@
+//! The seam between the engine and the sandbox: a [`Launcher`] turns a `JailSpec` into a running
+//! [`Sandboxed`] environment. In production that is `updraft_sandbox::spawn` (namespaces, cgroup,
+//! seccomp, ...); the engine's own unit tests use a launcher that runs the runtime as a plain host
+//! process, so pool logic is tested without privileges.
+
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use updraft_sandbox::{ExitInfo, Jail, JailSpec};
+
+/// A running environment, as the engine needs it. Implementations are `Send + Sync`: `wait` blocks
+/// on one thread while `kill` may be called from another.
+pub(crate) trait Sandboxed: Send + Sync {
+    fn take_runtime_api_listener(&mut self) -> Option<TcpListener>;
+    fn take_stdout(&mut self) -> Option<OwnedFd>;
+    fn take_stderr(&mut self) -> Option<OwnedFd>;
+    /// Kills every process of the environment; harmless when already dead.
+    fn kill(&self);
+    /// Blocks until the environment has exited.
+    fn wait(&self) -> ExitInfo;
+    fn memory_peak_bytes(&self) -> Option<u64>;
+    fn oom_killed(&self) -> bool;
+}
+
+/// Starts environments. `launch` blocks (the engine calls it in `spawn_blocking`).
+pub(crate) trait Launcher: Send + Sync {
+    fn launch(&self, spec: &JailSpec) -> Result<Box<dyn Sandboxed>, String>;
+}
+
+/// Starts environments with Updraft's sandbox, re-executing `helper_exe __jail`.
+pub(crate) struct JailLauncher {
+    helper_exe: PathBuf,
+}
+
+impl JailLauncher {
+    pub(crate) fn new(helper_exe: PathBuf) -> Self {
+        JailLauncher { helper_exe }
+    }
+}
+
+impl Launcher for JailLauncher {
+    fn launch(&self, spec: &JailSpec) -> Result<Box<dyn Sandboxed>, String> {
+        updraft_sandbox::spawn(spec, &self.helper_exe)
+            .map(|j| Box::new(j) as Box<dyn Sandboxed>)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Sandboxed for Jail {
+    fn take_runtime_api_listener(&mut self) -> Option<TcpListener> {
+        Jail::take_runtime_api_listener(self)
+    }
+    fn take_stdout(&mut self) -> Option<OwnedFd> {
+        Jail::take_stdout(self)
+    }
+    fn take_stderr(&mut self) -> Option<OwnedFd> {
+        Jail::take_stderr(self)
+    }
+    fn kill(&self) {
+        Jail::kill(self)
+    }
+    fn wait(&self) -> ExitInfo {
+        Jail::wait(self)
+    }
+    fn memory_peak_bytes(&self) -> Option<u64> {
+        Jail::memory_peak_bytes(self)
+    }
+    fn oom_killed(&self) -> bool {
+        Jail::oom_killed(self)
+    }
+}
+
+/// Runs the runtime as an ordinary host process: `/var/task` and `/var/runtime` in argv and in the
+/// well-known variables are rewritten to the host directories, and the Runtime API listens on an
+/// ephemeral loopback port. No isolation at all: for tests only.
+#[cfg(test)]
+pub(crate) mod host {
+    use super::*;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    pub(crate) struct HostLauncher;
+
+    struct HostProcess {
+        child: Mutex<Child>,
+        listener: Option<TcpListener>,
+        stdout: Option<OwnedFd>,
+        stderr: Option<OwnedFd>,
+    }
+
+    fn rewrite(s: &str, spec: &JailSpec) -> String {
+        let mut out = s.replace("/var/task", &spec.code_dir.to_string_lossy());
+        if let Some(rt) = &spec.runtime_dir {
+            out = out.replace("/var/runtime", &rt.to_string_lossy());
+        }
+        out
+    }
+
+    impl Launcher for HostLauncher {
+        fn launch(&self, spec: &JailSpec) -> Result<Box<dyn Sandboxed>, String> {
+            let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            let argv: Vec<String> = spec.argv.iter().map(|a| rewrite(a, spec)).collect();
+            let mut cmd = Command::new(&argv[0]);
+            cmd.args(&argv[1..])
+                .env_clear()
+                .current_dir(&spec.code_dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            for (k, v) in &spec.env {
+                let v = match k.as_str() {
+                    "AWS_LAMBDA_RUNTIME_API" => addr.to_string(),
+                    "LAMBDA_TASK_ROOT" | "LAMBDA_RUNTIME_DIR" | "PYTHONPATH" => rewrite(v, spec),
+                    _ => v.clone(),
+                };
+                cmd.env(k, v);
+            }
+            let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", argv[0]))?;
+            let stdout = child.stdout.take().map(OwnedFd::from);
+            let stderr = child.stderr.take().map(OwnedFd::from);
+            Ok(Box::new(HostProcess {
+                child: Mutex::new(child),
+                listener: Some(listener),
+                stdout,
+                stderr,
+            }))
+        }
+    }
+
+    impl Sandboxed for HostProcess {
+        fn take_runtime_api_listener(&mut self) -> Option<TcpListener> {
+            self.listener.take()
+        }
+        fn take_stdout(&mut self) -> Option<OwnedFd> {
+            self.stdout.take()
+        }
+        fn take_stderr(&mut self) -> Option<OwnedFd> {
+            self.stderr.take()
+        }
+        fn kill(&self) {
+            let _ = self.child.lock().unwrap().kill();
+        }
+        fn wait(&self) -> ExitInfo {
+            use std::os::unix::process::ExitStatusExt;
+            loop {
+                // Poll so that the lock is free for kill() in between.
+                if let Ok(Some(st)) = self.child.lock().unwrap().try_wait() {
+                    return ExitInfo {
+                        code: st.code(),
+                        signal: st.signal(),
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        fn memory_peak_bytes(&self) -> Option<u64> {
+            None
+        }
+        fn oom_killed(&self) -> bool {
+            false
+        }
+    }
+}

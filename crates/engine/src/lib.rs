@@ -1,0 +1,297 @@
+//! Updraft's execution engine: it turns an invocation of a function version into a run inside an
+//! isolated execution environment that speaks the real Lambda Runtime API.
+//!
+//! Components, each in its own module:
+//! - `runtimes`: the registry of Lambda runtime ids (`python3.12`, `nodejs20.x`,
+//!   `provided.al2023`, ...) and how each is started on this host (which interpreter, which argv,
+//!   which host paths the jail must see); listed by [`Engine::runtimes`].
+//! - `envvars`: the environment of the runtime process, built the way Lambda builds it.
+//! - `runtime_api`: one HTTP server per environment (`/2018-06-01/runtime/...`), served on the
+//!   listener the sandbox created inside the environment's own network namespace.
+//! - `pool`: one pool of environments per (function, version, generation); admission (account and
+//!   reserved concurrency, the node's memory budget), cold starts, warm reuse, timeouts, crashes,
+//!   idle reaping and retirement.
+//! - `env`: one execution environment: the jail, its Runtime API server, its log pumps and the
+//!   thread that notices its exit.
+//! - `logs`: per-environment log stream files with Lambda's `START`/`END`/`REPORT` lines, the tail
+//!   returned for `LogType: Tail`, and reading events back for the API.
+//! - `metering`: one [`UsageRecord`] per invocation, published on a broadcast channel.
+//!
+//! Architecture invariants: the engine speaks domain types (AWS wire shapes of the public API live
+//! at the front door; only the Runtime API, which runtimes inside the jail call, has its wire shape
+//! here); the invoke path never touches a database; no `unsafe` here (isolation is the sandbox
+//! crate's job, reached through the `launcher` seam).
+
+mod env;
+mod envvars;
+mod launcher;
+mod logs;
+mod messages;
+mod metering;
+mod pool;
+mod runtime_api;
+mod runtimes;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use logs::{LogEvent, read_logs, stream_file_name, stream_name_from_file};
+pub use metering::{UsageOutcome, UsageRecord};
+pub use runtime_api::MAX_PAYLOAD_BYTES;
+pub use runtimes::RuntimeInfo;
+
+/// How the engine of one node is set up.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The engine writes `runtimes/` (runtime client files) and `logs/` (log streams) below it.
+    pub data_dir: PathBuf,
+    /// Region reported to functions (`AWS_REGION`, `AWS_DEFAULT_REGION`).
+    pub region: String,
+    /// Concurrent invocations of the whole account on this node (Lambda's default is 1000).
+    pub account_concurrency: u32,
+    /// How long an idle environment is kept warm before it is stopped.
+    pub idle_timeout: Duration,
+    /// Sum of `MemorySize` of all live environments this node may hold.
+    pub memory_budget_mb: u64,
+    /// The `updraft` executable, re-executed as `updraft __jail` to build each environment.
+    pub helper_exe: PathBuf,
+}
+
+impl EngineConfig {
+    /// A configuration with Lambda's defaults: region `us-east-1`, account concurrency 1000,
+    /// 300 s keep-warm, and a memory budget of the host's total memory (8 GiB when unknown).
+    pub fn new(data_dir: PathBuf, helper_exe: PathBuf) -> Self {
+        EngineConfig {
+            data_dir,
+            region: "us-east-1".to_string(),
+            account_concurrency: 1000,
+            idle_timeout: Duration::from_secs(300),
+            memory_budget_mb: host_memory_mb().unwrap_or(8192),
+            helper_exe,
+        }
+    }
+}
+
+/// Total memory of the host in MiB, from `/proc/meminfo`.
+pub fn host_memory_mb() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+/// Everything the engine needs to know about one function version to run it.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    pub account_id: String,
+    pub function_name: String,
+    /// Unqualified ARN; reserved concurrency is counted per this ARN across versions.
+    pub function_arn: String,
+    /// `"$LATEST"` or `"1"`, `"2"`, ...
+    pub version: String,
+    /// Changes whenever code or configuration of this version changes (the RevisionId); a new
+    /// generation gets a new pool, and [`Engine::retire`] drains the old ones.
+    pub generation: String,
+    /// Lambda runtime id: `python3.12`, `nodejs20.x`, `provided.al2023`, ...
+    pub runtime: String,
+    pub handler: String,
+    pub memory_mb: u32,
+    pub timeout_s: u32,
+    pub ephemeral_mb: u32,
+    /// The function's own environment variables.
+    pub environment: Vec<(String, String)>,
+    /// Extracted package (read-only), mounted at `/var/task`.
+    pub code_dir: PathBuf,
+    /// `Some(0)` means the function is disabled (every invocation is throttled).
+    pub reserved_concurrency: Option<u32>,
+    /// `"/aws/lambda/<name>"`.
+    pub log_group: String,
+}
+
+/// One synchronous invocation.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub request_id: String,
+    pub payload: bytes::Bytes,
+    /// ARN as invoked (with the qualifier if one was given).
+    pub invoked_function_arn: String,
+    /// `X-Amz-Client-Context` as sent by the client (base64 JSON); the Runtime API hands the runtime
+    /// the decoded JSON, as Lambda does.
+    pub client_context: Option<String>,
+    pub cognito_identity: Option<String>,
+    /// X-Ray trace header; one is generated when absent (Lambda always sends one).
+    pub trace_id: Option<String>,
+    /// `LogType: Tail`.
+    pub want_log_tail: bool,
+}
+
+/// What an invocation produced. Function failures (handler errors, init errors, timeouts, crashes)
+/// are outcomes with `function_error`, as on Lambda, not [`InvokeError`]s.
+#[derive(Debug, Clone)]
+pub struct InvokeOutcome {
+    pub payload: bytes::Bytes,
+    /// `Some("Unhandled")` when the function failed.
+    pub function_error: Option<&'static str>,
+    /// The last 4 KiB of this invocation's log (`START` .. `REPORT`), raw bytes (not base64).
+    pub log_tail: Option<Vec<u8>>,
+    pub executed_version: String,
+}
+
+/// Reasons an invocation could not be run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// `reason` is `ConcurrentInvocationLimitExceeded` (account concurrency),
+    /// `ReservedFunctionConcurrentInvocationLimitExceeded` (reserved concurrency of the function) or
+    /// `CapacityLimitExceeded` (the node's memory budget is used up by busy environments).
+    #[error("rate exceeded: {reason}")]
+    Throttled { reason: &'static str },
+    /// The runtime id is unknown or its interpreter is not on this host.
+    #[error("runtime unavailable: {0}")]
+    RuntimeUnavailable(String),
+    /// The engine is shutting down and accepts no new invocations.
+    #[error("engine is shutting down")]
+    ShuttingDown,
+    /// The environment could not be built (sandbox failure) or another platform fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Reason string of [`InvokeError::Throttled`] for the account concurrency limit.
+pub const THROTTLE_ACCOUNT: &str = "ConcurrentInvocationLimitExceeded";
+/// Reason string of [`InvokeError::Throttled`] for a function's reserved concurrency.
+pub const THROTTLE_RESERVED: &str = "ReservedFunctionConcurrentInvocationLimitExceeded";
+/// Reason string of [`InvokeError::Throttled`] for the node's memory budget.
+pub const THROTTLE_CAPACITY: &str = "CapacityLimitExceeded";
+
+/// Failures of engine setup and of reading logs.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("engine must be created inside a tokio runtime")]
+    NoRuntime,
+    #[error("cannot create directory {0}: {1}")]
+    CreateDir(PathBuf, std::io::Error),
+    #[error("cannot write runtime client {0}: {1}")]
+    WriteRuntimeClient(PathBuf, std::io::Error),
+    #[error("invalid name {0:?}")]
+    InvalidName(String),
+    #[error("cannot read log stream {0}: {1}")]
+    ReadLogs(PathBuf, std::io::Error),
+}
+
+/// Counts of one pool's environments, for `ls`, metrics and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStats {
+    pub function_arn: String,
+    pub version: String,
+    pub generation: String,
+    /// Environments waiting for work.
+    pub idle: usize,
+    /// All environments of the pool that are alive (initialising, idle or busy).
+    pub live: usize,
+}
+
+/// The engine of one node. Create it once with [`Engine::new`] inside a tokio runtime.
+pub struct Engine {
+    inner: Arc<pool::Inner>,
+}
+
+impl Engine {
+    /// Probes the host's interpreters, writes the embedded runtime clients to
+    /// `<data_dir>/runtimes/{python,node}/`, creates `<data_dir>/logs/` and starts the idle reaper.
+    /// Must be called inside a tokio runtime.
+    pub fn new(cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
+        let launcher = Arc::new(launcher::JailLauncher::new(cfg.helper_exe.clone()));
+        Self::with_launcher(cfg, launcher, pool::Timings::default())
+    }
+
+    pub(crate) fn with_launcher(
+        cfg: EngineConfig,
+        launcher: Arc<dyn launcher::Launcher>,
+        timings: pool::Timings,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
+        let registry = runtimes::RuntimeRegistry::discover();
+        runtimes::install_clients(&cfg.data_dir)?;
+        let logs_dir = cfg.data_dir.join("logs");
+        std::fs::create_dir_all(&logs_dir)
+            .map_err(|e| EngineError::CreateDir(logs_dir.clone(), e))?;
+        let inner = pool::Inner::new(cfg, registry, launcher, timings);
+        pool::spawn_reaper(&handle, &inner);
+        Ok(Arc::new(Engine { inner }))
+    }
+
+    /// Every runtime id Updraft knows, whether it can run here and the interpreter it uses.
+    pub fn runtimes(&self) -> Vec<RuntimeInfo> {
+        self.inner.registry.infos()
+    }
+
+    /// Runs one invocation: takes a warm environment of the function version or starts one, hands
+    /// it the event, and waits for its response, error, crash or timeout. The invocation runs to
+    /// its end even if the caller stops waiting (a client that hangs up does not kill the
+    /// environment mid-invocation, as on Lambda).
+    pub async fn invoke(
+        &self,
+        spec: Arc<FunctionSpec>,
+        inv: Invocation,
+    ) -> Result<InvokeOutcome, InvokeError> {
+        let inner = self.inner.clone();
+        match tokio::spawn(async move { inner.invoke(spec, inv).await }).await {
+            Ok(result) => result,
+            Err(e) => Err(InvokeError::Internal(format!(
+                "invocation task failed: {e}"
+            ))),
+        }
+    }
+
+    /// Drains (stops once idle) all environments of this function whose generation differs from
+    /// `keep_generation`, or all of them if `None`. Busy environments finish their invocation first.
+    pub fn retire(&self, function_arn: &str, keep_generation: Option<&str>) {
+        self.inner.retire(function_arn, keep_generation);
+    }
+
+    /// Stops every environment (busy ones are killed; their invocations fail) and refuses new
+    /// invocations. Waits up to a few seconds for the environments to be gone.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown().await;
+    }
+
+    /// `<data_dir>/logs`; streams are at `<logs_dir>/<account>/<function_name>/<stream file>.log`
+    /// (see [`stream_file_name`]).
+    pub fn logs_dir(&self) -> PathBuf {
+        self.inner.logs_dir.clone()
+    }
+
+    /// Log events of a function at or after `since_ms` (epoch milliseconds), oldest first.
+    pub fn read_logs(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        since_ms: u64,
+    ) -> Result<Vec<LogEvent>, EngineError> {
+        read_logs(&self.inner.logs_dir, account_id, function_name, since_ms)
+    }
+
+    /// A receiver of one [`UsageRecord`] per finished invocation (throttled invocations produce
+    /// none). A receiver that falls more than 16384 records behind loses the oldest ones
+    /// (`RecvError::Lagged`).
+    pub fn subscribe_usage(&self) -> tokio::sync::broadcast::Receiver<UsageRecord> {
+        self.inner.usage.subscribe()
+    }
+
+    /// Environment counts of every pool.
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        self.inner.pool_stats()
+    }
+
+    /// Sum of `MemorySize` of the live environments, in MiB (out of `memory_budget_mb`).
+    pub fn memory_in_use_mb(&self) -> u64 {
+        self.inner.memory_used_mb()
+    }
+}
+
+/// Probes the host's interpreters and lists every runtime id with its availability, without
+/// starting an engine (for `updraft doctor`).
+pub fn probe_runtimes() -> Vec<RuntimeInfo> {
+    runtimes::RuntimeRegistry::discover().infos()
+}

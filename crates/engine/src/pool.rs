@@ -1,0 +1,844 @@
+//! Environment pools and the invocation flow.
+//!
+//! One pool per (function ARN, version, generation). An environment goes Init → Idle ⇄ Busy →
+//! Shutdown: an invocation takes the most recently used idle environment of its pool (warmest
+//! caches) or starts a new one, so parallel invocations get parallel environments.
+//!
+//! Admission, in order, each failure a throttle as on Lambda:
+//! 1. account concurrency: a semaphore of `account_concurrency` permits, one per running invocation
+//!    (`ConcurrentInvocationLimitExceeded`);
+//! 2. reserved concurrency: running invocations are counted per function ARN across its versions;
+//!    with `reserved_concurrency = Some(n)` the (n+1)-th is refused and `Some(0)` refuses all
+//!    (`ReservedFunctionConcurrentInvocationLimitExceeded`);
+//! 3. the node's memory budget, only when a new environment is needed: the sum of `MemorySize` of
+//!    live environments may not exceed `memory_budget_mb`. When it would, idle environments of
+//!    other pools are stopped, least recently used first; if that is not enough the invocation is
+//!    refused with `CapacityLimitExceeded` (Updraft's own reason: the node is full of busy
+//!    environments).
+//!
+//! Failures of the function are outcomes, not errors, exactly as Lambda reports them: an init
+//! error, an exit before the first `/next`, or no `/next` within the init timeout (10 s) fail the
+//! invocation and discard the environment; a timeout kills the environment (the next invocation
+//! gets a fresh one); a crash mid-invocation discards it. Handler errors keep the environment.
+//!
+//! A background reaper stops environments idle longer than `idle_timeout` and forgets empty
+//! pools. Locks are `std` mutexes held for a few instructions and never across an await; the
+//! lock order is pools map → one pool's idle list → capacity.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use tokio::sync::{Semaphore, broadcast};
+use updraft_sandbox::{ExitInfo, JailSpec};
+
+use crate::env::{Capacity, Env, EnvLaunch, MemoryLease};
+use crate::envvars::{EnvContext, lambda_environment};
+use crate::launcher::Launcher;
+use crate::logs::{self, Report, epoch_ms};
+use crate::messages;
+use crate::metering::{UsageOutcome, UsageRecord, billed_ms};
+use crate::runtime_api::{Assigned, RuntimeEvent};
+use crate::runtimes::{self, Launch, RuntimeRegistry};
+use crate::{
+    EngineConfig, FunctionSpec, Invocation, InvokeError, InvokeOutcome, PoolStats,
+    THROTTLE_ACCOUNT, THROTTLE_CAPACITY, THROTTLE_RESERVED,
+};
+
+/// Time limits of the platform.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timings {
+    /// A new environment must call `/next` within this time (Lambda's on-demand init limit).
+    pub init_timeout: Duration,
+    /// After a response, how long to wait for the runtime's next `/next` (which shows it flushed
+    /// its output) before writing `END`/`REPORT` anyway.
+    pub barrier: Duration,
+    /// How long the log pumps may take to write out what the pipes hold.
+    pub drain: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            init_timeout: Duration::from_secs(10),
+            barrier: Duration::from_millis(100),
+            drain: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Processes and open files allowed in each environment (Lambda's limits).
+const PIDS_MAX: u64 = 1024;
+const NOFILE: u64 = 1024;
+
+/// Records kept for a slow usage subscriber before it starts losing the oldest.
+const USAGE_CHANNEL: usize = 16384;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    function_arn: String,
+    version: String,
+    generation: String,
+}
+
+/// The environments of one function version generation.
+pub(crate) struct Pool {
+    key: PoolKey,
+    /// Idle environments, least recently used first.
+    idle: Mutex<Vec<Env>>,
+    /// Environments alive (initialising, idle or busy); shared with each environment.
+    live: Arc<AtomicUsize>,
+    /// Invocations currently holding this pool.
+    users: AtomicUsize,
+    /// Set (under the `idle` lock) when the pool is drained: environments coming back stop.
+    retired: AtomicBool,
+}
+
+impl Pool {
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Env>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The warmest idle environment that is still alive.
+    fn take_idle(&self) -> Option<Env> {
+        let mut dead = Vec::new();
+        let found = {
+            let mut idle = self.lock_idle();
+            loop {
+                match idle.pop() {
+                    Some(env) if env.is_dead() => dead.push(env),
+                    other => break other,
+                }
+            }
+        };
+        drop(dead);
+        found
+    }
+
+    /// Marks the pool retired and takes its idle environments (the caller drops them).
+    fn retire(&self) -> Vec<Env> {
+        let mut idle = self.lock_idle();
+        self.retired.store(true, Ordering::Release);
+        std::mem::take(&mut *idle)
+    }
+}
+
+/// Holds a pool for one invocation (the reaper never forgets a pool that is in use).
+struct PoolUse(Arc<Pool>);
+
+impl Drop for PoolUse {
+    fn drop(&mut self) {
+        self.0.users.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One running invocation counted against its function's reserved concurrency.
+struct ReservedUse {
+    inner: Arc<Inner>,
+    function_arn: String,
+}
+
+impl Drop for ReservedUse {
+    fn drop(&mut self) {
+        let mut map = self.inner.lock_reserved();
+        if let Some(n) = map.get_mut(&self.function_arn) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.function_arn);
+            }
+        }
+    }
+}
+
+/// The state shared by the engine's handle, invocations and the reaper.
+pub(crate) struct Inner {
+    pub cfg: EngineConfig,
+    pub registry: RuntimeRegistry,
+    pub logs_dir: PathBuf,
+    pub usage: broadcast::Sender<UsageRecord>,
+    launcher: Arc<dyn Launcher>,
+    timings: Timings,
+    account: Arc<Semaphore>,
+    pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
+    /// Running invocations per unqualified function ARN.
+    reserved: Mutex<HashMap<String, u32>>,
+    capacity: Arc<Capacity>,
+    shutting_down: AtomicBool,
+    ro_paths: Vec<PathBuf>,
+    path_dirs: Vec<PathBuf>,
+}
+
+enum ColdStart {
+    Ready(Env, Duration),
+    Failed(InvokeOutcome),
+}
+
+/// How an invocation on a ready environment ended.
+enum Finish {
+    Response(Bytes),
+    Error(Bytes),
+    TooLarge,
+    Exited(ExitInfo),
+    Timeout,
+}
+
+/// How an init phase ended.
+enum InitEnd {
+    Ready,
+    Error(Option<String>, Bytes),
+    Exited(ExitInfo),
+}
+
+impl Inner {
+    pub(crate) fn new(
+        cfg: EngineConfig,
+        registry: RuntimeRegistry,
+        launcher: Arc<dyn Launcher>,
+        timings: Timings,
+    ) -> Arc<Inner> {
+        let permits = (cfg.account_concurrency as usize).min(Semaphore::MAX_PERMITS);
+        let (usage, _) = broadcast::channel(USAGE_CHANNEL);
+        Arc::new(Inner {
+            logs_dir: cfg.data_dir.join("logs"),
+            ro_paths: registry.ro_paths(),
+            path_dirs: registry.path_dirs(),
+            capacity: Capacity::new(cfg.memory_budget_mb),
+            account: Arc::new(Semaphore::new(permits)),
+            cfg,
+            registry,
+            usage,
+            launcher,
+            timings,
+            pools: Mutex::new(HashMap::new()),
+            reserved: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    fn lock_pools(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Arc<Pool>>> {
+        self.pools.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_reserved(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.reserved.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    pub(crate) async fn invoke(
+        self: &Arc<Self>,
+        spec: Arc<FunctionSpec>,
+        inv: Invocation,
+    ) -> Result<InvokeOutcome, InvokeError> {
+        if self.is_shutting_down() {
+            return Err(InvokeError::ShuttingDown);
+        }
+        let launch = self
+            .registry
+            .launch_for(&spec.runtime)
+            .map_err(InvokeError::RuntimeUnavailable)?;
+        if spec.reserved_concurrency == Some(0) {
+            return Err(InvokeError::Throttled {
+                reason: THROTTLE_RESERVED,
+            });
+        }
+        let _permit =
+            self.account
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| InvokeError::Throttled {
+                    reason: THROTTLE_ACCOUNT,
+                })?;
+        let _reserved = self.reserve_concurrency(&spec)?;
+        let pool = self.checkout(&spec);
+        let started = SystemTime::now();
+        let (env, init) = match pool.0.take_idle() {
+            Some(env) => (env, None),
+            None => match self
+                .cold_start(&pool.0, &spec, &launch, &inv, started)
+                .await?
+            {
+                ColdStart::Ready(env, init) => (env, Some(init)),
+                ColdStart::Failed(outcome) => return Ok(outcome),
+            },
+        };
+        let (outcome, env) = self.run(env, &spec, inv, init, started).await;
+        if let Some(env) = env {
+            self.put_back(&pool.0, env);
+        }
+        Ok(outcome)
+    }
+
+    fn reserve_concurrency(
+        self: &Arc<Self>,
+        spec: &FunctionSpec,
+    ) -> Result<ReservedUse, InvokeError> {
+        let mut map = self.lock_reserved();
+        let n = map.entry(spec.function_arn.clone()).or_insert(0);
+        if spec.reserved_concurrency.is_some_and(|limit| *n >= limit) {
+            if *n == 0 {
+                map.remove(&spec.function_arn);
+            }
+            return Err(InvokeError::Throttled {
+                reason: THROTTLE_RESERVED,
+            });
+        }
+        *n += 1;
+        Ok(ReservedUse {
+            inner: self.clone(),
+            function_arn: spec.function_arn.clone(),
+        })
+    }
+
+    fn checkout(&self, spec: &FunctionSpec) -> PoolUse {
+        let key = PoolKey {
+            function_arn: spec.function_arn.clone(),
+            version: spec.version.clone(),
+            generation: spec.generation.clone(),
+        };
+        let mut pools = self.lock_pools();
+        let pool = pools
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(Pool {
+                    key,
+                    idle: Mutex::new(Vec::new()),
+                    live: Arc::new(AtomicUsize::new(0)),
+                    users: AtomicUsize::new(0),
+                    retired: AtomicBool::new(false),
+                })
+            })
+            .clone();
+        pool.users.fetch_add(1, Ordering::AcqRel);
+        PoolUse(pool)
+    }
+
+    fn put_back(&self, pool: &Pool, mut env: Env) {
+        env.last_used = Instant::now();
+        let mut idle = pool.lock_idle();
+        if pool.retired.load(Ordering::Acquire) || self.is_shutting_down() {
+            drop(idle);
+            drop(env);
+            return;
+        }
+        idle.push(env);
+    }
+
+    /// Reserves memory for a new environment of `own`, evicting idle environments of other pools
+    /// (least recently used first) while the budget is short.
+    fn reserve_memory(&self, mb: u64, own: &PoolKey) -> Result<MemoryLease, InvokeError> {
+        if mb > self.cfg.memory_budget_mb {
+            // Evicting everything would not make room: do not stop anything in vain.
+            return Err(InvokeError::Throttled {
+                reason: THROTTLE_CAPACITY,
+            });
+        }
+        loop {
+            if let Some(lease) = self.capacity.try_reserve(mb) {
+                return Ok(lease);
+            }
+            let victim = {
+                let pools = self.lock_pools();
+                let mut best: Option<(&Arc<Pool>, Instant)> = None;
+                for (key, pool) in pools.iter() {
+                    if key == own {
+                        continue;
+                    }
+                    let idle = pool.lock_idle();
+                    if let Some(oldest) = idle.first()
+                        && best.is_none_or(|(_, t)| oldest.last_used < t)
+                    {
+                        best = Some((pool, oldest.last_used));
+                    }
+                }
+                best.and_then(|(pool, _)| {
+                    let mut idle = pool.lock_idle();
+                    (!idle.is_empty()).then(|| idle.remove(0))
+                })
+            };
+            match victim {
+                Some(env) => {
+                    tracing::debug!("memory budget: stopping idle environment {}", env.id);
+                    drop(env);
+                }
+                None => {
+                    return Err(InvokeError::Throttled {
+                        reason: THROTTLE_CAPACITY,
+                    });
+                }
+            }
+        }
+    }
+
+    fn jail_spec(&self, spec: &FunctionSpec, launch: &Launch, id: &str, stream: &str) -> JailSpec {
+        let env = lambda_environment(
+            spec,
+            &EnvContext {
+                region: &self.cfg.region,
+                log_stream: stream,
+                family: launch.family,
+                path_dirs: &self.path_dirs,
+            },
+        );
+        JailSpec {
+            id: id.to_string(),
+            code_dir: spec.code_dir.clone(),
+            runtime_dir: launch
+                .client_dir
+                .map(|d| runtimes::client_dir(&self.cfg.data_dir, d)),
+            opt_dir: None,
+            ro_paths: self.ro_paths.clone(),
+            tmp_mb: u64::from(spec.ephemeral_mb),
+            memory_mb: u64::from(spec.memory_mb),
+            pids_max: PIDS_MAX,
+            nofile: NOFILE,
+            argv: launch.argv.clone(),
+            env,
+            cwd: "/var/task".to_string(),
+        }
+    }
+
+    async fn cold_start(
+        self: &Arc<Self>,
+        pool: &Arc<Pool>,
+        spec: &FunctionSpec,
+        launch: &Launch,
+        inv: &Invocation,
+        started: SystemTime,
+    ) -> Result<ColdStart, InvokeError> {
+        let memory = self.reserve_memory(u64::from(spec.memory_mb), &pool.key)?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let stream = logs::stream_name(SystemTime::now(), &spec.version, &id);
+        let dir = logs::function_dir(&self.logs_dir, &spec.account_id, &spec.function_name)
+            .map_err(|e| InvokeError::Internal(e.to_string()))?;
+        let jail = self.jail_spec(spec, launch, &id, &stream);
+        let t0 = Instant::now();
+        let mut env = Env::launch(EnvLaunch {
+            launcher: self.launcher.clone(),
+            jail,
+            log_path: dir.join(logs::stream_file_name(&stream)),
+            capture: inv.want_log_tail,
+            memory,
+            capacity: self.capacity.clone(),
+            pool_live: pool.live.clone(),
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!("cannot start environment for {}: {e}", spec.function_name);
+            InvokeError::Internal(format!("cannot start execution environment: {e}"))
+        })?;
+        if self.is_shutting_down() {
+            return Err(InvokeError::ShuttingDown);
+        }
+
+        let end = tokio::time::timeout(self.timings.init_timeout, wait_ready(&mut env)).await;
+        let init = t0.elapsed();
+        let (payload, error_type, status) = match end {
+            Ok(InitEnd::Ready) => return Ok(ColdStart::Ready(env, init)),
+            Ok(InitEnd::Error(error_type, body)) => {
+                // A runtime usually prints its reason and exits right after reporting: let it.
+                let _ = tokio::time::timeout(self.timings.barrier, async {
+                    while !matches!(env.event().await, Some(RuntimeEvent::Exited(_)) | None) {}
+                })
+                .await;
+                env.kill().await;
+                env.drain_logs_after_exit(self.timings.drain).await;
+                let et = error_type
+                    .clone()
+                    .unwrap_or_else(|| "Runtime.Unknown".to_string());
+                (
+                    messages::posted_error_body(body, error_type.as_deref()),
+                    et,
+                    "error",
+                )
+            }
+            Ok(InitEnd::Exited(info)) => {
+                env.drain_logs_after_exit(self.timings.drain).await;
+                let (p, et) = messages::exit_payload(&inv.request_id, &info, env.oom_killed());
+                (p, et.to_string(), "error")
+            }
+            Err(_) => {
+                env.kill().await;
+                env.drain_logs_after_exit(self.timings.drain).await;
+                let limit = self.timings.init_timeout.as_secs_f64();
+                (
+                    messages::init_timeout_payload(&inv.request_id, limit),
+                    "Runtime.InitError".to_string(),
+                    "timeout",
+                )
+            }
+        };
+        let init_ms = init.as_secs_f64() * 1000.0;
+        let mut init_report =
+            format!("INIT_REPORT Init Duration: {init_ms:.2} ms\tPhase: init\tStatus: {status}");
+        if status == "error" {
+            init_report.push_str(&format!("\tError Type: {error_type}"));
+        }
+        env.log.platform(&init_report);
+        env.log
+            .platform(&logs::start_line(&inv.request_id, &spec.version));
+        env.log.platform(&logs::end_line(&inv.request_id));
+        let max_mem = env.max_memory_used_mb();
+        env.log.platform(&logs::report_line(&Report {
+            request_id: &inv.request_id,
+            duration_ms: 0.0,
+            billed_ms: 0,
+            memory_mb: spec.memory_mb,
+            max_memory_used_mb: max_mem,
+            init_duration_ms: Some(init_ms),
+            status: Some((status, Some(&error_type))),
+        }));
+        let log_tail = env.log.end_capture();
+        self.meter(
+            spec,
+            inv,
+            started,
+            0.0,
+            max_mem,
+            Some(init_ms),
+            UsageOutcome::InitError,
+        );
+        drop(env);
+        Ok(ColdStart::Failed(InvokeOutcome {
+            payload,
+            function_error: Some("Unhandled"),
+            log_tail: inv.want_log_tail.then(|| log_tail.unwrap_or_default()),
+            executed_version: spec.version.clone(),
+        }))
+    }
+
+    /// Runs one invocation on a ready environment; returns the environment when it may be reused.
+    async fn run(
+        &self,
+        mut env: Env,
+        spec: &FunctionSpec,
+        inv: Invocation,
+        init: Option<Duration>,
+        started: SystemTime,
+    ) -> (InvokeOutcome, Option<Env>) {
+        let stale_exit = env.drain_stale();
+        if inv.want_log_tail {
+            env.log.begin_capture();
+        }
+        env.log
+            .platform(&logs::start_line(&inv.request_id, &spec.version));
+        let timeout = Duration::from_secs(u64::from(spec.timeout_s.max(1)));
+        let dispatched = Instant::now();
+        let deadline = dispatched + timeout;
+        let assigned = Assigned {
+            request_id: inv.request_id.clone(),
+            payload: inv.payload.clone(),
+            deadline_ms: epoch_ms(SystemTime::now()) + timeout.as_millis() as u64,
+            invoked_function_arn: inv.invoked_function_arn.clone(),
+            trace_id: inv.trace_id.clone().unwrap_or_else(new_trace_id),
+            client_context: inv.client_context.as_deref().map(decode_client_context),
+            cognito_identity: inv.cognito_identity.clone(),
+        };
+        let finish = match stale_exit {
+            Some(info) => Finish::Exited(info),
+            None if !env.assign(assigned) => Finish::Exited(ExitInfo {
+                code: None,
+                signal: None,
+            }),
+            None => wait_finish(&mut env, &inv.request_id, deadline).await,
+        };
+        let duration = dispatched.elapsed();
+        let mut reusable = false;
+        let mut status: Option<(&str, Option<&str>)> = None;
+        let mut error_type_owned = None;
+        let (payload, function_error, outcome) = match finish {
+            Finish::Response(body) => {
+                reusable = self.after_answer(&mut env).await;
+                (body, None, UsageOutcome::Success)
+            }
+            Finish::Error(body) => {
+                reusable = self.after_answer(&mut env).await;
+                (body, Some("Unhandled"), UsageOutcome::FunctionError)
+            }
+            Finish::TooLarge => {
+                reusable = self.after_answer(&mut env).await;
+                (
+                    messages::response_too_large_payload(),
+                    Some("Unhandled"),
+                    UsageOutcome::FunctionError,
+                )
+            }
+            Finish::Exited(info) => {
+                env.drain_logs_after_exit(self.timings.drain).await;
+                let (p, et) = messages::exit_payload(&inv.request_id, &info, env.oom_killed());
+                error_type_owned = Some(et);
+                (p, Some("Unhandled"), UsageOutcome::Crash)
+            }
+            Finish::Timeout => {
+                env.kill().await;
+                env.drain_logs_after_exit(self.timings.drain).await;
+                let line =
+                    messages::timeout_message(SystemTime::now(), &inv.request_id, spec.timeout_s);
+                env.log.platform(&line);
+                status = Some(("timeout", None));
+                (
+                    messages::timeout_payload(&line),
+                    Some("Unhandled"),
+                    UsageOutcome::Timeout,
+                )
+            }
+        };
+        if let Some(et) = error_type_owned {
+            status = Some(("error", Some(et)));
+        }
+        let duration_ms = duration.as_secs_f64() * 1000.0;
+        let init_ms = init.map(|d| d.as_secs_f64() * 1000.0);
+        let max_mem = env.max_memory_used_mb();
+        env.log.platform(&logs::end_line(&inv.request_id));
+        env.log.platform(&logs::report_line(&Report {
+            request_id: &inv.request_id,
+            duration_ms,
+            billed_ms: billed_ms(duration_ms),
+            memory_mb: spec.memory_mb,
+            max_memory_used_mb: max_mem,
+            init_duration_ms: init_ms,
+            status,
+        }));
+        let log_tail = env.log.end_capture();
+        self.meter(spec, &inv, started, duration_ms, max_mem, init_ms, outcome);
+        let outcome = InvokeOutcome {
+            payload,
+            function_error,
+            log_tail: inv.want_log_tail.then(|| log_tail.unwrap_or_default()),
+            executed_version: spec.version.clone(),
+        };
+        (outcome, reusable.then_some(env))
+    }
+
+    /// After the runtime answered: wait for its next `/next` (it flushes its output before asking
+    /// for more work), then let the pumps catch up. Returns whether the environment is reusable.
+    async fn after_answer(&self, env: &mut Env) -> bool {
+        let barrier = tokio::time::timeout(self.timings.barrier, async {
+            loop {
+                match env.event().await {
+                    Some(RuntimeEvent::Next) => return true,
+                    Some(RuntimeEvent::Exited(_)) | None => return false,
+                    Some(_) => continue,
+                }
+            }
+        })
+        .await;
+        let alive = barrier.unwrap_or(true) && !env.is_dead();
+        if alive {
+            env.flush_logs(self.timings.drain).await;
+        } else {
+            env.drain_logs_after_exit(self.timings.drain).await;
+        }
+        alive
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn meter(
+        &self,
+        spec: &FunctionSpec,
+        inv: &Invocation,
+        started: SystemTime,
+        duration_ms: f64,
+        max_memory_used_mb: u64,
+        init_duration_ms: Option<f64>,
+        outcome: UsageOutcome,
+    ) {
+        let _ = self.usage.send(UsageRecord {
+            request_id: inv.request_id.clone(),
+            account_id: spec.account_id.clone(),
+            function_name: spec.function_name.clone(),
+            function_arn: spec.function_arn.clone(),
+            version: spec.version.clone(),
+            started_at_ms: epoch_ms(started),
+            duration_ms,
+            // An environment that never got ready never ran the invocation: nothing to bill.
+            billed_duration_ms: if outcome == UsageOutcome::InitError {
+                0
+            } else {
+                billed_ms(duration_ms)
+            },
+            memory_mb: spec.memory_mb,
+            max_memory_used_mb,
+            init_duration_ms,
+            outcome,
+        });
+    }
+
+    pub(crate) fn retire(&self, function_arn: &str, keep_generation: Option<&str>) {
+        let retired: Vec<Arc<Pool>> = {
+            let mut pools = self.lock_pools();
+            let keys: Vec<PoolKey> = pools
+                .keys()
+                .filter(|k| {
+                    k.function_arn == function_arn && Some(k.generation.as_str()) != keep_generation
+                })
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| pools.remove(k)).collect()
+        };
+        let envs: Vec<Env> = retired.iter().flat_map(|p| p.retire()).collect();
+        drop(envs);
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        let pools: Vec<Arc<Pool>> = self.lock_pools().drain().map(|(_, p)| p).collect();
+        let envs: Vec<Env> = pools.iter().flat_map(|p| p.retire()).collect();
+        drop(envs);
+        let capacity = self.capacity.clone();
+        let _ = tokio::task::spawn_blocking(move || capacity.kill_all()).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.capacity.live_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops environments idle longer than the keep-warm time, and forgets unused empty pools.
+    fn reap(&self) {
+        let now = Instant::now();
+        let ttl = self.cfg.idle_timeout;
+        let mut expired = Vec::new();
+        {
+            let mut pools = self.lock_pools();
+            pools.retain(|_, pool| {
+                let before = expired.len();
+                let mut idle = pool.lock_idle();
+                let mut i = 0;
+                while i < idle.len() {
+                    if idle[i].is_dead() || now.duration_since(idle[i].last_used) >= ttl {
+                        expired.push(idle.remove(i));
+                    } else {
+                        i += 1;
+                    }
+                }
+                // The environments reaped just now still count as live until they are dropped.
+                let reaped_here = expired.len() - before;
+                let unused = idle.is_empty()
+                    && pool.users.load(Ordering::Acquire) == 0
+                    && pool.live.load(Ordering::Acquire) <= reaped_here;
+                !unused
+            });
+        }
+        drop(expired);
+    }
+
+    pub(crate) fn pool_stats(&self) -> Vec<PoolStats> {
+        let pools = self.lock_pools();
+        let mut out: Vec<PoolStats> = pools
+            .values()
+            .map(|p| PoolStats {
+                function_arn: p.key.function_arn.clone(),
+                version: p.key.version.clone(),
+                generation: p.key.generation.clone(),
+                idle: p.lock_idle().len(),
+                live: p.live.load(Ordering::Acquire),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.function_arn, &a.version, &a.generation).cmp(&(
+                &b.function_arn,
+                &b.version,
+                &b.generation,
+            ))
+        });
+        out
+    }
+
+    pub(crate) fn memory_used_mb(&self) -> u64 {
+        self.capacity.used_mb()
+    }
+}
+
+/// Waits for the end of an environment's init phase.
+async fn wait_ready(env: &mut Env) -> InitEnd {
+    loop {
+        match env.event().await {
+            Some(RuntimeEvent::Next) => return InitEnd::Ready,
+            Some(RuntimeEvent::InitError { error_type, body }) => {
+                return InitEnd::Error(error_type, body);
+            }
+            Some(RuntimeEvent::Exited(info)) => return InitEnd::Exited(info),
+            None => {
+                return InitEnd::Exited(ExitInfo {
+                    code: None,
+                    signal: None,
+                });
+            }
+            Some(_) => continue,
+        }
+    }
+}
+
+/// Waits for the answer to `request_id`, the runtime's exit, or the deadline.
+async fn wait_finish(env: &mut Env, request_id: &str, deadline: Instant) -> Finish {
+    let deadline = tokio::time::Instant::from_std(deadline);
+    loop {
+        tokio::select! {
+            ev = env.event() => match ev {
+                Some(RuntimeEvent::Response { request_id: id, body }) if id == request_id => {
+                    return Finish::Response(body);
+                }
+                Some(RuntimeEvent::Error { request_id: id, error_type, body }) if id == request_id => {
+                    return Finish::Error(messages::posted_error_body(body, error_type.as_deref()));
+                }
+                Some(RuntimeEvent::ResponseTooLarge { request_id: id }) if id == request_id => {
+                    return Finish::TooLarge;
+                }
+                Some(RuntimeEvent::Exited(info)) => return Finish::Exited(info),
+                None => return Finish::Exited(ExitInfo { code: None, signal: None }),
+                Some(_) => continue,
+            },
+            _ = tokio::time::sleep_until(deadline) => return Finish::Timeout,
+        }
+    }
+}
+
+/// An X-Ray trace header for invocations that came without one (Lambda always sends one).
+fn new_trace_id() -> String {
+    let r = uuid::Uuid::new_v4().simple().to_string();
+    let secs = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("Root=1-{secs:08x}-{};Sampled=0", &r[..24])
+}
+
+/// `X-Amz-Client-Context` is base64 JSON; the runtime gets the JSON, on one line. Anything that is
+/// not base64 JSON is passed on as given.
+pub(crate) fn decode_client_context(raw: &str) -> String {
+    base64::engine::general_purpose::STANDARD
+        .decode(raw.trim())
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| raw.to_string())
+}
+
+/// Starts the background task that stops expired idle environments. It ends when the engine is
+/// dropped or shut down.
+pub(crate) fn spawn_reaper(handle: &tokio::runtime::Handle, inner: &Arc<Inner>) {
+    let weak: Weak<Inner> = Arc::downgrade(inner);
+    let period =
+        (inner.cfg.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(10));
+    handle.spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.is_shutting_down() {
+                return;
+            }
+            inner.reap();
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;

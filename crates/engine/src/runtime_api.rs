@@ -1,0 +1,784 @@
+//! The Lambda Runtime API (version 2018-06-01) of one execution environment.
+//!
+//! Served with hyper (HTTP/1.1, keep-alive) on the listener the sandbox bound at `127.0.0.1:9001`
+//! inside the environment's own network namespace, so only that environment's processes reach it.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /2018-06-01/runtime/invocation/next` | blocks until an invocation is assigned; 200 with the event |
+//! | `POST .../invocation/{id}/response` | 202 `{"status":"OK"}` |
+//! | `POST .../invocation/{id}/error` | 202 `{"status":"OK"}` |
+//! | `POST /2018-06-01/runtime/init/error` | 202 `{"status":"OK"}`; the environment has failed |
+//!
+//! Errors use the types of Lambda's runtime API server: an id that is not the current invocation
+//! is 400 `InvalidRequestID`; answering an invocation that was already answered (or reporting an
+//! init error after init) is 403 `InvalidStateTransition`; a body over 6 MB (6291556 bytes) is
+//! 413 `RequestEntityTooLarge` (the invocation then fails with `Function.ResponseSizeTooLarge`).
+//!
+//! The server does not decide anything: it hands each answer to the invocation that owns the
+//! environment as a [`RuntimeEvent`]. Payloads travel as `Bytes` (the event body is never copied;
+//! a response is collected once).
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use updraft_sandbox::ExitInfo;
+
+/// Largest response or error body a runtime may post (Lambda's 6 MB limit, in bytes).
+pub const MAX_PAYLOAD_BYTES: usize = 6_291_556;
+
+const PREFIX: &str = "/2018-06-01/runtime/";
+
+/// An invocation handed to the runtime on its next `/next`.
+#[derive(Debug, Clone)]
+pub(crate) struct Assigned {
+    pub request_id: String,
+    pub payload: Bytes,
+    pub deadline_ms: u64,
+    pub invoked_function_arn: String,
+    pub trace_id: String,
+    /// Decoded JSON, as Lambda passes it in `Lambda-Runtime-Client-Context`.
+    pub client_context: Option<String>,
+    pub cognito_identity: Option<String>,
+}
+
+/// What happened in an environment, in order, for whoever owns it.
+#[derive(Debug)]
+pub(crate) enum RuntimeEvent {
+    /// The runtime called `/next` (the first one ends the init phase; later ones show the runtime
+    /// is done with the previous invocation and has flushed its output).
+    Next,
+    InitError {
+        error_type: Option<String>,
+        body: Bytes,
+    },
+    Response {
+        request_id: String,
+        body: Bytes,
+    },
+    Error {
+        request_id: String,
+        error_type: Option<String>,
+        body: Bytes,
+    },
+    ResponseTooLarge {
+        request_id: String,
+    },
+    /// The environment's processes are gone (sent by the thread waiting on the jail).
+    Exited(ExitInfo),
+}
+
+#[derive(Default)]
+struct ApiState {
+    /// The runtime has called `/next` at least once (init is over).
+    ready: bool,
+    /// Invocation handed out and not yet answered.
+    current: Option<String>,
+    /// Last invocation answered.
+    answered: Option<String>,
+}
+
+/// Shared state of one environment's Runtime API.
+pub(crate) struct RuntimeApi {
+    state: Mutex<ApiState>,
+    next_rx: tokio::sync::Mutex<mpsc::Receiver<Assigned>>,
+    events: mpsc::UnboundedSender<RuntimeEvent>,
+}
+
+impl RuntimeApi {
+    /// The API, the sender that assigns invocations to it, and the receiver of its events.
+    pub(crate) fn new(
+        events: mpsc::UnboundedSender<RuntimeEvent>,
+    ) -> (Arc<RuntimeApi>, mpsc::Sender<Assigned>) {
+        let (next_tx, next_rx) = mpsc::channel(1);
+        let api = Arc::new(RuntimeApi {
+            state: Mutex::new(ApiState::default()),
+            next_rx: tokio::sync::Mutex::new(next_rx),
+            events,
+        });
+        (api, next_tx)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ApiState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn emit(&self, ev: RuntimeEvent) {
+        let _ = self.events.send(ev);
+    }
+}
+
+/// Serves `api` on `listener` until the returned task is aborted; aborting it also ends every
+/// connection (they live in the task's `JoinSet`).
+pub(crate) fn serve(
+    listener: std::net::TcpListener,
+    api: Arc<RuntimeApi>,
+) -> std::io::Result<JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    Ok(tokio::spawn(accept_loop(listener, api)))
+}
+
+async fn accept_loop(listener: TcpListener, api: Arc<RuntimeApi>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    // Small request/response exchanges: never wait for Nagle.
+                    let _ = stream.set_nodelay(true);
+                    let api = api.clone();
+                    conns.spawn(async move {
+                        let svc = service_fn(move |req| handle(api.clone(), req));
+                        let _ = http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!("runtime api accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn json(status: StatusCode, body: Bytes) -> Reply {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn accepted() -> Reply {
+    json(
+        StatusCode::ACCEPTED,
+        Bytes::from_static(br#"{"status":"OK"}"#),
+    )
+}
+
+fn api_error(status: StatusCode, error_type: &str, message: &str) -> Reply {
+    json(
+        status,
+        crate::messages::error_json(&[("errorMessage", message), ("errorType", error_type)]),
+    )
+}
+
+fn invalid_request_id() -> Reply {
+    api_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestID",
+        "Invalid request ID",
+    )
+}
+
+fn invalid_transition(message: &str) -> Reply {
+    api_error(StatusCode::FORBIDDEN, "InvalidStateTransition", message)
+}
+
+fn too_large() -> Reply {
+    api_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        &format!("Exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."),
+    )
+}
+
+/// Routes of the API.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Next,
+    Response(&'a str),
+    Error(&'a str),
+    InitError,
+}
+
+fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, StatusCode> {
+    let rest = path.strip_prefix(PREFIX).ok_or(StatusCode::NOT_FOUND)?;
+    let (route, want) = if rest == "invocation/next" {
+        (Route::Next, Method::GET)
+    } else if rest == "init/error" {
+        (Route::InitError, Method::POST)
+    } else if let Some(inv) = rest.strip_prefix("invocation/") {
+        match inv.rsplit_once('/') {
+            Some((id, "response")) if !id.is_empty() && !id.contains('/') => {
+                (Route::Response(id), Method::POST)
+            }
+            Some((id, "error")) if !id.is_empty() && !id.contains('/') => {
+                (Route::Error(id), Method::POST)
+            }
+            _ => return Err(StatusCode::NOT_FOUND),
+        }
+    } else {
+        return Err(StatusCode::NOT_FOUND);
+    };
+    if *method != want {
+        return Err(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    Ok(route)
+}
+
+async fn handle(api: Arc<RuntimeApi>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+    let path = req.uri().path().to_string();
+    let reply = match route(req.method(), &path) {
+        Err(status) => api_error(
+            status,
+            "InvalidRequest",
+            "Unknown runtime API path or method",
+        ),
+        Ok(Route::Next) => next(&api).await,
+        Ok(Route::Response(id)) => answer(&api, id, req, Answer::Response).await,
+        Ok(Route::Error(id)) => answer(&api, id, req, Answer::Error).await,
+        Ok(Route::InitError) => init_error(&api, req).await,
+    };
+    Ok(reply)
+}
+
+async fn next(api: &RuntimeApi) -> Reply {
+    api.lock().ready = true;
+    api.emit(RuntimeEvent::Next);
+    let assigned = {
+        let mut rx = api.next_rx.lock().await;
+        rx.recv().await
+    };
+    let Some(a) = assigned else {
+        return api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "Environment is shutting down",
+        );
+    };
+    api.lock().current = Some(a.request_id.clone());
+    next_response(a)
+}
+
+/// The 200 answer of `/next` for an assigned invocation.
+fn next_response(a: Assigned) -> Reply {
+    let mut r = json(StatusCode::OK, a.payload);
+    let h = r.headers_mut();
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        } else {
+            tracing::debug!("runtime api: {name} value is not a valid header, left out");
+        }
+    };
+    put("Lambda-Runtime-Aws-Request-Id", &a.request_id);
+    put("Lambda-Runtime-Deadline-Ms", &a.deadline_ms.to_string());
+    put(
+        "Lambda-Runtime-Invoked-Function-Arn",
+        &a.invoked_function_arn,
+    );
+    put("Lambda-Runtime-Trace-Id", &a.trace_id);
+    if let Some(c) = &a.client_context {
+        put("Lambda-Runtime-Client-Context", c);
+    }
+    if let Some(c) = &a.cognito_identity {
+        put("Lambda-Runtime-Cognito-Identity", c);
+    }
+    r
+}
+
+enum Answer {
+    Response,
+    Error,
+}
+
+enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// A runtime that posts too much is still heard out up to this many bytes (and its data dropped),
+/// so that it can read the 413 instead of failing on a reset connection.
+const DISCARD_LIMIT: u64 = 64 * 1024 * 1024;
+
+async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Bytes), BodyError> {
+    let (parts, mut body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut over = declared.is_some_and(|n| n > MAX_PAYLOAD_BYTES as u64);
+    let mut total: u64 = 0;
+    // A body that arrives as one frame is passed on as is; only several frames are joined.
+    let mut single: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| BodyError::Broken)?.into_data() else {
+            continue;
+        };
+        total += data.len() as u64;
+        if total > MAX_PAYLOAD_BYTES as u64 {
+            over = true;
+        }
+        if over {
+            if total > DISCARD_LIMIT {
+                return Err(BodyError::TooLarge);
+            }
+            continue;
+        }
+        if single.is_none() && joined.is_empty() {
+            single = Some(data);
+        } else {
+            if let Some(first) = single.take() {
+                joined.reserve(
+                    declared
+                        .map_or(0, |n| n as usize)
+                        .max(first.len() + data.len()),
+                );
+                joined.extend_from_slice(&first);
+            }
+            joined.extend_from_slice(&data);
+        }
+    }
+    if over {
+        return Err(BodyError::TooLarge);
+    }
+    Ok((parts, single.unwrap_or_else(|| joined.freeze())))
+}
+
+fn error_type_header(parts: &http::request::Parts) -> Option<String> {
+    parts
+        .headers
+        .get("Lambda-Runtime-Function-Error-Type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Why an answer to an invocation was refused.
+enum Refusal {
+    UnknownId,
+    AlreadyAnswered,
+}
+
+impl Refusal {
+    fn reply(self) -> Reply {
+        match self {
+            Refusal::UnknownId => invalid_request_id(),
+            Refusal::AlreadyAnswered => invalid_transition(
+                "State transition from RuntimeResponseSent to RuntimeResponseSent failed for runtime",
+            ),
+        }
+    }
+}
+
+/// Checks that `id` is the invocation in flight.
+fn check_current(api: &RuntimeApi, id: &str) -> Result<(), Refusal> {
+    let st = api.lock();
+    match (&st.current, &st.answered) {
+        (Some(c), _) if c == id => Ok(()),
+        (_, Some(a)) if a == id => Err(Refusal::AlreadyAnswered),
+        _ => Err(Refusal::UnknownId),
+    }
+}
+
+/// Marks `id` answered; false if someone answered it meanwhile.
+fn settle(api: &RuntimeApi, id: &str) -> bool {
+    let mut st = api.lock();
+    if st.current.as_deref() != Some(id) {
+        return false;
+    }
+    st.current = None;
+    st.answered = Some(id.to_string());
+    true
+}
+
+async fn answer(api: &RuntimeApi, id: &str, req: Request<Incoming>, kind: Answer) -> Reply {
+    if let Err(refusal) = check_current(api, id) {
+        return refusal.reply();
+    }
+    let (parts, body) = match read_body(req).await {
+        Ok(x) => x,
+        Err(BodyError::TooLarge) => {
+            if !settle(api, id) {
+                return invalid_request_id();
+            }
+            api.emit(RuntimeEvent::ResponseTooLarge {
+                request_id: id.to_string(),
+            });
+            return too_large();
+        }
+        Err(BodyError::Broken) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                "Truncated request body",
+            );
+        }
+    };
+    if !settle(api, id) {
+        return Refusal::AlreadyAnswered.reply();
+    }
+    let request_id = id.to_string();
+    api.emit(match kind {
+        Answer::Response => RuntimeEvent::Response { request_id, body },
+        Answer::Error => RuntimeEvent::Error {
+            request_id,
+            error_type: error_type_header(&parts),
+            body,
+        },
+    });
+    accepted()
+}
+
+async fn init_error(api: &RuntimeApi, req: Request<Incoming>) -> Reply {
+    if api.lock().ready {
+        return invalid_transition("State transition from Ready to InitError failed for runtime");
+    }
+    let (parts, body) = match read_body(req).await {
+        Ok(x) => x,
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::Broken) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                "Truncated request body",
+            );
+        }
+    };
+    api.emit(RuntimeEvent::InitError {
+        error_type: error_type_header(&parts),
+        body,
+    });
+    accepted()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::client::conn::http1 as client;
+
+    #[test]
+    fn routes() {
+        let get = Method::GET;
+        let post = Method::POST;
+        assert_eq!(
+            route(&get, "/2018-06-01/runtime/invocation/next"),
+            Ok(Route::Next)
+        );
+        assert_eq!(
+            route(&post, "/2018-06-01/runtime/invocation/abc-1/response"),
+            Ok(Route::Response("abc-1"))
+        );
+        assert_eq!(
+            route(&post, "/2018-06-01/runtime/invocation/abc-1/error"),
+            Ok(Route::Error("abc-1"))
+        );
+        assert_eq!(
+            route(&post, "/2018-06-01/runtime/init/error"),
+            Ok(Route::InitError)
+        );
+        assert_eq!(
+            route(&post, "/2018-06-01/runtime/invocation/next"),
+            Err(StatusCode::METHOD_NOT_ALLOWED)
+        );
+        assert_eq!(
+            route(&get, "/2019-01-01/runtime/invocation/next"),
+            Err(StatusCode::NOT_FOUND)
+        );
+        assert_eq!(
+            route(&post, "/2018-06-01/runtime/invocation//response"),
+            Err(StatusCode::NOT_FOUND)
+        );
+        assert_eq!(
+            route(&post, "/2018-06-01/runtime/invocation/a/b/response"),
+            Err(StatusCode::NOT_FOUND)
+        );
+    }
+
+    struct Harness {
+        addr: std::net::SocketAddr,
+        next_tx: mpsc::Sender<Assigned>,
+        events: mpsc::UnboundedReceiver<RuntimeEvent>,
+        server: JoinHandle<()>,
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            self.server.abort();
+        }
+    }
+
+    fn start() -> Harness {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ev_tx, events) = mpsc::unbounded_channel();
+        let (api, next_tx) = RuntimeApi::new(ev_tx);
+        let server = serve(listener, api).unwrap();
+        Harness {
+            addr,
+            next_tx,
+            events,
+            server,
+        }
+    }
+
+    struct Client {
+        send: client::SendRequest<Full<Bytes>>,
+    }
+
+    async fn connect(addr: std::net::SocketAddr) -> Client {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = client::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        Client { send }
+    }
+
+    impl Client {
+        async fn call(
+            &mut self,
+            method: Method,
+            path: &str,
+            headers: &[(&str, &str)],
+            body: Bytes,
+        ) -> (StatusCode, http::HeaderMap, Bytes) {
+            let mut b = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "x");
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            let resp = self
+                .send
+                .send_request(b.body(Full::new(body)).unwrap())
+                .await
+                .unwrap();
+            let (parts, body) = resp.into_parts();
+            (
+                parts.status,
+                parts.headers,
+                body.collect().await.unwrap().to_bytes(),
+            )
+        }
+    }
+
+    fn assigned(id: &str) -> Assigned {
+        Assigned {
+            request_id: id.into(),
+            payload: Bytes::from_static(b"{\"k\":1}"),
+            deadline_ms: 1_700_000_000_123,
+            invoked_function_arn: "arn:aws:lambda:us-east-1:123456789012:function:f:prod".into(),
+            trace_id: "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Sampled=0".into(),
+            client_context: Some("{\"custom\":{\"a\":\"b\"}}".into()),
+            cognito_identity: None,
+        }
+    }
+
+    const NEXT: &str = "/2018-06-01/runtime/invocation/next";
+
+    #[tokio::test]
+    async fn next_delivers_the_event_with_lambda_headers() {
+        let mut h = start();
+        let mut c = connect(h.addr).await;
+        h.next_tx.send(assigned("req-1")).await.unwrap();
+        let (status, headers, body) = c.call(Method::GET, NEXT, &[], Bytes::new()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&body[..], b"{\"k\":1}");
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(headers["lambda-runtime-aws-request-id"], "req-1");
+        assert_eq!(headers["lambda-runtime-deadline-ms"], "1700000000123");
+        assert_eq!(
+            headers["lambda-runtime-invoked-function-arn"],
+            "arn:aws:lambda:us-east-1:123456789012:function:f:prod"
+        );
+        assert_eq!(
+            headers["lambda-runtime-trace-id"],
+            "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Sampled=0"
+        );
+        assert_eq!(
+            headers["lambda-runtime-client-context"],
+            "{\"custom\":{\"a\":\"b\"}}"
+        );
+        assert!(headers.get("lambda-runtime-cognito-identity").is_none());
+        assert!(matches!(h.events.recv().await, Some(RuntimeEvent::Next)));
+    }
+
+    #[tokio::test]
+    async fn response_lifecycle_and_request_id_checks() {
+        let mut h = start();
+        let mut c = connect(h.addr).await;
+        h.next_tx.send(assigned("req-1")).await.unwrap();
+        c.call(Method::GET, NEXT, &[], Bytes::new()).await;
+
+        let (s, _, b) = c
+            .call(
+                Method::POST,
+                "/2018-06-01/runtime/invocation/other/response",
+                &[],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["errorType"], "InvalidRequestID");
+
+        let (s, h1, b) = c
+            .call(
+                Method::POST,
+                "/2018-06-01/runtime/invocation/req-1/response",
+                &[],
+                Bytes::from_static(b"\"hi\""),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        assert_eq!(&b[..], br#"{"status":"OK"}"#);
+        assert_eq!(h1["content-type"], "application/json");
+
+        let (s, _, b) = c
+            .call(
+                Method::POST,
+                "/2018-06-01/runtime/invocation/req-1/response",
+                &[],
+                Bytes::from_static(b"\"again\""),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["errorType"], "InvalidStateTransition");
+
+        let (s, _, _) = c
+            .call(
+                Method::POST,
+                "/2018-06-01/runtime/init/error",
+                &[],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+
+        assert!(matches!(h.events.recv().await, Some(RuntimeEvent::Next)));
+        match h.events.recv().await {
+            Some(RuntimeEvent::Response { request_id, body }) => {
+                assert_eq!(request_id, "req-1");
+                assert_eq!(&body[..], b"\"hi\"");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(h.events.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn error_carries_the_error_type_header() {
+        let mut h = start();
+        let mut c = connect(h.addr).await;
+        h.next_tx.send(assigned("req-2")).await.unwrap();
+        c.call(Method::GET, NEXT, &[], Bytes::new()).await;
+        let (s, _, _) = c
+            .call(
+                Method::POST,
+                "/2018-06-01/runtime/invocation/req-2/error",
+                &[("Lambda-Runtime-Function-Error-Type", "Unhandled")],
+                Bytes::from_static(br#"{"errorMessage":"boom","errorType":"ValueError"}"#),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        let _next = h.events.recv().await;
+        match h.events.recv().await {
+            Some(RuntimeEvent::Error {
+                request_id,
+                error_type,
+                body,
+            }) => {
+                assert_eq!(request_id, "req-2");
+                assert_eq!(error_type.as_deref(), Some("Unhandled"));
+                assert!(body.starts_with(b"{\"errorMessage\":\"boom\""));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_response_is_413_and_fails_the_invocation() {
+        let mut h = start();
+        let mut c = connect(h.addr).await;
+        h.next_tx.send(assigned("req-3")).await.unwrap();
+        c.call(Method::GET, NEXT, &[], Bytes::new()).await;
+        let big = Bytes::from(vec![b'a'; MAX_PAYLOAD_BYTES + 1]);
+        let (s, _, b) = c
+            .call(
+                Method::POST,
+                "/2018-06-01/runtime/invocation/req-3/response",
+                &[],
+                big,
+            )
+            .await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["errorType"], "RequestEntityTooLarge");
+        let _next = h.events.recv().await;
+        assert!(matches!(
+            h.events.recv().await,
+            Some(RuntimeEvent::ResponseTooLarge { request_id }) if request_id == "req-3"
+        ));
+
+        // Exactly at the limit is fine.
+        let mut c = connect(h.addr).await;
+        h.next_tx.send(assigned("req-4")).await.unwrap();
+        c.call(Method::GET, NEXT, &[], Bytes::new()).await;
+        let max = Bytes::from(vec![b'a'; MAX_PAYLOAD_BYTES]);
+        let (s, _, _) = c
+            .call(
+                Method::POST,
+                "/2018-06-01/runtime/invocation/req-4/response",
+                &[],
+                max,
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+    }
+
+    #[tokio::test]
+    async fn init_error_before_first_next() {
+        let mut h = start();
+        let mut c = connect(h.addr).await;
+        let (s, _, _) = c
+            .call(
+                Method::POST,
+                "/2018-06-01/runtime/init/error",
+                &[(
+                    "Lambda-Runtime-Function-Error-Type",
+                    "Runtime.ImportModuleError",
+                )],
+                Bytes::from_static(br#"{"errorType":"Runtime.ImportModuleError"}"#),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        match h.events.recv().await {
+            Some(RuntimeEvent::InitError { error_type, body }) => {
+                assert_eq!(error_type.as_deref(), Some("Runtime.ImportModuleError"));
+                assert!(!body.is_empty());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let (s, _, _) = c
+            .call(
+                Method::GET,
+                "/2018-06-01/runtime/nothing",
+                &[],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+}
