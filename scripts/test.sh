@@ -21,4 +21,4 @@ scripts/python-env.sh
 step "end-to-end tests"
 cargo build --bin updraft
 export UPDRAFT_BIN="$PWD/target/debug/updraft"
-.venv/bin/python -m pytest -q -p no:cacheprovider tests/runtime_clients tests/e2e
+.venv/bin/python -m pytest -q -p no:cacheprovider

@@ -137,6 +137,14 @@ pub async fn invoke(
             ));
         }
     }
+    // Lambda refuses a payload that is not JSON before any function runs.
+    if !req.body.is_empty()
+        && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&req.body)
+    {
+        return Err(ApiError::bad_content(format!(
+            "Could not parse request body into json: Could not parse payload into json: {e}"
+        )));
+    }
     let resolved = state.control.resolve(
         &caller.account_id,
         function_name,

@@ -210,8 +210,8 @@ fn paginate<T: Clone>(
     let start = match marker {
         None | Some("") => 0,
         Some(m) => {
-            let decoded = decode_marker(m)
-                .ok_or_else(|| ControlError::invalid("Invalid marker value."))?;
+            let decoded =
+                decode_marker(m).ok_or_else(|| ControlError::invalid("Invalid marker value."))?;
             items.partition_point(|(k, _)| k.as_str() <= decoded.as_str())
         }
     };
@@ -272,7 +272,8 @@ impl ControlPlane {
                 account_id: row.account_id,
                 name: row.name,
             };
-            let cfg: FunctionConfig = serde_json::from_str(&row.doc).map_err(ControlError::service)?;
+            let cfg: FunctionConfig =
+                serde_json::from_str(&row.doc).map_err(ControlError::service)?;
             if let Some(e) = state.get_mut(&key) {
                 e.versions.insert(row.version, Arc::new(cfg));
             }
@@ -411,7 +412,11 @@ impl ControlPlane {
         self.code.put_zip(zip).map_err(code_error)
     }
 
-    fn logging(input: Option<&LoggingInput>, current: Option<&Logging>, name: &str) -> Result<Logging> {
+    fn logging(
+        input: Option<&LoggingInput>,
+        current: Option<&Logging>,
+        name: &str,
+    ) -> Result<Logging> {
         let mut l = current.cloned().unwrap_or_else(|| Logging {
             log_format: "Text".into(),
             application_log_level: None,
@@ -432,7 +437,11 @@ impl ControlPlane {
                 l.application_log_level = Some(a.clone());
             }
             if let Some(s) = &i.system_log_level {
-                validate::log_level("loggingConfig.systemLogLevel", s, &["DEBUG", "INFO", "WARN"])?;
+                validate::log_level(
+                    "loggingConfig.systemLogLevel",
+                    s,
+                    &["DEBUG", "INFO", "WARN"],
+                )?;
                 l.system_log_level = Some(s.clone());
             }
             if let Some(g) = &i.log_group {
@@ -440,7 +449,9 @@ impl ControlPlane {
                 l.log_group = g.clone();
             }
         }
-        if l.log_format == "Text" && (l.application_log_level.is_some() || l.system_log_level.is_some()) {
+        if l.log_format == "Text"
+            && (l.application_log_level.is_some() || l.system_log_level.is_some())
+        {
             return Err(ControlError::invalid(
                 "Log levels can only be set when LogFormat is JSON.",
             ));
@@ -499,7 +510,10 @@ impl ControlPlane {
             .clone()
             .unwrap_or_else(|| vec!["x86_64".into()]);
         validate::architectures(&architectures)?;
-        let tracing_mode = input.tracing_mode.clone().unwrap_or_else(|| "PassThrough".into());
+        let tracing_mode = input
+            .tracing_mode
+            .clone()
+            .unwrap_or_else(|| "PassThrough".into());
         if tracing_mode != "PassThrough" && tracing_mode != "Active" {
             return Err(ControlError::validation(format!(
                 "1 validation error detected: Value '{tracing_mode}' at 'tracingConfig.mode' failed to satisfy constraint: Member must satisfy enum value set: [Active, PassThrough]"
@@ -564,10 +578,8 @@ impl ControlPlane {
     }
 
     fn exists_error(&self, account_id: &str, name: &str) -> ControlError {
-        ControlError::conflict(format!(
-            "Function already exist: {name}"
-        ))
-        .with_arn_hint(&self.arn(account_id, name))
+        ControlError::conflict(format!("Function already exist: {name}"))
+            .with_arn_hint(&self.arn(account_id, name))
     }
 
     fn put_version_op(key: &FunctionKey, n: u64, cfg: &FunctionConfig) -> Result<Op> {
@@ -1256,7 +1268,12 @@ impl ControlPlane {
     }
 
     /// `PutFunctionConcurrency`.
-    pub fn put_concurrency(&self, account_id: &str, function_name: &str, reserved: i64) -> Result<u32> {
+    pub fn put_concurrency(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        reserved: i64,
+    ) -> Result<u32> {
         let r = self.parse(account_id, function_name)?;
         Self::unqualified(&r)?;
         if reserved < 0 {
@@ -1466,7 +1483,11 @@ mod tests {
         assert_eq!(c.memory_size, 128);
         assert_eq!(c.logging.log_group, "/aws/lambda/f1");
         let got = p
-            .get_function(ACCT, "arn:aws:lambda:us-east-1:123456789012:function:f1", None)
+            .get_function(
+                ACCT,
+                "arn:aws:lambda:us-east-1:123456789012:function:f1",
+                None,
+            )
             .unwrap();
         assert_eq!(got.config.revision_id, c.revision_id);
         let err = p
@@ -1527,8 +1548,18 @@ mod tests {
         let a = p.get_alias(ACCT, "f", "live").unwrap();
         assert_eq!(a.additional_version_weights.get("2"), Some(&0.25));
         // Weighted routing picks the additional version below its weight.
-        assert_eq!(p.resolve(ACCT, "f:live", None, 0.1).unwrap().executed_version, "2");
-        assert_eq!(p.resolve(ACCT, "f:live", None, 0.9).unwrap().executed_version, "1");
+        assert_eq!(
+            p.resolve(ACCT, "f:live", None, 0.1)
+                .unwrap()
+                .executed_version,
+            "2"
+        );
+        assert_eq!(
+            p.resolve(ACCT, "f:live", None, 0.9)
+                .unwrap()
+                .executed_version,
+            "1"
+        );
     }
 
     #[test]

@@ -80,14 +80,12 @@ pub fn runtime(r: &str) -> Result<()> {
              functions. We recommend you use a supported runtime while creating or updating functions."
         )))
     } else {
-        Err(constraint(
-            r,
-            "runtime",
-            &format!(
-                "Member must satisfy enum value set: [{}]",
-                SUPPORTED_RUNTIMES.join(", ")
-            ),
-        ))
+        // Lambda answers an unknown runtime with InvalidParameterValueException (not the
+        // generic ValidationException), because the value may also be a runtime-version ARN.
+        Err(ControlError::invalid(format!(
+            "Value {r} at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: [{}] or be a valid ARN",
+            SUPPORTED_RUNTIMES.join(", ")
+        )))
     }
 }
 
@@ -264,7 +262,10 @@ pub fn log_level(field: &str, l: &str, allowed: &[&str]) -> Result<()> {
         Err(constraint(
             l,
             field,
-            &format!("Member must satisfy enum value set: [{}]", allowed.join(", ")),
+            &format!(
+                "Member must satisfy enum value set: [{}]",
+                allowed.join(", ")
+            ),
         ))
     }
 }
@@ -289,7 +290,8 @@ pub fn log_group(g: &str) -> Result<()> {
 pub fn alias_name(n: &str) -> Result<()> {
     let ok = !n.is_empty()
         && n.len() <= 128
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && !n.chars().all(|c| c.is_ascii_digit());
     if ok {
         Ok(())
@@ -337,7 +339,10 @@ mod tests {
             runtime("python2.7").unwrap_err().kind,
             ErrorKind::InvalidParameter
         );
-        assert_eq!(runtime("cobol1").unwrap_err().kind, ErrorKind::Validation);
+        assert_eq!(
+            runtime("cobol1").unwrap_err().kind,
+            ErrorKind::InvalidParameter
+        );
     }
 
     #[test]
@@ -371,10 +376,7 @@ mod tests {
         env.insert("GOOD_NAME".to_string(), "v".to_string());
         assert!(environment(&env).is_ok());
         env.insert("1BAD".to_string(), "v".to_string());
-        assert_eq!(
-            environment(&env).unwrap_err().kind,
-            ErrorKind::Validation
-        );
+        assert_eq!(environment(&env).unwrap_err().kind, ErrorKind::Validation);
         let mut env = BTreeMap::new();
         env.insert("AWS_REGION".to_string(), "x".to_string());
         assert_eq!(

@@ -1,0 +1,444 @@
+//! The jail helper: everything that runs in the re-executed Updraft binary (`updraft __jail`).
+//!
+//! It is a fresh, single-threaded process, so it may unshare namespaces and fork freely, which
+//! the multi-threaded server must not. Two processes take part:
+//!
+//! - the **helper** stays outside the new pid namespace and outside the cgroup. It reads the
+//!   spec from fd 3, creates the cgroup and writes its limits, unshares the namespaces, brings up `lo`, binds the Runtime API
+//!   listener and sends it to the server, forks pid 1, relays pid 1's setup result, then
+//!   supervises: it kills pid 1 when the server goes away and exits like pid 1 did (same exit
+//!   code, or killed by the same signal);
+//! - **pid 1** of the new pid namespace joins the cgroup, builds and enters the new root, drops every privilege,
+//!   installs seccomp and execs the runtime. It reports to the helper over a close-on-exec
+//!   pipe: end of file without a message means the exec succeeded.
+//!
+//! Neither writes to stdout or stderr: those are the runtime's log pipes.
+
+use std::convert::Infallible;
+use std::fmt::Display;
+use std::io::{self, Read};
+use std::net::TcpListener;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, raise, signal, sigprocmask};
+use nix::sys::stat::{Mode, SFlag, fstat, umask};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid, fork, pipe2, setresgid, setresuid, setsid};
+
+use crate::mounts::{self, RealHost};
+use crate::protocol::{self, HelperMsg};
+use crate::{JailSpec, RUNTIME_API_ADDR, SANDBOX_GID, SANDBOX_UID, Step, cgroup, seccomp, sys};
+
+/// Where [`spawn`](crate::spawn) puts the helper's end of the control socket.
+pub(crate) const CONTROL_FD: RawFd = 3;
+
+/// Size of the tmpfs that becomes `/`: it only holds directories, symlinks and a few small
+/// generated files.
+const ROOT_TMPFS_OPTIONS: &str = "size=4m,mode=755";
+
+/// Entry point of jail mode; `updraft __jail` calls it. Never returns.
+///
+/// Must be called before the program starts any thread (the namespaces it unshares apply to
+/// single-threaded processes only) and with the control socket on fd 3, as [`crate::spawn`]
+/// arranges.
+pub fn jail_main() -> ! {
+    let code = run();
+    std::process::exit(code)
+}
+
+/// A failed step, reported to the server as [`HelperMsg::Failed`].
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Failure {
+    step: Step,
+    message: String,
+}
+
+fn fail<E: Display>(step: Step, what: &'static str) -> impl FnOnce(E) -> Failure {
+    move |e| Failure {
+        step,
+        message: if what.is_empty() {
+            e.to_string()
+        } else {
+            format!("{what}: {e}")
+        },
+    }
+}
+
+fn run() -> i32 {
+    // SAFETY: F_GETFD only queries the flags of descriptor 3, open or not.
+    if unsafe { libc::fcntl(CONTROL_FD, libc::F_GETFD) } < 0 {
+        eprintln!("updraft __jail is started by the server; it needs its control socket on fd 3");
+        return 2;
+    }
+    // SAFETY: the server placed the control socket on fd 3 for this process and nothing else
+    // in this freshly exec'd program owns it.
+    let ctl = unsafe { OwnedFd::from_raw_fd(CONTROL_FD) };
+    let is_socket = fstat(&ctl)
+        .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK)
+        .unwrap_or(false);
+    if !is_socket {
+        eprintln!("updraft __jail: fd 3 is not the control socket");
+        return 2;
+    }
+    let _ = fcntl(&ctl, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    // Whatever else the server leaked into us must not reach the runtime.
+    let _ = sys::cloexec_from(CONTROL_FD + 1);
+    let spec = match read_spec(&ctl) {
+        Ok(s) => s,
+        Err(f) => return report_failure(&ctl, f),
+    };
+    match helper(&ctl, &spec) {
+        Ok(code) => code,
+        Err(f) => report_failure(&ctl, f),
+    }
+}
+
+fn report_failure(ctl: &OwnedFd, f: Failure) -> i32 {
+    let msg = HelperMsg::Failed {
+        step: f.step,
+        message: f.message,
+    };
+    let _ = protocol::send_msg(ctl.as_fd(), &msg, None);
+    1
+}
+
+fn read_spec(ctl: &OwnedFd) -> Result<JailSpec, Failure> {
+    let got = protocol::recv(ctl.as_fd()).map_err(fail(Step::ReadSpec, "receiving"))?;
+    if got.data.is_empty() {
+        return Err(Failure {
+            step: Step::ReadSpec,
+            message: "control socket closed before a spec arrived".into(),
+        });
+    }
+    let spec: JailSpec =
+        serde_json::from_slice(&got.data).map_err(fail(Step::ReadSpec, "parsing"))?;
+    spec.validate().map_err(fail(Step::ReadSpec, ""))?;
+    Ok(spec)
+}
+
+fn helper(ctl: &OwnedFd, spec: &JailSpec) -> Result<i32, Failure> {
+    let mut warnings = Vec::new();
+    let root = Uid::effective().is_root();
+
+    let limits = cgroup::Limits {
+        memory_bytes: spec.memory_mb.saturating_mul(1 << 20),
+        pids_max: spec.pids_max,
+    };
+    let dirs = cgroup::setup(&spec.id, limits, &mut warnings);
+    let msg = HelperMsg::Cgroup {
+        dirs: dirs.clone(),
+        warnings: std::mem::take(&mut warnings),
+    };
+    protocol::send_msg(ctl.as_fd(), &msg, None).map_err(fail(Step::Cgroup, "reporting"))?;
+
+    if !root {
+        enter_user_namespace().map_err(fail(
+            Step::UserNamespace,
+            "not running as root and no user namespace available",
+        ))?;
+        warnings.push(
+            "not running as root: environments use a user namespace, so the runtime's uid 993 \
+             is the server's own uid on the host"
+                .into(),
+        );
+    }
+
+    // No core dumps of the helper, and no ptrace of it by same-uid processes. Only now: a
+    // non-dumpable process cannot write its own /proc/self/uid_map.
+    let _ = nix::sys::prctl::set_dumpable(false);
+
+    unshare(
+        CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWNET,
+    )
+    .map_err(fail(Step::Unshare, "unshare(mount, pid, ipc, uts, net)"))?;
+    sys::loopback_up().map_err(fail(Step::Loopback, "bringing up lo"))?;
+    let listener = TcpListener::bind(RUNTIME_API_ADDR)
+        .map_err(fail(Step::Listener, "binding 127.0.0.1:9001"))?;
+    let msg = HelperMsg::Listener {
+        warnings: std::mem::take(&mut warnings),
+    };
+    protocol::send_msg(ctl.as_fd(), &msg, Some(listener.as_raw_fd()))
+        .map_err(fail(Step::Listener, "sending the listener"))?;
+    drop(listener);
+
+    let (status_r, status_w) = pipe2(OFlag::O_CLOEXEC).map_err(fail(Step::Fork, "pipe"))?;
+    // Lets pid 1 notice a helper that died before pid 1 armed its parent-death signal.
+    let self_pidfd = sys::pidfd_open(std::process::id() as libc::pid_t).ok();
+    // SAFETY: this process is a fresh exec that started no threads, so the child is a full
+    // copy that may allocate and run arbitrary code.
+    match unsafe { fork() }.map_err(fail(Step::Fork, "fork"))? {
+        ForkResult::Child => {
+            drop(status_r);
+            let status = StatusPipe(status_w);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pid1(spec, &dirs, !root, self_pidfd.as_ref(), &status)
+            }));
+            let failure = match result {
+                Ok(Err(f)) => f,
+                Ok(Ok(never)) => match never {},
+                Err(_) => Failure {
+                    step: Step::Exec,
+                    message: "pid 1 panicked during setup".into(),
+                },
+            };
+            status.line(&StatusLine::Failed(failure));
+            // SAFETY: _exit ends pid 1 without unwinding into the helper's code or running
+            // exit handlers that belong to the helper.
+            unsafe { libc::_exit(127) }
+        }
+        ForkResult::Parent { child } => {
+            drop(status_w);
+            let mut text = String::new();
+            let _ = std::fs::File::from(status_r).read_to_string(&mut text);
+            let mut failure = None;
+            for line in text.lines() {
+                match serde_json::from_str::<StatusLine>(line) {
+                    Ok(StatusLine::Warn(w)) => warnings.push(w),
+                    Ok(StatusLine::Failed(f)) => failure = Some(f),
+                    Err(e) => {
+                        failure = Some(Failure {
+                            step: Step::Exec,
+                            message: format!("garbled setup report from pid 1: {e}"),
+                        })
+                    }
+                }
+            }
+            if let Some(f) = failure {
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                return Err(f);
+            }
+            // The server signals pid 1 through this pidfd, never the helper, so the helper is
+            // always there to reap pid 1 (a killed helper would leave pid 1 to the host's init).
+            let child_pidfd = sys::pidfd_open(child.as_raw()).ok();
+            let msg = HelperMsg::Ready { warnings };
+            let fd = child_pidfd.as_ref().map(|f| f.as_raw_fd());
+            if protocol::send_msg(ctl.as_fd(), &msg, fd).is_err() {
+                let _ = kill(child, Signal::SIGKILL);
+            }
+            Ok(supervise(ctl, child, child_pidfd))
+        }
+    }
+}
+
+/// Maps the sandbox uid/gid to the caller's own ids in a new user namespace, which grants the
+/// capabilities the remaining steps need without being root on the host.
+fn enter_user_namespace() -> io::Result<()> {
+    let uid = Uid::current();
+    let gid = Gid::current();
+    unshare(CloneFlags::CLONE_NEWUSER)?;
+    // setgroups must be denied before an unprivileged gid_map write (Linux >= 3.19).
+    match std::fs::write("/proc/self/setgroups", "deny") {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::write("/proc/self/uid_map", format!("{SANDBOX_UID} {uid} 1"))?;
+    std::fs::write("/proc/self/gid_map", format!("{SANDBOX_GID} {gid} 1"))?;
+    Ok(())
+}
+
+/// One line pid 1 writes to the helper.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum StatusLine {
+    Warn(String),
+    Failed(Failure),
+}
+
+struct StatusPipe(OwnedFd);
+
+impl StatusPipe {
+    fn line(&self, l: &StatusLine) {
+        let Ok(mut text) = serde_json::to_string(l) else {
+            return;
+        };
+        text.push('\n');
+        let mut buf = text.as_bytes();
+        while !buf.is_empty() {
+            match nix::unistd::write(&self.0, buf) {
+                Ok(n) => buf = &buf[n..],
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Arms SIGKILL on helper death. Must be repeated after a credential change, which clears it.
+fn die_with_helper(helper: Option<&OwnedFd>) -> Result<(), Failure> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(fail(Step::Fork, "PR_SET_PDEATHSIG"))?;
+    // getppid() is 0 for a parent in an ancestor pid namespace, so liveness is checked on the
+    // helper's pidfd instead: readable means it has exited.
+    if let Some(fd) = helper
+        && let Ok([r]) = sys::poll_readable([fd.as_raw_fd()], 0)
+        && r != 0
+    {
+        return Err(Failure {
+            step: Step::Fork,
+            message: "jail helper exited".into(),
+        });
+    }
+    Ok(())
+}
+
+fn set_limit(res: Resource, value: u64, status: &StatusPipe) -> Result<(), Failure> {
+    match setrlimit(res, value, value) {
+        Ok(()) => Ok(()),
+        // Without root the hard limit cannot be raised; stay at the host's.
+        Err(nix::errno::Errno::EPERM) => {
+            let (_, hard) = getrlimit(res).map_err(fail(Step::Rlimits, "getrlimit"))?;
+            status.line(&StatusLine::Warn(format!(
+                "{res:?} limited to the host's {hard} instead of {value}"
+            )));
+            setrlimit(res, value.min(hard), hard).map_err(fail(Step::Rlimits, "setrlimit"))
+        }
+        Err(e) => Err(fail(Step::Rlimits, "setrlimit")(e)),
+    }
+}
+
+fn pid1(
+    spec: &JailSpec,
+    cgroups: &[cgroup::EnvDir],
+    userns: bool,
+    helper: Option<&OwnedFd>,
+    status: &StatusPipe,
+) -> Result<Infallible, Failure> {
+    die_with_helper(helper)?;
+    // First, so that everything pid 1 does and starts is limited and accounted.
+    if let Err(e) = cgroup::join_self(cgroups) {
+        status.line(&StatusLine::Warn(format!(
+            "cgroup: {e}; memory and process limits not enforced"
+        )));
+    }
+    nix::unistd::sethostname(spec.hostname()).map_err(fail(Step::Hostname, "sethostname"))?;
+
+    // Exact modes come from the mount plan, not from the inherited umask.
+    umask(Mode::empty());
+    // Nothing mounted from here on may propagate back to the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(fail(Step::Mounts, "making / private"))?;
+    let ops = mounts::plan(spec, &RealHost).map_err(fail(Step::Mounts, ""))?;
+    let root = mounts::pick_root_mountpoint(&ops, &RealHost).ok_or_else(|| Failure {
+        step: Step::Mounts,
+        message: format!(
+            "no directory to build the root on (tried {})",
+            mounts::ROOT_MOUNTPOINTS.join(", ")
+        ),
+    })?;
+    mount(
+        Some("tmpfs"),
+        &root,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(ROOT_TMPFS_OPTIONS),
+    )
+    .map_err(fail(Step::Mounts, "mounting the root tmpfs"))?;
+    mounts::execute(&ops, &root).map_err(fail(Step::Mounts, ""))?;
+    mounts::pivot(&root).map_err(fail(Step::PivotRoot, ""))?;
+
+    set_limit(Resource::RLIMIT_NOFILE, spec.nofile, status)?;
+    set_limit(Resource::RLIMIT_NPROC, spec.pids_max, status)?;
+
+    setsid().map_err(fail(Step::Setsid, "setsid"))?;
+    nix::sys::prctl::set_no_new_privs().map_err(fail(Step::NoNewPrivs, "PR_SET_NO_NEW_PRIVS"))?;
+    sys::drop_bounding_set(sys::last_cap())
+        .map_err(fail(Step::Capabilities, "clearing the bounding set"))?;
+
+    if !userns {
+        nix::unistd::setgroups(&[]).map_err(fail(Step::Credentials, "setgroups"))?;
+    }
+    let gid = Gid::from_raw(SANDBOX_GID);
+    let uid = Uid::from_raw(SANDBOX_UID);
+    setresgid(gid, gid, gid).map_err(fail(Step::Credentials, "setresgid"))?;
+    setresuid(uid, uid, uid).map_err(fail(Step::Credentials, "setresuid"))?;
+    die_with_helper(helper)?;
+    // The uid switch from root already emptied effective and permitted; this also empties
+    // the inheritable and ambient sets (and covers the user-namespace case, where the uid did
+    // not change from 0).
+    sys::clear_capabilities().map_err(fail(Step::Capabilities, "capset"))?;
+
+    umask(Mode::from_bits_truncate(0o022));
+    nix::unistd::chdir(Path::new(&spec.cwd)).map_err(fail(Step::Chdir, "chdir"))?;
+
+    // The helper is a Rust program, which ignores SIGPIPE; ignored signals survive exec.
+    // SAFETY: installing SIG_DFL involves no handler code.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map_err(fail(Step::Exec, "SIGPIPE"))?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(fail(Step::Exec, "signal mask"))?;
+
+    let cstr = |s: &str| std::ffi::CString::new(s).map_err(fail(Step::Exec, "NUL in argument"));
+    let argv = spec
+        .argv
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env = spec
+        .env
+        .iter()
+        .map(|(k, v)| cstr(&format!("{k}={v}")))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    seccomp::install().map_err(fail(Step::Seccomp, ""))?;
+    let err = nix::unistd::execve(&argv[0], &argv, &env).unwrap_err();
+    Err(Failure {
+        step: Step::Exec,
+        message: format!("{}: {err}", spec.argv[0]),
+    })
+}
+
+/// Waits for pid 1 while watching the control socket; returns the helper's exit code.
+fn supervise(ctl: &OwnedFd, child: Pid, child_pidfd: Option<OwnedFd>) -> i32 {
+    if let Some(pidfd) = child_pidfd {
+        let mut watch = ctl.as_raw_fd();
+        while let Ok([c, p]) = sys::poll_readable([watch, pidfd.as_raw_fd()], -1) {
+            if p != 0 {
+                break;
+            }
+            if c != 0 {
+                // The server sends nothing after Ready; end of stream (or anything else) means
+                // it dropped the environment or died.
+                let _ = protocol::recv(ctl.as_fd());
+                let _ = kill(child, Signal::SIGKILL);
+                watch = -1;
+            }
+        }
+    }
+    let status = loop {
+        match waitpid(child, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break other,
+        }
+    };
+    match status {
+        Ok(WaitStatus::Exited(_, code)) => code,
+        Ok(WaitStatus::Signaled(_, sig, _)) => die_like(sig),
+        _ => 1,
+    }
+}
+
+/// Ends the helper by the signal that ended pid 1, so the server sees the runtime's own fate.
+fn die_like(sig: Signal) -> i32 {
+    // SAFETY: restoring the default disposition involves no handler code.
+    let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    let mut set = SigSet::empty();
+    set.add(sig);
+    let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+    let _ = raise(sig);
+    // Signals whose default action is not to terminate end up here.
+    128 + sig as i32
+}

@@ -1,0 +1,454 @@
+//! The server side of an execution environment: [`spawn`] and the [`Jail`] handle.
+//!
+//! The server never forks itself into a jail: it starts the helper binary with a fresh exec
+//! (`helper_exe __jail`), passing the helper's end of a unix socket pair as fd 3 and the write
+//! ends of the runtime's stdout/stderr pipes as fds 1 and 2. Every descriptor the server opens is
+//! close-on-exec, so nothing else reaches the helper.
+//!
+//! A [`Jail`] owns the helper process; dropping it kills the environment, reaps the helper and
+//! removes the cgroup directories. Calls on a dead environment are harmless.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, Once, PoisonError};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socketpair, sockopt};
+use nix::sys::time::TimeVal;
+
+use crate::cgroup::EnvCgroup;
+use crate::helper::CONTROL_FD;
+use crate::protocol::{self, HelperMsg, MAX_MESSAGE};
+use crate::{ExitInfo, JailSpec, SandboxError, sys};
+
+/// How long the helper may take from start to exec of the runtime.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Empty environment cgroups older than this are leftovers (setup takes well under a second).
+const STALE_CGROUP_AGE: Duration = Duration::from_secs(60);
+
+/// A running environment.
+pub struct Jail {
+    id: String,
+    /// Runtime API listener inside the environment's network namespace (taken once).
+    listener: Option<TcpListener>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    /// Our end of the control socket; closing it tells the helper to kill the environment.
+    control: Option<OwnedFd>,
+    helper_pid: u32,
+    /// Names the environment's pid 1 (sent by the helper); killing it ends the pid namespace
+    /// while the helper survives to reap it.
+    pid1_pidfd: Option<OwnedFd>,
+    /// Signals the helper without the risk of hitting a recycled pid after it was reaped.
+    helper_pidfd: Option<OwnedFd>,
+    /// Fallback guard for kernels without pidfds: set once the helper is reaped.
+    reaped: AtomicBool,
+    /// `wait` holds this while blocked; `kill` never takes it, so both can run concurrently.
+    helper: Mutex<HelperState>,
+    cgroup: EnvCgroup,
+    warnings: Vec<String>,
+}
+
+struct HelperState {
+    child: Child,
+    exit: Option<ExitInfo>,
+}
+
+impl std::fmt::Debug for Jail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jail")
+            .field("id", &self.id)
+            .field("helper_pid", &self.helper_pid)
+            .field("cgroups", &self.cgroup_paths())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Jail {
+    /// The listener bound at 127.0.0.1:9001 inside the environment's own network namespace
+    /// (received from the jail helper over SCM_RIGHTS). Taken once; blocking mode.
+    pub fn take_runtime_api_listener(&mut self) -> Option<TcpListener> {
+        self.listener.take()
+    }
+
+    /// Read end of the runtime's stdout pipe (taken once).
+    pub fn take_stdout(&mut self) -> Option<OwnedFd> {
+        self.stdout.take()
+    }
+
+    /// Read end of the runtime's stderr pipe (taken once).
+    pub fn take_stderr(&mut self) -> Option<OwnedFd> {
+        self.stderr.take()
+    }
+
+    /// The environment id of the spec.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Host pid of the jail helper (the parent of the environment's pid 1).
+    pub fn helper_pid(&self) -> u32 {
+        self.helper_pid
+    }
+
+    /// The environment's cgroup directories (empty when cgroups are unavailable).
+    pub fn cgroup_paths(&self) -> Vec<PathBuf> {
+        self.cgroup.dirs.iter().map(|d| d.path.clone()).collect()
+    }
+
+    /// Isolation steps that were degraded for this environment (already logged once per
+    /// process as warnings).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Kills every process of the environment: cgroup-wide, and pid 1, whose death ends the
+    /// whole pid namespace. The helper then reaps pid 1 and exits the same way, which is what
+    /// [`Jail::wait`] reports. Idempotent, harmless when dead.
+    pub fn kill(&self) {
+        self.cgroup.kill_all();
+        if let Some(fd) = &self.pid1_pidfd {
+            let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+            return;
+        }
+        // Before setup finished (or without pidfds) pid 1 is only reachable through the
+        // helper, whose death takes pid 1 along (parent-death signal).
+        match &self.helper_pidfd {
+            Some(fd) => {
+                let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+            }
+            None => {
+                if !self.reaped.load(Ordering::SeqCst) {
+                    // SAFETY: kill(2) only sends a signal; the pid is our unreaped child, so it
+                    // cannot have been recycled.
+                    unsafe { libc::kill(self.helper_pid as libc::pid_t, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+
+    /// Blocks until the environment has exited; returns how (the runtime's exit code, or the
+    /// signal that killed it). Callable from a blocking thread while another thread calls
+    /// [`Jail::kill`]; later calls return the same result.
+    pub fn wait(&self) -> ExitInfo {
+        let mut st = self.helper.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = &st.exit {
+            return e.clone();
+        }
+        let info = match st.child.wait() {
+            Ok(s) => ExitInfo {
+                code: s.code(),
+                signal: s.signal(),
+            },
+            Err(_) => ExitInfo {
+                code: None,
+                signal: None,
+            },
+        };
+        self.reaped.store(true, Ordering::SeqCst);
+        st.exit = Some(info.clone());
+        info
+    }
+
+    /// Non-blocking [`Jail::wait`]: `Some` once the environment has exited.
+    pub fn try_wait(&self) -> Option<ExitInfo> {
+        let mut st = self.helper.try_lock().ok()?;
+        if let Some(e) = &st.exit {
+            return Some(e.clone());
+        }
+        let s = st.child.try_wait().ok()??;
+        let info = ExitInfo {
+            code: s.code(),
+            signal: s.signal(),
+        };
+        self.reaped.store(true, Ordering::SeqCst);
+        st.exit = Some(info.clone());
+        Some(info)
+    }
+
+    /// Peak memory of the environment's cgroup in bytes (memory.max_usage_in_bytes v1 /
+    /// memory.peak v2); `None` without a memory cgroup.
+    pub fn memory_peak_bytes(&self) -> Option<u64> {
+        self.cgroup.memory_peak()
+    }
+
+    /// Whether the cgroup hit its memory limit and the OOM killer acted.
+    pub fn oom_killed(&self) -> bool {
+        self.cgroup.oom_killed()
+    }
+}
+
+impl Drop for Jail {
+    fn drop(&mut self) {
+        self.control.take();
+        self.kill();
+        self.wait();
+        self.cgroup.remove();
+    }
+}
+
+/// Logs each distinct degradation once per process, however many environments hit it.
+fn warn_once(warnings: &[String]) {
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
+    let seen = seen.get_or_insert_with(HashSet::new);
+    for w in warnings {
+        if seen.insert(w.clone()) {
+            tracing::warn!("sandbox degraded: {w}");
+        }
+    }
+}
+
+fn io_err(e: nix::errno::Errno) -> io::Error {
+    io::Error::from(e)
+}
+
+/// Spawns `helper_exe __jail` (the Updraft binary itself), passes the spec, waits until the
+/// Runtime API listener arrived and the runtime was exec'd (or an error came back), and returns
+/// the [`Jail`]. Blocking: call it from a blocking thread.
+pub fn spawn(spec: &JailSpec, helper_exe: &Path) -> Result<Jail, SandboxError> {
+    spec.validate()?;
+    static CLEANUP: Once = Once::new();
+    CLEANUP.call_once(|| {
+        let n = crate::remove_stale_cgroups(STALE_CGROUP_AGE);
+        if n > 0 {
+            tracing::info!(
+                removed = n,
+                "removed cgroups left behind by an earlier server"
+            );
+        }
+    });
+    let payload = serde_json::to_vec(spec).map_err(|e| SandboxError::InvalidSpec(e.to_string()))?;
+    if payload.len() > MAX_MESSAGE {
+        return Err(SandboxError::InvalidSpec(format!(
+            "spec is {} bytes, more than {MAX_MESSAGE}",
+            payload.len()
+        )));
+    }
+
+    let (control, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| SandboxError::ControlSocket(io_err(e)))?;
+    // Well above 0-2 and 3, so rewiring stdio and fd 3 in the child cannot clobber it.
+    let theirs = {
+        let low = theirs;
+        sys::dup_cloexec_min(low.as_fd(), 10).map_err(SandboxError::ControlSocket)?
+    };
+    let (out_r, out_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::OutputPipes(io_err(e)))?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::OutputPipes(io_err(e)))?;
+
+    let theirs_raw = theirs.as_raw_fd();
+    let mut cmd = Command::new(helper_exe);
+    cmd.arg("__jail")
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w))
+        // Terminal signals aimed at the server must not hit environments; the server decides
+        // their lifetime.
+        .process_group(0);
+    // SAFETY: the closure runs in the child between fork and exec; dup2 and close_range are
+    // plain system calls (async-signal-safe) and nothing here allocates. dup2 clears
+    // close-on-exec on the new fd 3 only; close_range marks everything above it close-on-exec,
+    // which also covers descriptors the server itself inherited without the flag.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(theirs_raw, CONTROL_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            libc::syscall(
+                libc::SYS_close_range,
+                (CONTROL_FD + 1) as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|source| SandboxError::SpawnHelper {
+        exe: helper_exe.to_path_buf(),
+        source,
+    })?;
+    // Closes our copies of the pipes' write ends and of the helper's socket end, so end of
+    // stream arrives when the helper side is gone.
+    drop(cmd);
+    drop(theirs);
+
+    let helper_pid = child.id();
+    let mut jail = Jail {
+        id: spec.id.clone(),
+        listener: None,
+        stdout: Some(out_r),
+        stderr: Some(err_r),
+        control: Some(control),
+        helper_pid,
+        pid1_pidfd: None,
+        helper_pidfd: sys::pidfd_open(helper_pid as libc::pid_t).ok(),
+        reaped: AtomicBool::new(false),
+        helper: Mutex::new(HelperState { child, exit: None }),
+        cgroup: EnvCgroup::default(),
+        warnings: Vec::new(),
+    };
+    // From here on, returning an error drops `jail`, which kills and reaps the helper and
+    // removes whatever cgroup it reported.
+    handshake(&mut jail, &payload)?;
+    Ok(jail)
+}
+
+fn handshake(jail: &mut Jail, payload: &[u8]) -> Result<(), SandboxError> {
+    let Some(control) = jail
+        .control
+        .as_ref()
+        .map(|c| c.as_fd().try_clone_to_owned())
+    else {
+        return Err(SandboxError::Protocol("control socket missing".into()));
+    };
+    let control = control.map_err(SandboxError::Control)?;
+    // A helper that died early shows up as a broken or reset socket, not as end of stream.
+    let gone =
+        |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET));
+    match protocol::send(control.as_fd(), payload, None) {
+        Ok(()) => {}
+        Err(e) if gone(&e) => return Err(SandboxError::HelperExited(jail.wait())),
+        Err(e) => return Err(SandboxError::SendSpec(e)),
+    }
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(SandboxError::SetupTimeout(SETUP_TIMEOUT));
+        }
+        let tv = TimeVal::new(
+            left.as_secs() as libc::time_t,
+            left.subsec_micros().max(1) as libc::suseconds_t,
+        );
+        setsockopt(&control, sockopt::ReceiveTimeout, &tv)
+            .map_err(|e| SandboxError::Control(io_err(e)))?;
+        let got = match protocol::recv(control.as_fd()) {
+            Ok(g) => g,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(SandboxError::SetupTimeout(SETUP_TIMEOUT));
+            }
+            Err(e) if gone(&e) => return Err(SandboxError::HelperExited(jail.wait())),
+            Err(e) => return Err(SandboxError::Control(e)),
+        };
+        if got.data.is_empty() {
+            return Err(SandboxError::HelperExited(jail.wait()));
+        }
+        let msg: HelperMsg = serde_json::from_slice(&got.data)
+            .map_err(|e| SandboxError::Protocol(format!("undecodable message: {e}")))?;
+        match msg {
+            HelperMsg::Cgroup { dirs, warnings } => {
+                jail.cgroup.dirs = dirs;
+                note(jail, warnings);
+            }
+            HelperMsg::Listener { warnings } => {
+                let fd = got.fd.ok_or_else(|| {
+                    SandboxError::Protocol("listener message without a descriptor".into())
+                })?;
+                jail.listener = Some(TcpListener::from(fd));
+                note(jail, warnings);
+            }
+            HelperMsg::Ready { warnings } => {
+                jail.pid1_pidfd = got.fd;
+                note(jail, warnings);
+                if jail.listener.is_none() {
+                    return Err(SandboxError::Protocol(
+                        "ready before the listener arrived".into(),
+                    ));
+                }
+                return Ok(());
+            }
+            HelperMsg::Failed { step, message } => {
+                return Err(SandboxError::Setup { step, message });
+            }
+        }
+    }
+}
+
+fn note(jail: &mut Jail, warnings: Vec<String>) {
+    warn_once(&warnings);
+    jail.warnings.extend(warnings);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::spec;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn jail_is_send_and_sync() {
+        assert_send_sync::<Jail>();
+    }
+
+    #[test]
+    fn invalid_specs_never_start_a_helper() {
+        let mut s = spec();
+        s.id = "../x".into();
+        let e = spawn(&s, Path::new("/nonexistent/helper")).unwrap_err();
+        assert!(matches!(e, SandboxError::InvalidSpec(_)), "{e}");
+    }
+
+    #[test]
+    fn a_missing_helper_is_reported() {
+        let e = spawn(&spec(), Path::new("/nonexistent/helper")).unwrap_err();
+        assert!(matches!(e, SandboxError::SpawnHelper { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_helper_that_exits_early_is_reported_with_its_status() {
+        // /bin/false ignores the protocol and exits 1 at once.
+        let e = spawn(&spec(), Path::new("/bin/false")).unwrap_err();
+        match e {
+            SandboxError::HelperExited(info) => assert_eq!(info.code, Some(1)),
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn the_helper_gets_only_stdio_and_the_control_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("fds");
+        let script = dir.path().join("helper");
+        // ls lists its own descriptors: 0-2, the control socket 3, and 4 for the directory
+        // it is reading.
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\nls /proc/self/fd > {}\nexit 3\n", out.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _open_here = std::fs::File::open("/dev/null").unwrap();
+        let e = spawn(&spec(), &script).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SandboxError::HelperExited(ExitInfo { code: Some(3), .. })
+            ),
+            "{e}"
+        );
+        let fds: Vec<String> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(fds, ["0", "1", "2", "3", "4"]);
+    }
+}

@@ -1,0 +1,4 @@
+// An async handler that throws.
+export const handler = async () => {
+  throw new Error('boom');
+};
