@@ -1,0 +1,526 @@
+#!/usr/bin/env python3
+"""Updraft's benchmark driver: warm invoke latency and throughput (wrk) and cold starts (boto3).
+
+`bench/run.sh` starts the server and calls this script; see bench/README.md for what every number means.
+
+For each runtime (Python, Node.js, Rust on provided.al2023) the driver
+  1. deploys a hello function and checks that it answers {"hello": "world"};
+  2. warms it (sequential invokes, 10 concurrent invokes, then an unmeasured wrk run at 10 connections);
+  3. signs one Invoke request with botocore's SigV4Auth and hands the fixed method, path, headers and body to
+     wrk through bench/invoke.lua; runs wrk at 1 connection and at 10 connections and parses p50/p99/req/s;
+  4. measures cold starts: each sample changes an environment variable (a new revision, hence a new pool),
+     waits for the update, then times one Invoke with LogType Tail from the client and reads the server's
+     `Init Duration` from the REPORT line.
+
+Every loop is bounded in count and time; the only target is the server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/bench"
+BODY = b"{}"
+EXPECTED = {"hello": "world"}
+# wrk runs are given this much time beyond their duration before they are killed.
+WRK_GRACE_S = 30
+# Deadline for a configuration update to become Successful.
+UPDATE_WAIT_S = 30
+INIT_RE = re.compile(r"Init Duration: ([0-9.]+) ms")
+DURATION_RE = re.compile(r"\tDuration: ([0-9.]+) ms")
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def zip_of(files: dict[str, tuple[bytes, int]]) -> bytes:
+    """A zip with the given (content, mode) per name; modes are kept so `bootstrap` stays executable."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, (content, mode) in files.items():
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.external_attr = (0o100000 | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, content)
+    return buf.getvalue()
+
+
+def runtimes(rust_bootstrap: Path) -> list[dict]:
+    fn = BENCH / "functions"
+    return [
+        {
+            "key": "python",
+            "label": "Python (python3.12)",
+            "runtime": "python3.12",
+            "handler": "app.handler",
+            "zip": lambda: zip_of({"app.py": ((fn / "python-hello" / "app.py").read_bytes(), 0o644)}),
+        },
+        {
+            "key": "node",
+            "label": "Node.js (nodejs20.x)",
+            "runtime": "nodejs20.x",
+            "handler": "index.handler",
+            "zip": lambda: zip_of({"index.js": ((fn / "node-hello" / "index.js").read_bytes(), 0o644)}),
+        },
+        {
+            "key": "rust",
+            "label": "Rust (provided.al2023, lambda_runtime)",
+            "runtime": "provided.al2023",
+            "handler": "bootstrap",
+            "zip": lambda: zip_of({"bootstrap": (rust_bootstrap.read_bytes(), 0o755)}),
+        },
+    ]
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile (p99 of 20 samples is the largest one)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.endpoint = args.endpoint
+        self.creds = Credentials(args.access_key, args.secret_key)
+        self.client = boto3.client(
+            "lambda",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=args.access_key,
+            aws_secret_access_key=args.secret_key,
+            config=Config(
+                retries={"max_attempts": 1, "mode": "standard"},
+                read_timeout=60,
+                connect_timeout=5,
+                max_pool_connections=32,
+            ),
+        )
+        self.suffix = uuid.uuid4().hex[:8]
+
+    # ---- deployment -------------------------------------------------------------------------------------
+
+    def deploy(self, rt: dict) -> str:
+        name = f"bench-{rt['key']}-{self.suffix}"
+        self.client.create_function(
+            FunctionName=name,
+            Runtime=rt["runtime"],
+            Role=ROLE,
+            Handler=rt["handler"],
+            Code={"ZipFile": rt["zip"]()},
+            MemorySize=self.args.memory,
+            Timeout=10,
+        )
+        self.wait_ready(name)
+        return name
+
+    def wait_ready(self, name: str) -> None:
+        deadline = time.monotonic() + UPDATE_WAIT_S
+        last = None
+        while time.monotonic() < deadline:
+            cfg = self.client.get_function_configuration(FunctionName=name)
+            last = (cfg.get("State"), cfg.get("LastUpdateStatus"))
+            if last[0] in (None, "Active") and last[1] in (None, "Successful"):
+                return
+            if last[0] == "Failed" or last[1] == "Failed":
+                raise RuntimeError(f"{name}: state {last}: {cfg.get('StateReason') or cfg.get('LastUpdateStatusReason')}")
+            time.sleep(0.05)
+        raise RuntimeError(f"{name}: not ready after {UPDATE_WAIT_S}s (State, LastUpdateStatus) = {last}")
+
+    def invoke(self, name: str, tail: bool = False) -> tuple[float, dict]:
+        """One Invoke; returns (client-side milliseconds, response). Raises on any failure."""
+        kwargs = {"FunctionName": name, "Payload": BODY}
+        if tail:
+            kwargs["LogType"] = "Tail"
+        t0 = time.perf_counter()
+        resp = self.client.invoke(**kwargs)
+        payload = resp["Payload"].read()
+        ms = (time.perf_counter() - t0) * 1000.0
+        if resp.get("FunctionError"):
+            logs = base64.b64decode(resp.get("LogResult", "")).decode(errors="replace")
+            raise RuntimeError(f"{name}: FunctionError {resp['FunctionError']}: {payload[:500]!r}\n{logs}")
+        try:
+            got = json.loads(payload)
+        except ValueError:
+            got = payload
+        if got != EXPECTED:
+            raise RuntimeError(f"{name}: unexpected payload {payload[:500]!r}")
+        return ms, resp
+
+    # ---- warm: wrk ------------------------------------------------------------------------------------
+
+    def signed_request_file(self, name: str, path: Path) -> None:
+        """Signs one Invoke request and writes it in the format bench/invoke.lua reads."""
+        url = f"{self.endpoint}/2015-03-31/functions/{name}/invocations"
+        req = AWSRequest(
+            method="POST",
+            url=url,
+            data=BODY,
+            headers={
+                "Content-Type": "application/json",
+                "X-Amz-Content-Sha256": hashlib.sha256(BODY).hexdigest(),
+            },
+        )
+        SigV4Auth(self.creds, "lambda", REGION).add_auth(req)
+        host = urlparse(self.endpoint).netloc
+        headers = {"Host": host}
+        for k, v in req.headers.items():
+            headers[k] = v
+        lines = [f"POST {urlparse(url).path}"]
+        for k, v in headers.items():
+            if "\n" in k or "\n" in v:
+                raise RuntimeError("header with a newline")
+            lines.append(f"{k}: {v}")
+        path.write_bytes(("\n".join(lines) + "\n\n").encode() + BODY)
+
+    def wrk(self, request_file: Path, threads: int, conns: int, seconds: int) -> dict:
+        cmd = [
+            self.args.wrk,
+            f"-t{threads}",
+            f"-c{conns}",
+            f"-d{seconds}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(BENCH / "invoke.lua"),
+            self.endpoint,
+        ]
+        env = dict(os.environ, UPDRAFT_BENCH_REQUEST=str(request_file))
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + WRK_GRACE_S)
+        if proc.returncode != 0:
+            raise RuntimeError(f"wrk exited {proc.returncode}: {proc.stderr.strip()} {proc.stdout.strip()}")
+        return parse_wrk(proc.stdout)
+
+    def warm_up(self, name: str) -> None:
+        for _ in range(5):
+            self.invoke(name)
+        # Ten invokes at once so the pool grows towards ten environments before the 10-connection run.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=10) as ex:
+            for f in [ex.submit(self.invoke, name) for _ in range(10)]:
+                f.result(timeout=60)
+
+    def warm(self, rt: dict, name: str, out: Path) -> dict:
+        self.warm_up(name)
+        req_file = out / f"request-{rt['key']}.txt"
+        self.signed_request_file(name, req_file)
+        # Unmeasured: lets the pool settle at the size 10 connections need.
+        warm = self.wrk(req_file, 2, 10, self.args.warmup)
+        check_wrk(warm, "warm-up")
+        result = {}
+        for label, threads, conns in (("c1", 1, 1), ("c10", 2, 10)):
+            log(f"  wrk -t{threads} -c{conns} -d{self.args.duration}s {rt['key']}")
+            r = self.wrk(req_file, threads, conns, self.args.duration)
+            (out / "raw").mkdir(exist_ok=True)
+            (out / "raw" / f"wrk-{rt['key']}-{label}.txt").write_text(r["raw"])
+            check_wrk(r, label)
+            result[label] = r
+            log(f"    p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  {r['rps']:.1f} req/s")
+        req_file.unlink(missing_ok=True)
+        return result
+
+    # ---- cold starts ------------------------------------------------------------------------------------
+
+    def cold(self, rt: dict, name: str) -> dict:
+        samples = []
+        misses = 0
+        deadline = time.monotonic() + self.args.cold_budget
+        for i in range(self.args.cold_samples):
+            if time.monotonic() > deadline:
+                log(f"  cold-start time budget of {self.args.cold_budget}s spent after {i} samples")
+                break
+            self.client.update_function_configuration(
+                FunctionName=name,
+                Environment={"Variables": {"BENCH_COLD": f"{i}-{uuid.uuid4().hex[:8]}"}},
+            )
+            self.wait_ready(name)
+            ms, resp = self.invoke(name, tail=True)
+            tail = base64.b64decode(resp.get("LogResult", "")).decode(errors="replace")
+            m = INIT_RE.search(tail)
+            d = DURATION_RE.search(tail)
+            if m is None:
+                misses += 1
+            samples.append(
+                {
+                    "client_ms": round(ms, 3),
+                    "init_duration_ms": float(m.group(1)) if m else None,
+                    "duration_ms": float(d.group(1)) if d else None,
+                }
+            )
+        client = [s["client_ms"] for s in samples]
+        init = [s["init_duration_ms"] for s in samples if s["init_duration_ms"] is not None]
+        res = {
+            "samples": samples,
+            "n": len(samples),
+            "without_init_duration": misses,
+            "client_p50_ms": percentile(client, 50),
+            "client_p99_ms": percentile(client, 99),
+            "client_mean_ms": round(statistics.fmean(client), 3) if client else None,
+            "init_p50_ms": percentile(init, 50),
+            "init_p99_ms": percentile(init, 99),
+        }
+        log(
+            f"  cold {rt['key']}: client p50 {fmt(res['client_p50_ms'])} p99 {fmt(res['client_p99_ms'])} ms; "
+            f"Init Duration p50 {fmt(res['init_p50_ms'])} p99 {fmt(res['init_p99_ms'])} ms ({misses} without Init Duration)"
+        )
+        return res
+
+
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def to_ms(text: str) -> float:
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text.strip())
+    if not m:
+        raise ValueError(f"unparsable wrk duration {text!r}")
+    return round(float(m.group(1)) * UNIT_MS[m.group(2)], 3)
+
+
+def parse_wrk(out: str) -> dict:
+    """Reads p50/p90/p99, req/s, request count and errors from wrk's --latency report."""
+    res: dict = {"raw": out}
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(rf"^\s*{pct}(?:\.000)?%\s+(\S+)\s*$", out, re.M)
+        res[f"p{pct}_ms"] = to_ms(m.group(1)) if m else None
+    m = re.search(r"^Requests/sec:\s+([0-9.]+)", out, re.M)
+    res["rps"] = float(m.group(1)) if m else None
+    m = re.search(r"^\s*(\d+) requests in", out, re.M)
+    res["requests"] = int(m.group(1)) if m else None
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    res["non_2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    res["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    return res
+
+
+def check_wrk(r: dict, label: str) -> None:
+    if r["p50_ms"] is None or r["rps"] is None or not r["requests"]:
+        raise RuntimeError(f"wrk {label}: no result\n{r['raw']}")
+    if r["non_2xx"] or r["socket_errors"]:
+        raise RuntimeError(
+            f"wrk {label}: {r['non_2xx']} non-2xx responses, {r['socket_errors']} socket errors\n{r['raw']}"
+        )
+
+
+def cell(text: str) -> str:
+    """Text fit for one markdown table cell."""
+    return " ".join(text.replace("|", "/").split())[:120]
+
+
+def fmt(v: float | None, digits: int = 2) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def sh(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    commit = sh(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    dirty = bool(sh(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]))
+    try:
+        load = Path("/proc/loadavg").read_text().split()[:3]
+    except OSError:
+        load = []
+    return {
+        "nproc": int(sh(["nproc"]) or 0),
+        "cpu_model": cpu,
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "updraft_commit": commit,
+        "working_tree_modified": dirty,
+        "loadavg_at_start": load,
+        "python": platform.python_version(),
+        "node": sh(["node", "--version"]),
+        "rustc": sh(["rustc", "--version"]),
+        "wrk": sh(["sh", "-c", "wrk -v 2>&1 | head -1"]).split(" [")[0],
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+    }
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    p = results["parameters"]
+    commit = m["updraft_commit"] + (" (with uncommitted changes)" if m["working_tree_modified"] else "")
+    lines = [
+        "# Updraft benchmark",
+        "",
+        f"- Updraft commit: `{commit}`, binary `{p['binary']}`; {m['date_utc']} UTC",
+        f"- Machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['memory_gib']} GiB memory, Linux {m['kernel']}; "
+        f"load average at start {' '.join(m['loadavg_at_start'])}",
+        f"- Interpreters: Python {m['python']}, Node.js {m['node']}; {m['rustc']}; {m['wrk']}",
+        f"- Function memory {p['memory_mb']} MB; server, load generator and functions share the machine",
+        "",
+        f"## Warm invoke (wrk, {p['duration_s']} s per run, Invoke API, SigV4-signed)",
+        "",
+        "| runtime | 1 conn p50 (ms) | 1 conn p99 (ms) | 1 conn req/s | 10 conn p50 (ms) | 10 conn p99 (ms) | 10 conn req/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results["runtimes"]:
+        w = r.get("warm")
+        if not w:
+            lines.append(f"| {r['label']} | failed: {cell(r.get('warm_error', ''))} | | | | | |")
+            continue
+        c1, c10 = w["c1"], w["c10"]
+        lines.append(
+            f"| {r['label']} | {fmt(c1['p50_ms'])} | {fmt(c1['p99_ms'])} | {fmt(c1['rps'], 0)} "
+            f"| {fmt(c10['p50_ms'])} | {fmt(c10['p99_ms'])} | {fmt(c10['rps'], 0)} |"
+        )
+    lines += [
+        "",
+        f"## Cold start ({p['cold_samples']} new environments per runtime)",
+        "",
+        "| runtime | first invoke p50 (ms) | first invoke p99 (ms) | Init Duration p50 (ms) | Init Duration p99 (ms) | samples |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results["runtimes"]:
+        c = r.get("cold")
+        if not c:
+            lines.append(f"| {r['label']} | failed: {cell(r.get('cold_error', ''))} | | | | |")
+            continue
+        n = f"{c['n']}" + (f" ({c['without_init_duration']} without Init Duration)" if c["without_init_duration"] else "")
+        lines.append(
+            f"| {r['label']} | {fmt(c['client_p50_ms'])} | {fmt(c['client_p99_ms'])} "
+            f"| {fmt(c['init_p50_ms'])} | {fmt(c['init_p99_ms'])} | {n} |"
+        )
+    lines += [
+        "",
+        f"Percentiles are nearest-rank: p99 of {p['cold_samples']} cold samples is the slowest one. "
+        "bench/README.md says what each number measures.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--endpoint", required=True)
+    ap.add_argument("--access-key", default=os.environ.get("UPDRAFT_ACCESS_KEY_ID"))
+    ap.add_argument("--secret-key", default=os.environ.get("UPDRAFT_SECRET_ACCESS_KEY"))
+    ap.add_argument("--rust-bootstrap", type=Path, required=True)
+    ap.add_argument("--wrk", default="wrk")
+    ap.add_argument("--out", type=Path, default=BENCH / "out")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per measured wrk run")
+    ap.add_argument("--warmup", type=int, default=3, help="seconds of the unmeasured wrk warm-up run")
+    ap.add_argument("--cold-samples", type=int, default=20)
+    ap.add_argument("--cold-budget", type=int, default=300, help="seconds at most for one runtime's cold samples")
+    ap.add_argument("--memory", type=int, default=128, help="MemorySize of the functions (MB)")
+    ap.add_argument("--binary", default="target/release/updraft", help="the updraft binary, as recorded")
+    ap.add_argument("--only", default="", help="comma-separated subset of python,node,rust")
+    args = ap.parse_args()
+    if not args.access_key or not args.secret_key:
+        ap.error("credentials missing (--access-key/--secret-key or UPDRAFT_ACCESS_KEY_ID/UPDRAFT_SECRET_ACCESS_KEY)")
+    host = urlparse(args.endpoint).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        ap.error("the benchmark only targets a server on the loopback interface")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args)
+    results = {
+        "machine": machine(),
+        "parameters": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "cold_samples": args.cold_samples,
+            "memory_mb": args.memory,
+            "binary": args.binary,
+            "wrk_c1": "wrk -t1 -c1 --latency",
+            "wrk_c10": "wrk -t2 -c10 --latency",
+            "body": BODY.decode(),
+        },
+        "runtimes": [],
+    }
+    only = {s for s in args.only.split(",") if s}
+    failures = 0
+    for rt in runtimes(args.rust_bootstrap):
+        if only and rt["key"] not in only:
+            continue
+        entry = {"key": rt["key"], "label": rt["label"], "runtime": rt["runtime"]}
+        results["runtimes"].append(entry)
+        log(f"{rt['label']}: deploying")
+        try:
+            name = bench.deploy(rt)
+            entry["function"] = name
+            bench.invoke(name)
+        except Exception as e:  # a broken runtime must not hide the others' numbers
+            entry["warm_error"] = entry["cold_error"] = f"{type(e).__name__}: {e}"
+            log(f"  FAILED: {entry['warm_error']}")
+            failures += 1
+            continue
+        try:
+            entry["warm"] = bench.warm(rt, name, args.out)
+        except Exception as e:
+            entry["warm_error"] = f"{type(e).__name__}: {e}"
+            log(f"  warm FAILED: {entry['warm_error']}")
+            failures += 1
+        try:
+            entry["cold"] = bench.cold(rt, name)
+        except Exception as e:
+            entry["cold_error"] = f"{type(e).__name__}: {e}"
+            log(f"  cold FAILED: {entry['cold_error']}")
+            failures += 1
+        try:
+            bench.client.delete_function(FunctionName=name)
+        except Exception as e:
+            log(f"  delete of {name} failed: {e}")
+
+    for r in results["runtimes"]:
+        for w in (r.get("warm") or {}).values():
+            w.pop("raw", None)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    md = markdown(results)
+    (args.out / "results.md").write_text(md)
+    print(md)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
