@@ -1,5 +1,5 @@
 //! CLI commands that manage functions on a running server: `deploy`, `ls`, `rm`, `invoke`,
-//! `logs`, and `doctor` (which inspects the local host).
+//! `logs`, `account` (the operator's account API), and `doctor` (which inspects the local host).
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -95,6 +95,81 @@ pub struct DoctorArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct AccountArgs {
+    #[command(subcommand)]
+    command: AccountCommand,
+}
+
+/// How a command prints its answer.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(clap::Subcommand)]
+enum AccountCommand {
+    /// Create an account with a first access key (the secret is shown only now).
+    Create {
+        /// A name for the account (1 to 64 letters, digits, spaces or +=,.@_-).
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// List accounts.
+    Ls {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Disable an account: its keys stop working at once; its functions stay stored.
+    Disable {
+        /// Account id.
+        id: String,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Manage an account's access keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(clap::Subcommand)]
+enum KeyCommand {
+    /// Issue another access key for an account (the secret is shown only now).
+    Create {
+        /// Account id.
+        id: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// List an account's access key ids.
+    Ls {
+        /// Account id.
+        id: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Delete an access key: it stops working at once.
+    Rm {
+        /// Account id.
+        id: String,
+        /// Access key id.
+        key: String,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
 }
 
 /// Zips a folder (keeping executable bits, for `bootstrap`), or reads a .zip as is.
@@ -414,6 +489,167 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+const ADMIN_ACCOUNTS: &str = "/updraft/admin/v1/accounts";
+
+/// Prints a new key pair: the one time its secret is shown.
+fn print_new_key(v: &Value, format: Format) -> Result<()> {
+    let field = |k: &str| -> Result<String> {
+        v[k].as_str()
+            .map(str::to_string)
+            .with_context(|| format!("the server's answer has no {k}"))
+    };
+    let (account, key, secret) = (
+        field("AccountId")?,
+        field("AccessKeyId")?,
+        field("SecretAccessKey")?,
+    );
+    match format {
+        Format::Json => println!(
+            "{{\"AccountId\": {}, \"AccessKeyId\": {}, \"SecretAccessKey\": {}}}",
+            json!(account),
+            json!(key),
+            json!(secret)
+        ),
+        Format::Text => {
+            println!("  account id:        {account}");
+            println!("  access key id:     {key}");
+            println!("  secret access key: {secret}");
+            println!("The secret is shown only now; keep it safe.");
+        }
+    }
+    Ok(())
+}
+
+pub fn account(a: AccountArgs) -> Result<ExitCode> {
+    match a.command {
+        AccountCommand::Create {
+            name,
+            format,
+            endpoint,
+        } => {
+            let r = Client::new(&endpoint)?
+                .send(
+                    "POST",
+                    ADMIN_ACCOUNTS,
+                    "",
+                    &[("content-type", "application/json")],
+                    json!({ "Name": name }).to_string().as_bytes(),
+                )?
+                .ok()?
+                .json()?;
+            if format == Format::Text {
+                println!(
+                    "created account {}",
+                    r["AccountId"].as_str().unwrap_or_default()
+                );
+            }
+            print_new_key(&r, format)?;
+        }
+        AccountCommand::Ls { format, endpoint } => {
+            let r = Client::new(&endpoint)?
+                .send("GET", ADMIN_ACCOUNTS, "", &[], b"")?
+                .ok()?
+                .json()?;
+            let accounts = r["Accounts"].as_array().cloned().unwrap_or_default();
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&accounts)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<14} {:<9} {:<21} NAME",
+                "ACCOUNT ID", "STATUS", "CREATED"
+            );
+            for acct in &accounts {
+                let root = if acct["Root"].as_bool() == Some(true) {
+                    " (root)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<14} {:<9} {:<21} {}{root}",
+                    acct["AccountId"].as_str().unwrap_or_default(),
+                    acct["Status"].as_str().unwrap_or_default(),
+                    acct["CreatedAt"].as_str().unwrap_or_default(),
+                    acct["Name"].as_str().unwrap_or_default(),
+                );
+            }
+        }
+        AccountCommand::Disable { id, endpoint } => {
+            Client::new(&endpoint)?
+                .send(
+                    "POST",
+                    &format!("{ADMIN_ACCOUNTS}/{}/disable", enc(&id)),
+                    "",
+                    &[],
+                    b"",
+                )?
+                .ok()?;
+            println!("disabled account {id}");
+        }
+        AccountCommand::Key(KeyCommand::Create {
+            id,
+            format,
+            endpoint,
+        }) => {
+            let r = Client::new(&endpoint)?
+                .send(
+                    "POST",
+                    &format!("{ADMIN_ACCOUNTS}/{}/keys", enc(&id)),
+                    "",
+                    &[],
+                    b"",
+                )?
+                .ok()?
+                .json()?;
+            if format == Format::Text {
+                println!("created access key for account {id}");
+            }
+            print_new_key(&r, format)?;
+        }
+        AccountCommand::Key(KeyCommand::Ls {
+            id,
+            format,
+            endpoint,
+        }) => {
+            let r = Client::new(&endpoint)?
+                .send(
+                    "GET",
+                    &format!("{ADMIN_ACCOUNTS}/{}/keys", enc(&id)),
+                    "",
+                    &[],
+                    b"",
+                )?
+                .ok()?
+                .json()?;
+            let keys = r["AccessKeys"].as_array().cloned().unwrap_or_default();
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for k in &keys {
+                println!(
+                    "{}  {}",
+                    k["AccessKeyId"].as_str().unwrap_or_default(),
+                    k["CreatedAt"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        AccountCommand::Key(KeyCommand::Rm { id, key, endpoint }) => {
+            Client::new(&endpoint)?
+                .send(
+                    "DELETE",
+                    &format!("{ADMIN_ACCOUNTS}/{}/keys/{}", enc(&id), enc(&key)),
+                    "",
+                    &[],
+                    b"",
+                )?
+                .ok()?;
+            println!("deleted access key {key} of account {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

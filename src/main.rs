@@ -31,6 +31,8 @@ enum Command {
     Logs(cli::LogsArgs),
     /// Report which runtimes and which isolation steps work on this host.
     Doctor(cli::DoctorArgs),
+    /// Manage accounts and their access keys (root credentials only).
+    Account(cli::AccountArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Command::Invoke(a) => cli::invoke(a),
         Command::Logs(a) => cli::logs(a),
         Command::Doctor(a) => cli::doctor(a),
+        Command::Account(a) => cli::account(a),
     };
     match result {
         Ok(code) => code,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rand::Rng;
 use updraft_api::auth::KeyRing;
+use updraft_control::accounts::{Accounts, MasterKey};
 use updraft_control::code::{CodeLimits, CodeStore};
 use updraft_control::{Change, ControlConfig, ControlPlane};
 use updraft_engine::{Engine, EngineConfig};
@@ -118,6 +119,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         hex_encode(&bytes)
     })?;
     let (root, generated) = root_credentials(&data_dir)?;
+    let master_path = data_dir.join("master.key");
+    let (master, master_created) = MasterKey::load_or_create(&master_path)
+        .with_context(|| format!("loading the master key {}", master_path.display()))?;
+    if master_created {
+        // The key is the only way to open stored secrets: losing it loses every account's keys.
+        tracing::info!(path = %master_path.display(), "generated the master key; back it up with the database");
+    }
+    let accounts =
+        Arc::new(Accounts::open(store.clone(), master, &account_id).context("loading accounts")?);
     let code = CodeStore::open(data_dir.join("code"), CodeLimits::default())?;
     let control = Arc::new(ControlPlane::open(
         store,
@@ -151,11 +161,24 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             });
         }
         let keys = Arc::new(KeyRing::default());
+        {
+            // Subscribe before loading so no change can fall between the two.
+            let keys = keys.clone();
+            accounts.subscribe(move |change| keys.apply(change));
+        }
+        for k in accounts.active_keys()? {
+            keys.insert(
+                &k.access_key_id,
+                k.secret_access_key.expose(),
+                &k.account_id,
+            );
+        }
         keys.insert(&root.access_key_id, &root.secret_access_key, &account_id);
         let state = updraft_api::AppState::new(
             control,
             engine.clone(),
             keys,
+            accounts,
             Credentials::new("UPDRAFTCODELINK", code_secret),
             args.region.clone(),
         );
@@ -164,7 +187,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             .with_context(|| format!("binding {}", args.listen))?;
         let addr = listener.local_addr()?;
         report_startup(&engine, &data_dir, &account_id, addr, &root, generated);
-        axum::serve(listener, updraft_api::router(state))
+        axum::serve(
+            listener,
+            updraft_api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
             .with_graceful_shutdown(shutdown_signal())
             .await?;
         tracing::info!("shutting down");
@@ -204,6 +230,7 @@ fn report_startup(
     eprintln!("Updraft listening on http://{addr}");
     eprintln!("  data dir:   {}", data_dir.display());
     eprintln!("  account id: {account_id}");
+    eprintln!("  master key: {}", data_dir.join("master.key").display());
     eprintln!("  runtimes:   {}", available.join(", "));
     if !unavailable.is_empty() {
         eprintln!("  not on this host: {}", unavailable.join(", "));

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use axum::http::{HeaderMap, StatusCode};
+use updraft_control::accounts::KeyChange;
 use updraft_sigv4::{RequestParts, VerifyError};
 
 use crate::error::ApiError;
@@ -19,7 +20,16 @@ pub struct KeyEntry {
     pub account_id: String,
 }
 
-/// All access keys this node accepts.
+impl std::fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyEntry")
+            .field("secret", &"<redacted>")
+            .field("account_id", &self.account_id)
+            .finish()
+    }
+}
+
+/// All access keys this node accepts: the root keys, and the stored keys of enabled accounts.
 #[derive(Default)]
 pub struct KeyRing {
     keys: RwLock<HashMap<String, KeyEntry>>,
@@ -47,6 +57,34 @@ impl KeyRing {
                 },
             );
         }
+    }
+
+    /// Stops accepting a key; the next request signed with it is refused.
+    pub fn remove(&self, access_key_id: &str) {
+        if let Ok(mut k) = self.keys.write() {
+            k.remove(access_key_id);
+        }
+    }
+
+    /// Follows a change of the account service (see [`updraft_control::accounts::Accounts::subscribe`]).
+    pub fn apply(&self, change: &KeyChange) {
+        match change {
+            KeyChange::Added(k) => {
+                self.insert(
+                    &k.access_key_id,
+                    k.secret_access_key.expose(),
+                    &k.account_id,
+                );
+            }
+            KeyChange::Removed { access_key_id } => self.remove(access_key_id),
+        }
+    }
+
+    /// Whether a key is accepted now.
+    pub fn contains(&self, access_key_id: &str) -> bool {
+        self.keys
+            .read()
+            .is_ok_and(|k| k.contains_key(access_key_id))
     }
 
     fn get(&self, access_key_id: &str) -> Option<KeyEntry> {
@@ -119,4 +157,29 @@ pub fn authenticate(
         region: verified.region,
         service: verified.service,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use updraft_control::accounts::{KeyMaterial, SecretKey};
+
+    #[test]
+    fn key_ring_follows_account_changes() {
+        let ring = KeyRing::default();
+        ring.apply(&KeyChange::Added(KeyMaterial {
+            access_key_id: "AKIAEXAMPLE000000001".into(),
+            account_id: "210987654321".into(),
+            secret_access_key: SecretKey::new("s".repeat(40)),
+        }));
+        let entry = ring.get("AKIAEXAMPLE000000001").unwrap();
+        assert_eq!(entry.account_id, "210987654321");
+        assert_eq!(entry.secret, "s".repeat(40));
+        assert!(!format!("{entry:?}").contains(&"s".repeat(40)));
+        ring.apply(&KeyChange::Removed {
+            access_key_id: "AKIAEXAMPLE000000001".into(),
+        });
+        assert!(!ring.contains("AKIAEXAMPLE000000001"));
+        assert!(ring.get("AKIAEXAMPLE000000001").is_none());
+    }
 }

@@ -31,7 +31,7 @@ pub struct SpecCache {
 }
 
 impl SpecCache {
-    fn get(&self, r: &Resolved) -> Arc<FunctionSpec> {
+    pub(crate) fn get(&self, r: &Resolved) -> Arc<FunctionSpec> {
         let key = (r.config.revision_id.clone(), r.reserved_concurrency);
         let mut specs = match self.specs.lock() {
             Ok(s) => s,
@@ -71,7 +71,7 @@ impl SpecCache {
     }
 }
 
-fn engine_error(e: InvokeError) -> ApiError {
+pub(crate) fn engine_error(e: InvokeError) -> ApiError {
     match e {
         InvokeError::Throttled { reason } => {
             let mut err = ApiError::new(
@@ -216,7 +216,7 @@ pub async fn invoke(
 }
 
 /// A uniform random number in [0, 1) for weighted alias routing.
-fn rand_unit() -> f64 {
+pub(crate) fn rand_unit() -> f64 {
     // The low 53 bits of a v4 UUID are random; weighted routing needs no cryptographic quality.
     let bits = uuid::Uuid::new_v4().as_u128() as u64 >> 11;
     bits as f64 / (1u64 << 53) as f64

@@ -201,9 +201,31 @@ async fn route(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResu
             blocking(move || Ok(s.control.delete_alias(&c.account_id, &f, &a)?)).await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
+        (Method::POST, ["functions", f, "url"]) => {
+            crate::urls::create(state, caller, &req, f).await
+        }
+        (Method::GET, ["functions", f, "url"]) => crate::urls::get(state, caller, &req, f),
+        (Method::PUT, ["functions", f, "url"]) => crate::urls::update(state, caller, &req, f).await,
+        (Method::DELETE, ["functions", f, "url"]) => {
+            crate::urls::delete(state, caller, &req, f).await
+        }
+        (Method::GET, ["functions", f, "urls"]) => {
+            crate::urls::list_configs(state, caller, &req, f)
+        }
+        (Method::POST, ["functions", f, "policy"]) => {
+            crate::policy::add(state, caller, &req, f).await
+        }
+        (Method::GET, ["functions", f, "policy"]) => crate::policy::get(state, caller, &req, f),
+        (Method::DELETE, ["functions", f, "policy", sid]) => {
+            crate::policy::remove(state, caller, &req, f, sid).await
+        }
         (Method::POST, ["functions", f, "invocations"]) => {
             let f = f.to_string();
             crate::invoke::invoke(state, caller, req, &f).await
+        }
+        (Method::POST, ["functions", f, "response-streaming-invocations"]) => {
+            let f = f.to_string();
+            crate::streaming::invoke_with_response_stream(state, caller, req, &f).await
         }
         (Method::PUT, ["functions", f, "concurrency"]) => {
             let input: wire::ConcurrencyWire = wire::parse_body(&req.body)?;

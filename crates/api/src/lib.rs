@@ -4,14 +4,20 @@
 //! date go to the Lambda handlers in [`lambda`]; `/health` answers without authentication; the
 //! code download links handed out by `GetFunction` are served from `/updraft/code/`. Every
 //! other request must pass SigV4 verification in [`auth`] before any handler sees it.
+//! `/updraft/admin/` is the root account's account API in [`admin`].
 //!
 //! Architecture invariant: only this crate knows AWS wire shapes (JSON field names, headers,
 //! error types); it translates them to the control plane's and the engine's domain calls.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 mod invoke;
 mod lambda;
+pub mod payload_v2;
+mod policy;
+mod streaming;
+mod urls;
 pub mod wire;
 
 use std::sync::Arc;
@@ -22,6 +28,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use updraft_control::ControlPlane;
+use updraft_control::accounts::Accounts;
 use updraft_engine::Engine;
 use updraft_sigv4::Credentials;
 
@@ -38,6 +45,8 @@ pub struct AppState {
     pub control: Arc<ControlPlane>,
     pub engine: Arc<Engine>,
     pub keys: Arc<KeyRing>,
+    /// Accounts and their keys; the admin API changes them, the key ring follows.
+    pub accounts: Arc<Accounts>,
     /// Node-internal key that signs code download links (never accepted for API calls).
     pub code_link_key: Credentials,
     pub region: String,
@@ -49,6 +58,7 @@ impl AppState {
         control: Arc<ControlPlane>,
         engine: Arc<Engine>,
         keys: Arc<KeyRing>,
+        accounts: Arc<Accounts>,
         code_link_key: Credentials,
         region: String,
     ) -> Arc<Self> {
@@ -56,6 +66,7 @@ impl AppState {
             control,
             engine,
             keys,
+            accounts,
             code_link_key,
             region,
             spec_cache: invoke::SpecCache::default(),
@@ -145,6 +156,11 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     if raw_path == "/health" {
         return (StatusCode::OK, "ok\n").into_response();
     }
+    // Function URLs authenticate (or not) by their own rules, so they are routed before SigV4.
+    let host_header = parts.headers.get("host").and_then(|h| h.to_str().ok());
+    if let Some(url) = urls::url_route(host_header, &raw_path) {
+        return urls::serve(state, parts, body, request_id, url).await;
+    }
     let segments: Vec<String> = raw_path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -221,6 +237,11 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
             .into_response();
         }
         return lambda::handle(state, &caller, incoming).await;
+    }
+    if incoming.segments.first().is_some_and(|s| s == "updraft")
+        && incoming.segments.get(1).is_some_and(|s| s == "admin")
+    {
+        return admin::handle(state, &caller, incoming).await;
     }
     if incoming.segments.len() == 5
         && incoming.segments[..3] == ["updraft", "v1", "functions"]

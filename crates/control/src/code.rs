@@ -383,6 +383,12 @@ impl CodeStore {
         self.zips_dir().join(format!("{sha256_hex}.zip"))
     }
 
+    /// Where the extracted tree of a content address lives, without touching the disk (for the
+    /// invoke path, which must not pay for `stat` calls; a missing tree fails the sandbox start).
+    pub fn tree_dir(&self, sha256_hex: &str) -> Option<PathBuf> {
+        is_address(sha256_hex).then(|| self.tree_path(sha256_hex))
+    }
+
     fn tree_path(&self, sha256_hex: &str) -> PathBuf {
         self.trees_dir().join(sha256_hex)
     }

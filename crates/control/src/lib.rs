@@ -6,16 +6,22 @@
 //! stores code content-addressed in the [`code::CodeStore`].
 //!
 //! Components:
+//! - [`accounts`]: accounts and their access keys, secrets sealed with the node's master key;
 //! - [`arn`]: the name / partial ARN / full ARN forms of `FunctionName`;
 //! - [`validate`]: Lambda's limits and patterns;
 //! - [`model`]: the domain types and their stored documents;
 //! - [`code`]: the code store and safe extraction of hostile zips;
+//! - [`url`]: Function URL configurations;
+//! - [`policy`]: resource-based policies and their evaluation;
 //! - [`error`]: errors by Lambda error category, with no HTTP in sight.
 
+pub mod accounts;
 pub mod arn;
 pub mod code;
 pub mod error;
 pub mod model;
+pub mod policy;
+pub mod url;
 pub mod validate;
 
 mod plane;

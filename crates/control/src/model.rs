@@ -78,6 +78,12 @@ pub struct FunctionDoc {
     pub reserved_concurrency: Option<u32>,
     /// Highest version number ever published; numbers are never reused.
     pub last_version: u64,
+    /// Function URLs by qualifier (`""` for the unqualified function, else an alias name).
+    #[serde(default)]
+    pub urls: BTreeMap<String, crate::url::UrlConfig>,
+    /// Resource policies by qualifier (`""` for the function itself, else a version or alias).
+    #[serde(default)]
+    pub policies: BTreeMap<String, crate::policy::Policy>,
 }
 
 /// An alias (`AliasConfiguration`).

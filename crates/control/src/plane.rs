@@ -14,6 +14,8 @@ use crate::arn::{FunctionRef, function_arn, parse_function_ref};
 use crate::code::{CodeArtifact, CodeError, CodeStore};
 use crate::error::{ControlError, ErrorKind, Result};
 use crate::model::{Alias, CodeRef, FunctionConfig, FunctionDoc, FunctionKey, Logging};
+use crate::policy::{PermissionInput, Policy, Statement};
+use crate::url::{InvokeMode, UrlAuthType, UrlConfig, UrlInput};
 use crate::validate;
 
 /// Default account-wide concurrency limit, as on Lambda.
@@ -30,6 +32,10 @@ struct Entry {
     last_version: u64,
     versions: BTreeMap<u64, Arc<FunctionConfig>>,
     aliases: BTreeMap<String, Alias>,
+    /// Function URLs by qualifier (`""` = unqualified).
+    urls: BTreeMap<String, UrlConfig>,
+    /// Resource policies by qualifier (`""` = the function itself).
+    policies: BTreeMap<String, Policy>,
 }
 
 impl Entry {
@@ -39,6 +45,8 @@ impl Entry {
             tags: self.tags.clone(),
             reserved_concurrency: self.reserved_concurrency,
             last_version: self.last_version,
+            urls: self.urls.clone(),
+            policies: self.policies.clone(),
         }
     }
 }
@@ -161,6 +169,9 @@ pub struct ControlPlane {
     code: CodeStore,
     config: ControlConfig,
     state: RwLock<HashMap<FunctionKey, Entry>>,
+    /// url-id → (function, qualifier key), so a URL request finds its function without a scan.
+    /// Written only while the state's write lock is held.
+    url_index: RwLock<HashMap<String, (FunctionKey, String)>>,
     listeners: RwLock<Vec<Listener>>,
 }
 
@@ -264,6 +275,8 @@ impl ControlPlane {
                     last_version: doc.last_version,
                     versions: BTreeMap::new(),
                     aliases: BTreeMap::new(),
+                    urls: doc.urls,
+                    policies: doc.policies,
                 },
             );
         }
@@ -288,11 +301,18 @@ impl ControlPlane {
                 e.aliases.insert(row.alias, alias);
             }
         }
+        let mut url_index = HashMap::new();
+        for (key, e) in &state {
+            for (q, u) in &e.urls {
+                url_index.insert(u.url_id.clone(), (key.clone(), q.clone()));
+            }
+        }
         Ok(Self {
             store,
             code,
             config,
             state: RwLock::new(state),
+            url_index: RwLock::new(url_index),
             listeners: RwLock::new(Vec::new()),
         })
     }
@@ -558,6 +578,8 @@ impl ControlPlane {
             last_version: 0,
             versions: BTreeMap::new(),
             aliases: BTreeMap::new(),
+            urls: BTreeMap::new(),
+            policies: BTreeMap::new(),
         };
         let mut published = None;
         let mut ops = Vec::new();
@@ -717,9 +739,8 @@ impl ControlPlane {
         let config = self.config_for(account_id, entry, Some(&version))?;
         let code_dir = self
             .code
-            .get(&config.code.sha256_hex)
-            .map(|a| a.dir)
-            .ok_or_else(|| ControlError::service("code artifact missing from the code store"))?;
+            .tree_dir(&config.code.sha256_hex)
+            .ok_or_else(|| ControlError::service("invalid code address in configuration"))?;
         Ok(Resolved {
             account_id: account_id.to_string(),
             function_arn: self.arn(account_id, &r.name),
@@ -1009,6 +1030,7 @@ impl ControlPlane {
                     name: key.name.clone(),
                 }])?;
                 state.remove(&key);
+                self.reindex_urls(&key, None);
             }
             Some("$LATEST") => {
                 return Err(ControlError::invalid(
@@ -1040,11 +1062,16 @@ impl ControlPlane {
                 }
                 let mut entry = entry.clone();
                 entry.versions.remove(&n);
-                self.persist(&[Op::DeleteVersion {
+                let mut ops = vec![Op::DeleteVersion {
                     account_id: key.account_id.clone(),
                     name: key.name.clone(),
                     version: n,
-                }])?;
+                }];
+                // A version's policy goes with it.
+                if entry.policies.remove(q).is_some() {
+                    ops.push(Self::put_function_op(&key, &entry)?);
+                }
+                self.persist(&ops)?;
                 state.insert(key, entry);
             }
         }
@@ -1248,13 +1275,23 @@ impl ControlPlane {
             // Lambda answers DeleteAlias of a missing alias with success.
             return Ok(());
         }
-        self.persist(&[Op::DeleteAlias {
+        let mut entry = entry.clone();
+        entry.aliases.remove(name);
+        let mut ops = vec![Op::DeleteAlias {
             account_id: key.account_id.clone(),
             name: key.name.clone(),
             alias: name.to_string(),
-        }])?;
-        let mut entry = entry.clone();
-        entry.aliases.remove(name);
+        }];
+        // The alias's URL and policy go with it, as on Lambda.
+        let had_url = entry.urls.remove(name).is_some();
+        let had_policy = entry.policies.remove(name).is_some();
+        if had_url || had_policy {
+            ops.push(Self::put_function_op(&key, &entry)?);
+        }
+        self.persist(&ops)?;
+        if had_url {
+            self.reindex_urls(&key, Some(&entry));
+        }
         state.insert(key, entry);
         Ok(())
     }
@@ -1416,6 +1453,411 @@ impl ControlPlane {
     /// Path of a stored zip, if its content address is known.
     pub fn code_zip(&self, sha256_hex: &str) -> Option<PathBuf> {
         self.code.get(sha256_hex).map(|a| a.zip_path)
+    }
+}
+
+/// A Function URL configuration with the function it belongs to.
+#[derive(Debug, Clone)]
+pub struct UrlView {
+    pub function_name: String,
+    /// The alias the URL points at; `None` for the unqualified function (`$LATEST`).
+    pub qualifier: Option<String>,
+    /// The function ARN, qualified with the alias when there is one.
+    pub function_arn: String,
+    pub config: UrlConfig,
+}
+
+/// Everything a request to a Function URL needs, resolved from memory.
+#[derive(Debug, Clone)]
+pub struct UrlTarget {
+    pub account_id: String,
+    pub function_name: String,
+    pub qualifier: Option<String>,
+    pub function_arn: String,
+    pub config: UrlConfig,
+    /// The statements that govern the URL: the function's own policy and the alias's.
+    pub policy: Policy,
+}
+
+const NO_SUCH_RESOURCE: &str = "The resource you requested does not exist.";
+
+impl ControlPlane {
+    /// Rewrites the url-id index entries of one function (`None`: the function is gone).
+    /// Called with the state's write lock held.
+    fn reindex_urls(&self, key: &FunctionKey, entry: Option<&Entry>) {
+        let Ok(mut index) = self.url_index.write() else {
+            return;
+        };
+        index.retain(|_, (k, _)| k != key);
+        if let Some(e) = entry {
+            for (q, u) in &e.urls {
+                index.insert(u.url_id.clone(), (key.clone(), q.clone()));
+            }
+        }
+    }
+
+    fn qualified_arn(&self, account_id: &str, name: &str, q: &str) -> String {
+        if q.is_empty() {
+            self.arn(account_id, name)
+        } else {
+            format!("{}:{q}", self.arn(account_id, name))
+        }
+    }
+
+    /// The qualifier key of a URL operation: `""` or an existing alias's name.
+    fn url_key(r: &FunctionRef, param: Option<&str>) -> Result<String> {
+        match Self::qualifier(r, param)? {
+            None => Ok(String::new()),
+            Some(q) => {
+                crate::url::validate_qualifier(&q)?;
+                Ok(q)
+            }
+        }
+    }
+
+    fn check_alias_exists(&self, account_id: &str, entry: &Entry, q: &str) -> Result<()> {
+        if q.is_empty() || entry.aliases.contains_key(q) {
+            Ok(())
+        } else {
+            Err(self.not_found(account_id, &entry.latest.name, Some(q)))
+        }
+    }
+
+    fn url_view(&self, account_id: &str, name: &str, q: &str, config: &UrlConfig) -> UrlView {
+        UrlView {
+            function_name: name.to_string(),
+            qualifier: (!q.is_empty()).then(|| q.to_string()),
+            function_arn: self.qualified_arn(account_id, name, q),
+            config: config.clone(),
+        }
+    }
+
+    /// `CreateFunctionUrlConfig`.
+    pub fn create_url_config(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        qualifier: Option<&str>,
+        input: UrlInput,
+    ) -> Result<UrlView> {
+        let r = self.parse(account_id, function_name)?;
+        let q = Self::url_key(&r, qualifier)?;
+        let auth_type = match &input.auth_type {
+            Some(a) => UrlAuthType::parse(a, "authType")?,
+            None => {
+                return Err(ControlError::validation(
+                    "1 validation error detected: Value null at 'authType' failed to satisfy constraint: Member must not be null",
+                ));
+            }
+        };
+        if let Some(c) = &input.cors {
+            crate::url::validate_cors(c)?;
+        }
+        let invoke_mode = match &input.invoke_mode {
+            Some(m) => InvokeMode::parse(m)?,
+            None => InvokeMode::Buffered,
+        };
+        let mut state = self.write()?;
+        let (key, entry) = self.lookup(&state, account_id, &r.name)?;
+        let key = key.clone();
+        self.check_alias_exists(account_id, entry, &q)?;
+        if entry.urls.contains_key(&q) {
+            return Err(ControlError::conflict(format!(
+                "Failed to create function url config for [functionArn = {}]. Error message:  FunctionUrlConfig exists for this Lambda function",
+                self.qualified_arn(account_id, &r.name, &q)
+            )));
+        }
+        let mut url_id = crate::url::new_url_id();
+        while self
+            .url_index
+            .read()
+            .map(|i| i.contains_key(&url_id))
+            .unwrap_or(false)
+        {
+            url_id = crate::url::new_url_id();
+        }
+        let now = crate::url::now_url_time();
+        let config = UrlConfig {
+            url_id,
+            auth_type,
+            cors: input.cors,
+            invoke_mode,
+            creation_time: now.clone(),
+            last_modified_time: now,
+        };
+        let mut entry = entry.clone();
+        entry.urls.insert(q.clone(), config.clone());
+        self.persist(&[Self::put_function_op(&key, &entry)?])?;
+        self.reindex_urls(&key, Some(&entry));
+        state.insert(key, entry);
+        Ok(self.url_view(account_id, &r.name, &q, &config))
+    }
+
+    /// `GetFunctionUrlConfig`.
+    pub fn get_url_config(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<UrlView> {
+        let r = self.parse(account_id, function_name)?;
+        let q = Self::url_key(&r, qualifier)?;
+        let state = self.read()?;
+        let (_, entry) = self.lookup(&state, account_id, &r.name)?;
+        let config = entry
+            .urls
+            .get(&q)
+            .ok_or_else(|| ControlError::not_found(NO_SUCH_RESOURCE))?;
+        Ok(self.url_view(account_id, &r.name, &q, config))
+    }
+
+    /// `UpdateFunctionUrlConfig`: only the given fields change.
+    pub fn update_url_config(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        qualifier: Option<&str>,
+        input: UrlInput,
+    ) -> Result<UrlView> {
+        let r = self.parse(account_id, function_name)?;
+        let q = Self::url_key(&r, qualifier)?;
+        let auth_type = input
+            .auth_type
+            .as_deref()
+            .map(|a| UrlAuthType::parse(a, "authType"))
+            .transpose()?;
+        if let Some(c) = &input.cors {
+            crate::url::validate_cors(c)?;
+        }
+        let invoke_mode = input
+            .invoke_mode
+            .as_deref()
+            .map(InvokeMode::parse)
+            .transpose()?;
+        let mut state = self.write()?;
+        let (key, entry) = self.lookup(&state, account_id, &r.name)?;
+        let key = key.clone();
+        let mut config = entry
+            .urls
+            .get(&q)
+            .cloned()
+            .ok_or_else(|| ControlError::not_found(NO_SUCH_RESOURCE))?;
+        if let Some(a) = auth_type {
+            config.auth_type = a;
+        }
+        if let Some(c) = input.cors {
+            config.cors = Some(c);
+        }
+        if let Some(m) = invoke_mode {
+            config.invoke_mode = m;
+        }
+        config.last_modified_time = crate::url::now_url_time();
+        let mut entry = entry.clone();
+        entry.urls.insert(q.clone(), config.clone());
+        self.persist(&[Self::put_function_op(&key, &entry)?])?;
+        state.insert(key, entry);
+        Ok(self.url_view(account_id, &r.name, &q, &config))
+    }
+
+    /// `DeleteFunctionUrlConfig`.
+    pub fn delete_url_config(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<()> {
+        let r = self.parse(account_id, function_name)?;
+        let q = Self::url_key(&r, qualifier)?;
+        let mut state = self.write()?;
+        let (key, entry) = self.lookup(&state, account_id, &r.name)?;
+        let key = key.clone();
+        if !entry.urls.contains_key(&q) {
+            return Err(ControlError::not_found(NO_SUCH_RESOURCE));
+        }
+        let mut entry = entry.clone();
+        entry.urls.remove(&q);
+        self.persist(&[Self::put_function_op(&key, &entry)?])?;
+        self.reindex_urls(&key, Some(&entry));
+        state.insert(key, entry);
+        Ok(())
+    }
+
+    /// `ListFunctionUrlConfigs` (at most 50 a page).
+    pub fn list_url_configs(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        marker: Option<&str>,
+        max_items: Option<i64>,
+    ) -> Result<Page<UrlView>> {
+        if let Some(m) = max_items
+            && !(1..=50).contains(&m)
+        {
+            return Err(ControlError::validation(format!(
+                "1 validation error detected: Value '{m}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 50"
+            )));
+        }
+        let r = self.parse(account_id, function_name)?;
+        let state = self.read()?;
+        let (_, entry) = self.lookup(&state, account_id, &r.name)?;
+        let items: Vec<(String, UrlView)> = entry
+            .urls
+            .iter()
+            .map(|(q, c)| (q.clone(), self.url_view(account_id, &r.name, q, c)))
+            .collect();
+        drop(state);
+        paginate(items, marker, max_items)
+    }
+
+    /// Finds the function behind a url-id (memory only; the URL request path).
+    pub fn resolve_url(&self, url_id: &str) -> Option<UrlTarget> {
+        let (key, q) = self.url_index.read().ok()?.get(url_id).cloned()?;
+        let state = self.read().ok()?;
+        let entry = state.get(&key)?;
+        let config = entry.urls.get(&q)?.clone();
+        let mut policy = entry.policies.get("").cloned().unwrap_or_default();
+        if !q.is_empty()
+            && let Some(p) = entry.policies.get(&q)
+        {
+            policy.statements.extend(p.statements.iter().cloned());
+        }
+        Some(UrlTarget {
+            account_id: key.account_id.clone(),
+            function_name: key.name.clone(),
+            qualifier: (!q.is_empty()).then(|| q.clone()),
+            function_arn: self.qualified_arn(&key.account_id, &key.name, &q),
+            config,
+            policy,
+        })
+    }
+
+    /// The qualifier key of a policy operation: `""`, an existing version or an existing alias.
+    fn policy_key(&self, account_id: &str, entry: &Entry, q: Option<&str>) -> Result<String> {
+        match q {
+            None => Ok(String::new()),
+            Some("$LATEST") => Err(ControlError::invalid(
+                "We currently do not support adding policies for $LATEST.",
+            )),
+            Some(q) => {
+                let exists = match parse_version_number(q) {
+                    Some(n) => entry.versions.contains_key(&n),
+                    None => entry.aliases.contains_key(q),
+                };
+                if exists {
+                    Ok(q.to_string())
+                } else {
+                    Err(self.not_found(account_id, &entry.latest.name, Some(q)))
+                }
+            }
+        }
+    }
+
+    /// `AddPermission`: returns the added statement.
+    pub fn add_permission(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        qualifier: Option<&str>,
+        input: PermissionInput,
+    ) -> Result<Statement> {
+        let r = self.parse(account_id, function_name)?;
+        let q = Self::qualifier(&r, qualifier)?;
+        let mut state = self.write()?;
+        let (key, entry) = self.lookup(&state, account_id, &r.name)?;
+        let key = key.clone();
+        let pk = self.policy_key(account_id, entry, q.as_deref())?;
+        let resource = self.qualified_arn(account_id, &r.name, &pk);
+        let statement = crate::policy::build_statement(&input, &resource)?;
+        let mut policy = entry.policies.get(&pk).cloned().unwrap_or_default();
+        // RevisionId may be the policy's (from GetPolicy) or the function's (from GetFunction).
+        if let Some(want) = &input.revision_id
+            && *want != policy.revision_id
+            && *want != entry.latest.revision_id
+        {
+            return Err(ControlError::precondition(
+                "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the latest Revision Id",
+            ));
+        }
+        if policy.statements.iter().any(|s| s.sid == statement.sid) {
+            return Err(ControlError::conflict(format!(
+                "The statement id ({}) provided already exists. Please provide a new statement id, or remove the existing statement.",
+                statement.sid
+            )));
+        }
+        policy.statements.push(statement.clone());
+        policy.revision_id = new_revision();
+        let mut entry = entry.clone();
+        entry.policies.insert(pk, policy);
+        self.persist(&[Self::put_function_op(&key, &entry)?])?;
+        state.insert(key, entry);
+        Ok(statement)
+    }
+
+    /// `RemovePermission`.
+    pub fn remove_permission(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        qualifier: Option<&str>,
+        statement_id: &str,
+        revision_id: Option<&str>,
+    ) -> Result<()> {
+        let r = self.parse(account_id, function_name)?;
+        let q = Self::qualifier(&r, qualifier)?;
+        let mut state = self.write()?;
+        let (key, entry) = self.lookup(&state, account_id, &r.name)?;
+        let key = key.clone();
+        let pk = self.policy_key(account_id, entry, q.as_deref())?;
+        let mut policy = entry.policies.get(&pk).cloned().ok_or_else(|| {
+            ControlError::not_found("No policy is associated with the given resource.")
+        })?;
+        if let Some(want) = revision_id
+            && want != policy.revision_id
+            && want != entry.latest.revision_id
+        {
+            return Err(ControlError::precondition(
+                "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the latest Revision Id",
+            ));
+        }
+        let before = policy.statements.len();
+        policy.statements.retain(|s| s.sid != statement_id);
+        if policy.statements.len() == before {
+            return Err(ControlError::not_found(format!(
+                "Statement {statement_id} is not found in resource policy."
+            )));
+        }
+        let mut entry = entry.clone();
+        if policy.statements.is_empty() {
+            entry.policies.remove(&pk);
+        } else {
+            policy.revision_id = new_revision();
+            entry.policies.insert(pk, policy);
+        }
+        self.persist(&[Self::put_function_op(&key, &entry)?])?;
+        state.insert(key, entry);
+        Ok(())
+    }
+
+    /// `GetPolicy`: the policy of the function or of one version or alias.
+    pub fn get_policy(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Policy> {
+        let r = self.parse(account_id, function_name)?;
+        let q = Self::qualifier(&r, qualifier)?;
+        let state = self.read()?;
+        let (_, entry) = self.lookup(&state, account_id, &r.name)?;
+        let pk = match q.as_deref() {
+            Some("$LATEST") => String::new(),
+            other => self.policy_key(account_id, entry, other)?,
+        };
+        entry
+            .policies
+            .get(&pk)
+            .cloned()
+            .ok_or_else(|| ControlError::not_found(NO_SUCH_RESOURCE))
     }
 }
 
@@ -1639,6 +2081,174 @@ mod tests {
         assert_eq!(err.kind, ErrorKind::InvalidParameter);
         assert_eq!(
             p.get_function(ACCT, "evil", None).unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn url_configs_index_and_survive_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let id;
+        {
+            let p = plane(d.path());
+            create(&p, "f");
+            let input = UrlInput {
+                auth_type: Some("NONE".into()),
+                ..Default::default()
+            };
+            let v = p.create_url_config(ACCT, "f", None, input.clone()).unwrap();
+            id = v.config.url_id.clone();
+            assert!(crate::url::is_url_id(&id));
+            assert_eq!(v.config.invoke_mode, InvokeMode::Buffered);
+            assert_eq!(
+                p.create_url_config(ACCT, "f", None, input.clone())
+                    .unwrap_err()
+                    .kind,
+                ErrorKind::Conflict
+            );
+            // Aliases must exist; versions and $LATEST are not URL qualifiers.
+            assert_eq!(
+                p.create_url_config(ACCT, "f", Some("live"), input.clone())
+                    .unwrap_err()
+                    .kind,
+                ErrorKind::NotFound
+            );
+            assert_eq!(
+                p.create_url_config(ACCT, "f", Some("1"), input.clone())
+                    .unwrap_err()
+                    .kind,
+                ErrorKind::Validation
+            );
+            p.publish_version(ACCT, "f", None, None, None).unwrap();
+            p.create_alias(ACCT, "f", "live", "1", None, BTreeMap::new())
+                .unwrap();
+            let a = p.create_url_config(ACCT, "f", Some("live"), input).unwrap();
+            assert_eq!(a.function_arn, format!("{}:live", p.arn(ACCT, "f")));
+            let t = p.resolve_url(&a.config.url_id).unwrap();
+            assert_eq!(t.qualifier.as_deref(), Some("live"));
+            // Deleting the alias deletes its URL.
+            p.delete_alias(ACCT, "f", "live").unwrap();
+            assert!(p.resolve_url(&a.config.url_id).is_none());
+        }
+        let p = plane(d.path());
+        let t = p.resolve_url(&id).unwrap();
+        assert_eq!(t.function_name, "f");
+        assert_eq!(t.config.auth_type, UrlAuthType::None);
+        let u = p
+            .update_url_config(
+                ACCT,
+                "f",
+                None,
+                UrlInput {
+                    auth_type: Some("AWS_IAM".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(u.config.url_id, id, "the url-id is stable across updates");
+        assert_eq!(
+            p.list_url_configs(ACCT, "f", None, None)
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
+        p.delete_url_config(ACCT, "f", None).unwrap();
+        assert!(p.resolve_url(&id).is_none());
+        assert_eq!(
+            p.delete_url_config(ACCT, "f", None).unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+        p.create_url_config(
+            ACCT,
+            "f",
+            None,
+            UrlInput {
+                auth_type: Some("NONE".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        p.delete_function(ACCT, "f", None).unwrap();
+        assert!(p.url_index.read().unwrap().is_empty());
+    }
+
+    #[test]
+    fn permissions_add_remove_and_govern_urls() {
+        let d = tempfile::tempdir().unwrap();
+        let p = plane(d.path());
+        create(&p, "f");
+        let url = p
+            .create_url_config(
+                ACCT,
+                "f",
+                None,
+                UrlInput {
+                    auth_type: Some("NONE".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let public = |p: &ControlPlane| {
+            let t = p.resolve_url(&url.config.url_id).unwrap();
+            crate::policy::allows(
+                &t.policy,
+                "lambda:InvokeFunctionUrl",
+                None,
+                None,
+                None,
+                Some("NONE"),
+            )
+        };
+        assert!(!public(&p));
+        assert_eq!(
+            p.get_policy(ACCT, "f", None).unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+        let input = PermissionInput {
+            statement_id: "public".into(),
+            action: "lambda:InvokeFunctionUrl".into(),
+            principal: "*".into(),
+            url_auth_type: Some("NONE".into()),
+            ..Default::default()
+        };
+        let s = p.add_permission(ACCT, "f", None, input.clone()).unwrap();
+        assert_eq!(s.resource, p.arn(ACCT, "f"));
+        assert!(public(&p));
+        assert_eq!(
+            p.add_permission(ACCT, "f", None, input.clone())
+                .unwrap_err()
+                .kind,
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            p.add_permission(ACCT, "f", Some("$LATEST"), input.clone())
+                .unwrap_err()
+                .kind,
+            ErrorKind::InvalidParameter
+        );
+        let stale = PermissionInput {
+            statement_id: "other".into(),
+            revision_id: Some("stale".into()),
+            ..input.clone()
+        };
+        assert_eq!(
+            p.add_permission(ACCT, "f", None, stale).unwrap_err().kind,
+            ErrorKind::PreconditionFailed
+        );
+        let policy = p.get_policy(ACCT, "f", None).unwrap();
+        assert_eq!(policy.statements.len(), 1);
+        assert_eq!(
+            p.remove_permission(ACCT, "f", None, "nope", None)
+                .unwrap_err()
+                .kind,
+            ErrorKind::NotFound
+        );
+        p.remove_permission(ACCT, "f", None, "public", Some(&policy.revision_id))
+            .unwrap();
+        assert!(!public(&p));
+        assert_eq!(
+            p.get_policy(ACCT, "f", None).unwrap_err().kind,
             ErrorKind::NotFound
         );
     }

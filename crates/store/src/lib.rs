@@ -19,21 +19,47 @@ pub enum Op {
     /// Insert or replace an account.
     PutAccount { account_id: String, doc: String },
     /// Insert or replace an access key (secret already protected by the caller).
-    PutAccessKey { access_key_id: String, account_id: String, doc: String },
+    PutAccessKey {
+        access_key_id: String,
+        account_id: String,
+        doc: String,
+    },
     /// Remove an access key.
     DeleteAccessKey { access_key_id: String },
     /// Insert or replace a function's unversioned document.
-    PutFunction { account_id: String, name: String, doc: String },
+    PutFunction {
+        account_id: String,
+        name: String,
+        doc: String,
+    },
     /// Remove a function with all its versions and aliases.
     DeleteFunction { account_id: String, name: String },
     /// Insert or replace one published version.
-    PutVersion { account_id: String, name: String, version: u64, doc: String },
+    PutVersion {
+        account_id: String,
+        name: String,
+        version: u64,
+        doc: String,
+    },
     /// Remove one published version.
-    DeleteVersion { account_id: String, name: String, version: u64 },
+    DeleteVersion {
+        account_id: String,
+        name: String,
+        version: u64,
+    },
     /// Insert or replace an alias.
-    PutAlias { account_id: String, name: String, alias: String, doc: String },
+    PutAlias {
+        account_id: String,
+        name: String,
+        alias: String,
+        doc: String,
+    },
     /// Remove an alias.
-    DeleteAlias { account_id: String, name: String, alias: String },
+    DeleteAlias {
+        account_id: String,
+        name: String,
+        alias: String,
+    },
 }
 
 /// A stored function document.

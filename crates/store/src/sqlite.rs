@@ -306,8 +306,10 @@ mod tests {
         let s = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
         // A batch whose second statement fails must roll back the first.
         let conn = s.lock().unwrap();
-        conn.execute_batch("CREATE TRIGGER boom BEFORE INSERT ON versions BEGIN SELECT RAISE(ABORT, 'no'); END;")
-            .unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER boom BEFORE INSERT ON versions BEGIN SELECT RAISE(ABORT, 'no'); END;",
+        )
+        .unwrap();
         drop(conn);
         let err = s.apply(&[
             put_fn("a", "{}"),

@@ -1,0 +1,733 @@
+//! Function URLs: their management operations (`/2021-10-31/functions/{name}/url[s]`) and the
+//! URLs themselves.
+//!
+//! A URL request is recognised by its host (`<url-id>.lambda-url.<region>.localhost` or
+//! `….on.aws`) or by the path prefix `/lambda-url/<url-id>/` for clients without wildcard DNS. It
+//! is routed here before SigV4: `NONE` URLs are public (the resource policy must say so), and
+//! `AWS_IAM` URLs check the signature themselves. The request becomes a payload format 2.0 event
+//! ([`crate::payload_v2`]), runs through the same Invoke path as the API, and the function's
+//! answer becomes the HTTP response, with the URL's CORS settings applied.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use updraft_control::url::{Cors, InvokeMode, UrlAuthType, UrlInput};
+use updraft_control::{UrlTarget, UrlView};
+
+use crate::auth::{Caller, header_pairs};
+use crate::error::{ApiError, ApiResult};
+use crate::payload_v2::{self, HttpRequest, IamCaller};
+use crate::{AppState, Incoming, MAX_SYNC_PAYLOAD, empty, json};
+
+/// Where a URL request goes: the url-id and the path the function sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlRoute {
+    pub url_id: String,
+    /// Raw (still percent-encoded) path, always starting with `/`.
+    pub path: String,
+    /// Whether the host named the URL (else the `/lambda-url/` path prefix did).
+    pub by_host: bool,
+}
+
+/// The url-id a `Host` header names, if it is a Function URL host.
+fn url_id_of_host(host: &str) -> Option<String> {
+    let host = host.trim().to_ascii_lowercase();
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h.to_string(),
+        _ => host,
+    };
+    let name = name.trim_end_matches('.');
+    let rest = name
+        .strip_suffix(".localhost")
+        .or_else(|| name.strip_suffix(".on.aws"))?;
+    let (id, region) = rest.split_once(".lambda-url.")?;
+    (updraft_control::url::is_url_id(id) && !region.is_empty() && !region.contains('.'))
+        .then(|| id.to_string())
+}
+
+/// Recognises a Function URL request by host or by path prefix.
+pub fn url_route(host: Option<&str>, raw_path: &str) -> Option<UrlRoute> {
+    if let Some(id) = host.and_then(url_id_of_host) {
+        let path = if raw_path.is_empty() { "/" } else { raw_path };
+        return Some(UrlRoute {
+            url_id: id,
+            path: path.to_string(),
+            by_host: true,
+        });
+    }
+    let rest = raw_path.strip_prefix("/lambda-url/")?;
+    let (id, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    updraft_control::url::is_url_id(id).then(|| UrlRoute {
+        url_id: id.to_string(),
+        path: path.to_string(),
+        by_host: false,
+    })
+}
+
+/// An answer of the URL front itself (not of the function): `{"Message": ...}`.
+fn message(status: StatusCode, text: &str) -> Response {
+    let mut resp = (status, axum::Json(json!({ "Message": text }))).into_response();
+    if status == StatusCode::FORBIDDEN {
+        resp.headers_mut().insert(
+            "x-amzn-ErrorType",
+            HeaderValue::from_static("AccessDeniedException"),
+        );
+    }
+    resp
+}
+
+fn forbidden() -> Response {
+    message(StatusCode::FORBIDDEN, "Forbidden")
+}
+
+fn too_large() -> Response {
+    message(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!(
+            "Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"
+        ),
+    )
+}
+
+fn bad_gateway() -> Response {
+    message(StatusCode::BAD_GATEWAY, "Internal Server Error")
+}
+
+// ------------------------------------------------------------------------------------ CORS
+
+fn list(v: &Option<Vec<String>>) -> &[String] {
+    v.as_deref().unwrap_or(&[])
+}
+
+/// Whether `origin` matches one of the allowed origins (`*` anywhere in an entry is a wildcard).
+pub fn origin_allowed(cors: &Cors, origin: &str) -> bool {
+    list(&cors.allow_origins).iter().any(|o| {
+        o == "*"
+            || o.eq_ignore_ascii_case(origin)
+            || (o.contains('*')
+                && updraft_control::policy::arn_like(
+                    &o.to_ascii_lowercase(),
+                    &origin.to_ascii_lowercase(),
+                ))
+    })
+}
+
+fn allow_origin_value(cors: &Cors, origin: &str) -> String {
+    let wildcard = list(&cors.allow_origins).iter().any(|o| o == "*");
+    if wildcard && cors.allow_credentials != Some(true) {
+        "*".into()
+    } else {
+        origin.to_string()
+    }
+}
+
+/// Headers answering a preflight, or `None` when the origin, method or headers are not allowed.
+pub fn preflight_headers(
+    cors: &Cors,
+    origin: &str,
+    method: &str,
+    request_headers: Option<&str>,
+) -> Option<Vec<(&'static str, String)>> {
+    if !origin_allowed(cors, origin) {
+        return None;
+    }
+    let methods = list(&cors.allow_methods);
+    let method_ok = methods
+        .iter()
+        .any(|m| m == "*" || m.eq_ignore_ascii_case(method));
+    if !method_ok {
+        return None;
+    }
+    let allowed_headers = list(&cors.allow_headers);
+    let headers_ok = request_headers
+        .into_iter()
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .all(|h| {
+            allowed_headers
+                .iter()
+                .any(|a| a == "*" || a.eq_ignore_ascii_case(h))
+        });
+    if !headers_ok {
+        return None;
+    }
+    let mut out = vec![
+        (
+            "access-control-allow-origin",
+            allow_origin_value(cors, origin),
+        ),
+        ("access-control-allow-methods", methods.join(",")),
+    ];
+    if !allowed_headers.is_empty() {
+        out.push(("access-control-allow-headers", allowed_headers.join(",")));
+    }
+    if cors.allow_credentials == Some(true) {
+        out.push(("access-control-allow-credentials", "true".into()));
+    }
+    if let Some(age) = cors.max_age {
+        out.push(("access-control-max-age", age.to_string()));
+    }
+    out.push(("vary", "Origin".into()));
+    Some(out)
+}
+
+/// CORS headers added to an actual response for a request from `origin`.
+pub fn response_cors_headers(cors: &Cors, origin: Option<&str>) -> Vec<(&'static str, String)> {
+    let Some(origin) = origin.filter(|o| origin_allowed(cors, o)) else {
+        return Vec::new();
+    };
+    let mut out = vec![(
+        "access-control-allow-origin",
+        allow_origin_value(cors, origin),
+    )];
+    let expose = list(&cors.expose_headers);
+    if !expose.is_empty() {
+        out.push(("access-control-expose-headers", expose.join(",")));
+    }
+    if cors.allow_credentials == Some(true) {
+        out.push(("access-control-allow-credentials", "true".into()));
+    }
+    out.push(("vary", "Origin".into()));
+    out
+}
+
+// ------------------------------------------------------------------------------ URL requests
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Serves one request to a Function URL.
+pub async fn serve(
+    state: &Arc<AppState>,
+    parts: axum::http::request::Parts,
+    body: Body,
+    request_id: &str,
+    route: UrlRoute,
+) -> Response {
+    let Some(target) = state.control.resolve_url(&route.url_id) else {
+        return forbidden();
+    };
+    let body = match axum::body::to_bytes(body, MAX_SYNC_PAYLOAD).await {
+        Ok(b) => b,
+        Err(_) => return too_large(),
+    };
+    let origin = header(&parts.headers, "origin");
+    // Preflights are the platform's to answer, before any authentication (browsers send none).
+    if let Some(cors) = &target.config.cors
+        && parts.method == Method::OPTIONS
+        && let (Some(origin), Some(method)) = (
+            origin,
+            header(&parts.headers, "access-control-request-method"),
+        )
+    {
+        let mut resp = empty(StatusCode::OK);
+        let wanted = header(&parts.headers, "access-control-request-headers");
+        for (k, v) in preflight_headers(cors, origin, method, wanted).unwrap_or_default() {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                resp.headers_mut().insert(k, v);
+            }
+        }
+        return resp;
+    }
+    let raw_path = parts.uri.path();
+    let raw_query = parts.uri.query().unwrap_or("");
+    let iam = match target.config.auth_type {
+        UrlAuthType::None => {
+            let open = updraft_control::policy::allows(
+                &target.policy,
+                "lambda:InvokeFunctionUrl",
+                None,
+                None,
+                None,
+                Some(UrlAuthType::None.as_str()),
+            );
+            if !open {
+                return forbidden();
+            }
+            None
+        }
+        UrlAuthType::AwsIam => {
+            let pairs = header_pairs(&parts.headers);
+            let caller = match crate::auth::authenticate(
+                &state.keys,
+                &state.region,
+                parts.method.as_str(),
+                raw_path,
+                raw_query,
+                &pairs,
+                &body,
+            ) {
+                Ok(c) if c.service == "lambda" => c,
+                _ => return forbidden(),
+            };
+            let allowed = caller.account_id == target.account_id
+                || updraft_control::policy::allows(
+                    &target.policy,
+                    "lambda:InvokeFunctionUrl",
+                    Some(&caller.account_id),
+                    None,
+                    None,
+                    Some(UrlAuthType::AwsIam.as_str()),
+                );
+            if !allowed {
+                return forbidden();
+            }
+            Some(IamCaller {
+                access_key: caller.access_key_id,
+                account_id: caller.account_id,
+            })
+        }
+    };
+    let host_domain = header(&parts.headers, "host")
+        .map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n).to_string());
+    let domain_name = match host_domain {
+        Some(h) if route.by_host => h,
+        _ => format!("{}.lambda-url.{}.localhost", route.url_id, state.region),
+    };
+    let source_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let event = payload_v2::request_event(&HttpRequest {
+        method: parts.method.as_str(),
+        raw_path: &route.path,
+        raw_query,
+        headers: &parts.headers,
+        body: &body,
+        source_ip: &source_ip,
+        url_id: &route.url_id,
+        domain_name: &domain_name,
+        request_id,
+        iam: iam.as_ref(),
+        time: time::OffsetDateTime::now_utc(),
+    });
+    let event = match serde_json::to_vec(&event) {
+        Ok(e) => bytes::Bytes::from(e),
+        Err(e) => return ApiError::service(e).into_response(),
+    };
+    if event.len() > MAX_SYNC_PAYLOAD {
+        return too_large();
+    }
+    let outcome = match target.config.invoke_mode {
+        InvokeMode::Buffered => invoke_buffered(state, &target, event, request_id).await,
+        InvokeMode::ResponseStream => {
+            invoke_response_stream(state, &target, event, request_id).await
+        }
+    };
+    let payload = match outcome {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    let answer = match payload_v2::interpret_answer(&payload) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!(error = %e, url_id = %route.url_id, "unusable function url answer");
+            return bad_gateway();
+        }
+    };
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut resp = (status, Body::from(answer.body)).into_response();
+    let h = resp.headers_mut();
+    for (k, v) in &answer.headers {
+        let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) else {
+            continue;
+        };
+        // With CORS configured the platform owns the CORS headers, as on Lambda.
+        if target.config.cors.is_some() && k.as_str().starts_with("access-control-") {
+            continue;
+        }
+        h.append(k, v);
+    }
+    for c in &answer.cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            h.append("set-cookie", v);
+        }
+    }
+    if let Some(cors) = &target.config.cors {
+        for (k, v) in response_cors_headers(cors, origin) {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert(k, v);
+            }
+        }
+    }
+    resp
+}
+
+/// Runs the function through the API's Invoke path and returns its raw answer, or the URL
+/// response for a failure (502 for function errors, 429 for throttles).
+async fn invoke_buffered(
+    state: &Arc<AppState>,
+    target: &UrlTarget,
+    event: bytes::Bytes,
+    request_id: &str,
+) -> Result<bytes::Bytes, Response> {
+    let caller = Caller {
+        account_id: target.account_id.clone(),
+        access_key_id: String::new(),
+        region: state.region.clone(),
+        service: "lambda".into(),
+    };
+    let req = Incoming {
+        method: Method::POST,
+        segments: Vec::new(),
+        query: target
+            .qualifier
+            .iter()
+            .map(|q| ("Qualifier".to_string(), q.clone()))
+            .collect(),
+        headers: HeaderMap::new(),
+        body: event,
+        request_id: request_id.to_string(),
+        host: String::new(),
+    };
+    match crate::invoke::invoke(state, &caller, req, &target.function_name).await {
+        Ok(resp) => {
+            if resp.headers().contains_key("x-amz-function-error") {
+                return Err(bad_gateway());
+            }
+            axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .map_err(|_| bad_gateway())
+        }
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+            Err(message(StatusCode::TOO_MANY_REQUESTS, "Rate Exceeded."))
+        }
+        Err(e) => {
+            tracing::warn!(code = e.code, message = %e.message, "function url invocation failed");
+            Err(bad_gateway())
+        }
+    }
+}
+
+/// Hook for URLs with `InvokeMode: RESPONSE_STREAM`: this is where `InvokeWithResponseStream`
+/// plugs in (streaming the function's chunks to the client as they come). Until the engine
+/// streams, such URLs answer buffered.
+async fn invoke_response_stream(
+    state: &Arc<AppState>,
+    target: &UrlTarget,
+    event: bytes::Bytes,
+    request_id: &str,
+) -> Result<bytes::Bytes, Response> {
+    invoke_buffered(state, target, event, request_id).await
+}
+
+// ----------------------------------------------------------------------- management operations
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CorsWire {
+    allow_credentials: Option<bool>,
+    allow_headers: Option<Vec<String>>,
+    allow_methods: Option<Vec<String>>,
+    allow_origins: Option<Vec<String>>,
+    expose_headers: Option<Vec<String>>,
+    max_age: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UrlConfigWire {
+    auth_type: Option<String>,
+    cors: Option<CorsWire>,
+    invoke_mode: Option<String>,
+}
+
+impl UrlConfigWire {
+    fn into_input(self) -> UrlInput {
+        UrlInput {
+            auth_type: self.auth_type,
+            cors: self.cors.map(|c| Cors {
+                allow_credentials: c.allow_credentials,
+                allow_headers: c.allow_headers,
+                allow_methods: c.allow_methods,
+                allow_origins: c.allow_origins,
+                expose_headers: c.expose_headers,
+                max_age: c.max_age,
+            }),
+            invoke_mode: self.invoke_mode,
+        }
+    }
+}
+
+/// `http://<url-id>.lambda-url.<region>.localhost[:port]/`, on the port the caller reached.
+fn function_url(region: &str, host: &str, url_id: &str) -> String {
+    let port = host
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    match port {
+        Some(p) => format!("http://{url_id}.lambda-url.{region}.localhost:{p}/"),
+        None => format!("http://{url_id}.lambda-url.{region}.localhost/"),
+    }
+}
+
+fn render_cors(c: &Cors) -> Value {
+    let mut v = serde_json::Map::new();
+    if let Some(x) = c.allow_credentials {
+        v.insert("AllowCredentials".into(), json!(x));
+    }
+    if let Some(x) = &c.allow_headers {
+        v.insert("AllowHeaders".into(), json!(x));
+    }
+    if let Some(x) = &c.allow_methods {
+        v.insert("AllowMethods".into(), json!(x));
+    }
+    if let Some(x) = &c.allow_origins {
+        v.insert("AllowOrigins".into(), json!(x));
+    }
+    if let Some(x) = &c.expose_headers {
+        v.insert("ExposeHeaders".into(), json!(x));
+    }
+    if let Some(x) = c.max_age {
+        v.insert("MaxAge".into(), json!(x));
+    }
+    Value::Object(v)
+}
+
+/// Renders a `FunctionUrlConfig` (`with_modified: false` for `CreateFunctionUrlConfig`'s answer).
+fn render(state: &AppState, host: &str, v: &UrlView, with_modified: bool) -> Value {
+    let c = &v.config;
+    let mut out = json!({
+        "FunctionUrl": function_url(&state.region, host, &c.url_id),
+        "FunctionArn": v.function_arn,
+        "AuthType": c.auth_type.as_str(),
+        "CreationTime": c.creation_time,
+        "InvokeMode": c.invoke_mode.as_str(),
+    });
+    if let Some(cors) = &c.cors {
+        out["Cors"] = render_cors(cors);
+    }
+    if with_modified {
+        out["LastModifiedTime"] = json!(c.last_modified_time);
+    }
+    out
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::service)?
+}
+
+/// `CreateFunctionUrlConfig`.
+pub async fn create(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    req: &Incoming,
+    f: &str,
+) -> ApiResult<Response> {
+    let input = crate::wire::parse_body::<UrlConfigWire>(&req.body)?.into_input();
+    let (s, acct, f, q) = (
+        state.clone(),
+        caller.account_id.clone(),
+        f.to_string(),
+        req.param("Qualifier").map(str::to_string),
+    );
+    let v = blocking(move || {
+        Ok(s.control
+            .create_url_config(&acct, &f, q.as_deref(), input)?)
+    })
+    .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        render(state, &req.host, &v, false),
+    ))
+}
+
+/// `GetFunctionUrlConfig`.
+pub fn get(state: &Arc<AppState>, caller: &Caller, req: &Incoming, f: &str) -> ApiResult<Response> {
+    let v = state
+        .control
+        .get_url_config(&caller.account_id, f, req.param("Qualifier"))?;
+    Ok(json(StatusCode::OK, render(state, &req.host, &v, true)))
+}
+
+/// `UpdateFunctionUrlConfig`.
+pub async fn update(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    req: &Incoming,
+    f: &str,
+) -> ApiResult<Response> {
+    let input = crate::wire::parse_body::<UrlConfigWire>(&req.body)?.into_input();
+    let (s, acct, f, q) = (
+        state.clone(),
+        caller.account_id.clone(),
+        f.to_string(),
+        req.param("Qualifier").map(str::to_string),
+    );
+    let v = blocking(move || {
+        Ok(s.control
+            .update_url_config(&acct, &f, q.as_deref(), input)?)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, render(state, &req.host, &v, true)))
+}
+
+/// `DeleteFunctionUrlConfig`.
+pub async fn delete(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    req: &Incoming,
+    f: &str,
+) -> ApiResult<Response> {
+    let (s, acct, f, q) = (
+        state.clone(),
+        caller.account_id.clone(),
+        f.to_string(),
+        req.param("Qualifier").map(str::to_string),
+    );
+    blocking(move || Ok(s.control.delete_url_config(&acct, &f, q.as_deref())?)).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `ListFunctionUrlConfigs`.
+pub fn list_configs(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    req: &Incoming,
+    f: &str,
+) -> ApiResult<Response> {
+    let max = req
+        .param("MaxItems")
+        .map(|m| {
+            m.parse::<i64>()
+                .map_err(|_| ApiError::invalid(format!("Invalid MaxItems value: {m}")))
+        })
+        .transpose()?;
+    let page = state
+        .control
+        .list_url_configs(&caller.account_id, f, req.param("Marker"), max)?;
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|v| render(state, &req.host, v, true))
+        .collect();
+    let mut out = json!({ "FunctionUrlConfigs": items });
+    if let Some(m) = page.next_marker {
+        out["NextMarker"] = json!(m);
+    }
+    Ok(json(StatusCode::OK, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "abcdefghijklmnopqrstuvwxyz012345";
+
+    #[test]
+    fn routes_by_host_and_by_path() {
+        let host = format!("{ID}.lambda-url.us-east-1.localhost:9000");
+        let r = url_route(Some(&host), "/a/b").unwrap();
+        assert_eq!(
+            (r.url_id.as_str(), r.path.as_str(), r.by_host),
+            (ID, "/a/b", true)
+        );
+        let aws = format!("{ID}.lambda-url.eu-west-1.on.aws");
+        assert!(url_route(Some(&aws), "/").is_some());
+        let p = url_route(Some("127.0.0.1:9000"), &format!("/lambda-url/{ID}/x/y")).unwrap();
+        assert_eq!((p.path.as_str(), p.by_host), ("/x/y", false));
+        let bare = url_route(Some("127.0.0.1:9000"), &format!("/lambda-url/{ID}")).unwrap();
+        assert_eq!(bare.path, "/");
+        assert!(url_route(Some("127.0.0.1:9000"), "/2015-03-31/functions").is_none());
+        assert!(url_route(Some("short.lambda-url.us-east-1.localhost"), "/").is_none());
+        assert!(url_route(Some("127.0.0.1"), "/lambda-url/NOTANID/").is_none());
+    }
+
+    #[test]
+    fn function_urls_use_the_callers_port() {
+        assert_eq!(
+            function_url("us-east-1", "127.0.0.1:4321", ID),
+            format!("http://{ID}.lambda-url.us-east-1.localhost:4321/")
+        );
+        assert_eq!(
+            function_url("us-east-1", "localhost", ID),
+            format!("http://{ID}.lambda-url.us-east-1.localhost/")
+        );
+    }
+
+    fn cors() -> Cors {
+        Cors {
+            allow_origins: Some(vec![
+                "https://app.example.com".into(),
+                "https://*.test".into(),
+            ]),
+            allow_methods: Some(vec!["GET".into(), "POST".into()]),
+            allow_headers: Some(vec!["content-type".into(), "x-token".into()]),
+            expose_headers: Some(vec!["x-out".into()]),
+            max_age: Some(600),
+            allow_credentials: Some(true),
+        }
+    }
+
+    #[test]
+    fn cors_origins() {
+        let c = cors();
+        assert!(origin_allowed(&c, "https://app.example.com"));
+        assert!(origin_allowed(&c, "HTTPS://APP.EXAMPLE.COM"));
+        assert!(origin_allowed(&c, "https://a.test"));
+        assert!(!origin_allowed(&c, "https://evil.com"));
+        let any = Cors {
+            allow_origins: Some(vec!["*".into()]),
+            ..Default::default()
+        };
+        assert!(origin_allowed(&any, "https://whatever"));
+        assert_eq!(allow_origin_value(&any, "https://whatever"), "*");
+        // With credentials the origin is echoed (browsers refuse `*` then).
+        assert_eq!(
+            allow_origin_value(&c, "https://app.example.com"),
+            "https://app.example.com"
+        );
+    }
+
+    #[test]
+    fn cors_preflight() {
+        let c = cors();
+        let h = preflight_headers(
+            &c,
+            "https://app.example.com",
+            "POST",
+            Some("Content-Type, X-Token"),
+        )
+        .unwrap();
+        let get = |k: &str| h.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(
+            get("access-control-allow-origin"),
+            Some("https://app.example.com")
+        );
+        assert_eq!(get("access-control-allow-methods"), Some("GET,POST"));
+        assert_eq!(
+            get("access-control-allow-headers"),
+            Some("content-type,x-token")
+        );
+        assert_eq!(get("access-control-max-age"), Some("600"));
+        assert_eq!(get("access-control-allow-credentials"), Some("true"));
+        assert!(preflight_headers(&c, "https://app.example.com", "DELETE", None).is_none());
+        assert!(preflight_headers(&c, "https://evil.com", "GET", None).is_none());
+        assert!(preflight_headers(&c, "https://app.example.com", "GET", Some("x-other")).is_none());
+    }
+
+    #[test]
+    fn cors_on_responses() {
+        let c = cors();
+        let h = response_cors_headers(&c, Some("https://app.example.com"));
+        assert!(h.contains(&("access-control-expose-headers", "x-out".into())));
+        assert!(response_cors_headers(&c, Some("https://evil.com")).is_empty());
+        assert!(response_cors_headers(&c, None).is_empty());
+    }
+}
