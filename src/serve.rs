@@ -191,8 +191,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             listener,
             updraft_api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
         )
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
         tracing::info!("shutting down");
         engine.shutdown().await;
         anyhow::Ok(())

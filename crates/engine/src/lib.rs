@@ -7,7 +7,8 @@
 //!   which host paths the jail must see); listed by [`Engine::runtimes`].
 //! - `envvars`: the environment of the runtime process, built the way Lambda builds it.
 //! - `runtime_api`: one HTTP server per environment (`/2018-06-01/runtime/...`), served on the
-//!   listener the sandbox created inside the environment's own network namespace.
+//!   listener the sandbox created inside the environment's own network namespace; streamed
+//!   responses (`Lambda-Runtime-Function-Response-Mode: streaming`) are handed on unread.
 //! - `pool`: one pool of environments per (function, version, generation); admission (account and
 //!   reserved concurrency, the node's memory budget), cold starts, warm reuse, timeouts, crashes,
 //!   idle reaping and retirement.
@@ -38,7 +39,7 @@ use std::time::Duration;
 
 pub use logs::{LogEvent, read_logs, stream_file_name, stream_name_from_file};
 pub use metering::{UsageOutcome, UsageRecord};
-pub use runtime_api::MAX_PAYLOAD_BYTES;
+pub use runtime_api::{MAX_PAYLOAD_BYTES, MAX_STREAMED_RESPONSE_BYTES};
 pub use runtimes::RuntimeInfo;
 
 /// How the engine of one node is set up.
@@ -137,6 +138,57 @@ pub struct InvokeOutcome {
     pub log_tail: Option<Vec<u8>>,
     pub executed_version: String,
 }
+
+/// One event of a streaming invocation: any number of `Chunk`s, then exactly one `Complete`, then
+/// the channel closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// Response bytes, in order, as the runtime wrote them (never empty).
+    Chunk(bytes::Bytes),
+    /// The end of the invocation.
+    Complete {
+        /// Why the function failed, if it did: an error the runtime reported (posted before the
+        /// first byte or in the trailers after it), a timeout, a crash, an init failure or a
+        /// response over the limit. Bytes already sent as chunks stay sent.
+        function_error: Option<FunctionError>,
+        /// As [`InvokeOutcome::log_tail`]: `Some` exactly when `want_log_tail` was set.
+        log_tail: Option<Vec<u8>>,
+    },
+}
+
+/// A function failure as a streaming invocation reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionError {
+    /// `Lambda-Runtime-Function-Error-Type` as the runtime gave it (`Error`, `TypeError`, ...), else
+    /// the body's `errorType`, else `Unhandled`; the platform's own failures use
+    /// `Sandbox.Timedout`, `Runtime.ExitError`, `Runtime.OutOfMemory`,
+    /// `Function.ResponseSizeTooLarge` or the init error's type.
+    pub error_type: String,
+    /// The error document, JSON in Lambda's shape (`{"errorMessage":…,"errorType":…}`), as
+    /// [`InvokeOutcome::payload`] would carry it.
+    pub error_body: bytes::Bytes,
+}
+
+/// A streaming invocation that has begun to answer. Returned by [`Engine::invoke_streaming`].
+#[derive(Debug)]
+pub struct StreamingInvocation {
+    /// The version that runs (`"$LATEST"`, `"1"`, ...).
+    pub executed_version: String,
+    /// `Content-Type` the runtime gave its response (`application/octet-stream` is the default of
+    /// Lambda's streaming runtimes; `application/vnd.awslambda.http-integration-response` means
+    /// the body starts with the HTTP prelude: JSON metadata then 8 NUL bytes). `None` when the
+    /// invocation ended before any response (an error, timeout or crash; see `Complete`).
+    pub content_type: Option<String>,
+    /// Whether the runtime streamed its response (`false` for a buffered response, which comes as
+    /// one chunk, and when there was no response).
+    pub streamed: bool,
+    /// The events, in order. Dropping the receiver does not stop the invocation: the rest of the
+    /// response is read and dropped.
+    pub events: tokio::sync::mpsc::Receiver<StreamEvent>,
+}
+
+/// Events buffered between a streaming invocation and its reader before the runtime's writes wait.
+const STREAM_CHANNEL: usize = 16;
 
 /// Reasons an invocation could not be run at all.
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +293,45 @@ impl Engine {
             Err(e) => Err(InvokeError::Internal(format!(
                 "invocation task failed: {e}"
             ))),
+        }
+    }
+
+    /// Runs one invocation and hands its response on as it is produced. Resolves once the function
+    /// starts answering (the runtime opened its streamed response, posted a buffered one, or the
+    /// invocation ended without one), or with an [`InvokeError`] when it cannot run at all
+    /// (throttled, unknown runtime, shutting down, environment not started): those errors never
+    /// arrive through the stream.
+    ///
+    /// A streamed response (`Lambda-Runtime-Function-Response-Mode: streaming`) arrives chunk by
+    /// chunk as the runtime writes it, limited to [`MAX_STREAMED_RESPONSE_BYTES`]; an error in
+    /// its trailers, a timeout, a crash or a response over the limit ends the stream with
+    /// `Complete { function_error: Some(..) }`. A buffered response arrives as one chunk. The
+    /// function's timeout bounds the whole response, whatever the reader's pace.
+    pub async fn invoke_streaming(
+        &self,
+        spec: Arc<FunctionSpec>,
+        inv: Invocation,
+    ) -> Result<StreamingInvocation, InvokeError> {
+        let (tx, events) = tokio::sync::mpsc::channel(STREAM_CHANNEL);
+        let (head_tx, head_rx) = tokio::sync::oneshot::channel();
+        let executed_version = spec.version.clone();
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            inner
+                .invoke_streaming(spec, inv, pool::stream::Forwarder::new(tx, head_tx))
+                .await;
+        });
+        match head_rx.await {
+            Ok(Ok(head)) => Ok(StreamingInvocation {
+                executed_version,
+                content_type: head.content_type,
+                streamed: head.streamed,
+                events,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(InvokeError::Internal(
+                "streaming invocation task ended without an answer".to_string(),
+            )),
         }
     }
 

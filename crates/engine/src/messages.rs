@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use updraft_sandbox::ExitInfo;
 
+#[cfg(test)]
 use crate::runtime_api::MAX_PAYLOAD_BYTES;
 
 /// A JSON object with string members in the given order.
@@ -113,14 +114,20 @@ pub(crate) fn init_timeout_payload(request_id: &str, limit_s: f64) -> Bytes {
     ])
 }
 
-/// Error type of a response that exceeded [`MAX_PAYLOAD_BYTES`].
+/// Error type of a response that exceeded [`crate::MAX_PAYLOAD_BYTES`].
 pub(crate) const RESPONSE_TOO_LARGE: &str = "Function.ResponseSizeTooLarge";
 
-/// Payload of an invocation whose response exceeded [`MAX_PAYLOAD_BYTES`].
+/// Payload of an invocation whose response exceeded [`crate::MAX_PAYLOAD_BYTES`].
+#[cfg(test)]
 pub(crate) fn response_too_large_payload() -> Bytes {
-    let message = format!(
-        "Response payload size exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."
-    );
+    response_too_large_payload_of(MAX_PAYLOAD_BYTES)
+}
+
+/// Payload of an invocation whose response exceeded `limit` bytes (6 MB buffered, 20 MiB
+/// streamed).
+pub(crate) fn response_too_large_payload_of(limit: usize) -> Bytes {
+    let message =
+        format!("Response payload size exceeded maximum allowed payload size ({limit} bytes).");
     error_json(&[
         ("errorMessage", &message),
         ("errorType", RESPONSE_TOO_LARGE),

@@ -21,6 +21,10 @@
 //! invocation and discard the environment; a timeout kills the environment (the next invocation
 //! gets a fresh one); a crash mid-invocation discards it. Handler errors keep the environment.
 //!
+//! Responses reach the caller through a [`Sink`](stream::Sink): `invoke` collects a streamed
+//! response into one payload, `invoke_streaming` forwards every chunk as the runtime writes it
+//! (see `stream`). Either way the invocation's timeout ends the response.
+//!
 //! A background reaper stops environments idle longer than `idle_timeout` and forgets empty
 //! pools. Locks are `std` mutexes held for a few instructions and never across an await; the
 //! lock order is pools map → one pool's idle list → capacity.
@@ -36,17 +40,18 @@ use bytes::Bytes;
 use tokio::sync::{Semaphore, broadcast};
 use updraft_sandbox::{ExitInfo, JailSpec};
 
+use self::stream::Sink;
 use crate::env::{Capacity, Env, EnvLaunch, MemoryLease};
 use crate::envvars::{EnvContext, lambda_environment};
 use crate::launcher::Launcher;
 use crate::logs::{self, Report, epoch_ms};
 use crate::messages;
 use crate::metering::{UsageOutcome, UsageRecord, billed_ms};
-use crate::runtime_api::{Assigned, RuntimeEvent};
+use crate::runtime_api::{Assigned, RuntimeEvent, StreamedError};
 use crate::runtimes::{self, Launch, RuntimeRegistry};
 use crate::{
-    EngineConfig, FunctionSpec, Invocation, InvokeError, InvokeOutcome, PoolStats,
-    THROTTLE_ACCOUNT, THROTTLE_CAPACITY, THROTTLE_RESERVED,
+    EngineConfig, FunctionError, FunctionSpec, Invocation, InvokeError, InvokeOutcome, PoolStats,
+    StreamEvent, THROTTLE_ACCOUNT, THROTTLE_CAPACITY, THROTTLE_RESERVED,
 };
 
 /// Time limits of the platform.
@@ -174,17 +179,36 @@ pub(crate) struct Inner {
 
 enum ColdStart {
     Ready(Env, Duration),
-    Failed(InvokeOutcome),
+    Failed(Ended),
 }
 
 /// How an invocation on a ready environment ended.
-enum Finish {
-    Response(Bytes),
-    Error(Bytes),
-    TooLarge,
+pub(crate) enum Finish {
+    /// A buffered response, with the runtime's `Content-Type`.
+    Response(Bytes, Option<String>),
+    /// A posted error (body in Lambda's shape) and its error type.
+    Error(Bytes, String),
+    /// The response exceeded this limit (bytes).
+    TooLarge(usize),
+    /// A streamed response ended: what was collected (empty when it was forwarded) and the error
+    /// the runtime reported in its trailers.
+    Streamed {
+        collected: Bytes,
+        error: Option<StreamedError>,
+    },
     Exited(ExitInfo),
     Timeout,
 }
+
+/// What an invocation produced, with the error type behind `function_error` (which the public
+/// outcome reduces to `Unhandled`).
+pub(crate) struct Ended {
+    pub outcome: InvokeOutcome,
+    pub error_type: Option<String>,
+}
+
+/// Error type reported for a timed-out invocation (Lambda's name for it).
+pub(crate) const TIMEOUT_ERROR_TYPE: &str = "Sandbox.Timedout";
 
 /// How an init phase ended.
 enum InitEnd {
@@ -236,6 +260,59 @@ impl Inner {
         spec: Arc<FunctionSpec>,
         inv: Invocation,
     ) -> Result<InvokeOutcome, InvokeError> {
+        let mut sink = Sink::Collect;
+        Ok(self.invoke_into(spec, inv, &mut sink).await?.outcome)
+    }
+
+    /// Runs one invocation whose response is forwarded to `f` (see `Engine::invoke_streaming`).
+    pub(crate) async fn invoke_streaming(
+        self: &Arc<Self>,
+        spec: Arc<FunctionSpec>,
+        inv: Invocation,
+        f: stream::Forwarder,
+    ) {
+        let mut sink = Sink::Forward(f);
+        let result = self.invoke_into(spec, inv, &mut sink).await;
+        let Sink::Forward(mut f) = sink else { return };
+        let complete = match result {
+            Ok(ended) => {
+                f.start(None, false);
+                StreamEvent::Complete {
+                    function_error: ended.error_type.map(|error_type| FunctionError {
+                        error_type,
+                        error_body: ended.outcome.payload,
+                    }),
+                    log_tail: ended.outcome.log_tail,
+                }
+            }
+            Err(e) => {
+                if f.fail(e) {
+                    return;
+                }
+                // Not reached (refusals come before any answer), but a stream must end.
+                StreamEvent::Complete {
+                    function_error: Some(FunctionError {
+                        error_type: "ServiceException".to_string(),
+                        error_body: messages::error_json(&[
+                            ("errorMessage", "the invocation failed"),
+                            ("errorType", "ServiceException"),
+                        ]),
+                    }),
+                    log_tail: None,
+                }
+            }
+        };
+        // The invocation is over (its permits are back); only a reader that is still there waits.
+        let _ = f.tx.send(complete).await;
+    }
+
+    /// Runs one invocation whose response goes to `sink`.
+    pub(crate) async fn invoke_into(
+        self: &Arc<Self>,
+        spec: Arc<FunctionSpec>,
+        inv: Invocation,
+        sink: &mut Sink,
+    ) -> Result<Ended, InvokeError> {
         if self.is_shutting_down() {
             return Err(InvokeError::ShuttingDown);
         }
@@ -265,14 +342,14 @@ impl Inner {
                 .await?
             {
                 ColdStart::Ready(env, init) => (env, Some(init)),
-                ColdStart::Failed(outcome) => return Ok(outcome),
+                ColdStart::Failed(ended) => return Ok(ended),
             },
         };
-        let (outcome, env) = self.run(env, &spec, inv, init, started).await;
+        let (ended, env) = self.run(env, &spec, inv, init, started, sink).await;
         if let Some(env) = env {
             self.put_back(&pool.0, env);
         }
-        Ok(outcome)
+        Ok(ended)
     }
 
     fn reserve_concurrency(
@@ -505,11 +582,14 @@ impl Inner {
             UsageOutcome::InitError,
         );
         drop(env);
-        Ok(ColdStart::Failed(InvokeOutcome {
-            payload,
-            function_error: Some("Unhandled"),
-            log_tail: inv.want_log_tail.then(|| log_tail.unwrap_or_default()),
-            executed_version: spec.version.clone(),
+        Ok(ColdStart::Failed(Ended {
+            outcome: InvokeOutcome {
+                payload,
+                function_error: Some("Unhandled"),
+                log_tail: inv.want_log_tail.then(|| log_tail.unwrap_or_default()),
+                executed_version: spec.version.clone(),
+            },
+            error_type: Some(error_type),
         }))
     }
 
@@ -521,7 +601,8 @@ impl Inner {
         inv: Invocation,
         init: Option<Duration>,
         started: SystemTime,
-    ) -> (InvokeOutcome, Option<Env>) {
+        sink: &mut Sink,
+    ) -> (Ended, Option<Env>) {
         let stale_exit = env.drain_stale();
         if inv.want_log_tail {
             env.log.begin_capture();
@@ -546,25 +627,42 @@ impl Inner {
                 code: None,
                 signal: None,
             }),
-            None => wait_finish(&mut env, &inv.request_id, deadline).await,
+            None => wait_finish(&mut env, &inv.request_id, deadline, sink).await,
         };
         let duration = dispatched.elapsed();
         let mut reusable = false;
         let mut status: Option<(&str, Option<&str>)> = None;
         let mut error_type_owned = None;
+        let mut error_type: Option<String> = None;
         let (payload, function_error, outcome) = match finish {
-            Finish::Response(body) => {
+            Finish::Response(body, content_type) => {
+                // A streaming caller gets a buffered response as soon as it is there.
+                let body = sink.deliver_buffered(body, content_type);
                 reusable = self.after_answer(&mut env).await;
                 (body, None, UsageOutcome::Success)
             }
-            Finish::Error(body) => {
+            Finish::Streamed {
+                collected,
+                error: None,
+            } => {
                 reusable = self.after_answer(&mut env).await;
+                (collected, None, UsageOutcome::Success)
+            }
+            Finish::Streamed { error: Some(e), .. } => {
+                reusable = self.after_answer(&mut env).await;
+                error_type = Some(e.error_type);
+                (e.body, Some("Unhandled"), UsageOutcome::FunctionError)
+            }
+            Finish::Error(body, et) => {
+                reusable = self.after_answer(&mut env).await;
+                error_type = Some(et);
                 (body, Some("Unhandled"), UsageOutcome::FunctionError)
             }
-            Finish::TooLarge => {
+            Finish::TooLarge(limit) => {
                 reusable = self.after_answer(&mut env).await;
+                error_type = Some(messages::RESPONSE_TOO_LARGE.to_string());
                 (
-                    messages::response_too_large_payload(),
+                    messages::response_too_large_payload_of(limit),
                     Some("Unhandled"),
                     UsageOutcome::FunctionError,
                 )
@@ -573,9 +671,11 @@ impl Inner {
                 env.drain_logs_after_exit(self.timings.drain).await;
                 let (p, et) = messages::exit_payload(&inv.request_id, &info, env.oom_killed());
                 error_type_owned = Some(et);
+                error_type = Some(et.to_string());
                 (p, Some("Unhandled"), UsageOutcome::Crash)
             }
             Finish::Timeout => {
+                error_type = Some(TIMEOUT_ERROR_TYPE.to_string());
                 env.kill().await;
                 env.drain_logs_after_exit(self.timings.drain).await;
                 let line =
@@ -613,7 +713,11 @@ impl Inner {
             log_tail: inv.want_log_tail.then(|| log_tail.unwrap_or_default()),
             executed_version: spec.version.clone(),
         };
-        (outcome, reusable.then_some(env))
+        let ended = Ended {
+            outcome,
+            error_type,
+        };
+        (ended, reusable.then_some(env))
     }
 
     /// After the runtime answered: wait for its next `/next` (it flushes its output before asking
@@ -775,20 +879,35 @@ async fn wait_ready(env: &mut Env) -> InitEnd {
     }
 }
 
-/// Waits for the answer to `request_id`, the runtime's exit, or the deadline.
-async fn wait_finish(env: &mut Env, request_id: &str, deadline: Instant) -> Finish {
+/// Waits for the answer to `request_id`, the runtime's exit, or the deadline. A streamed answer
+/// is read here to its end, chunk by chunk, into `sink`.
+async fn wait_finish(
+    env: &mut Env,
+    request_id: &str,
+    deadline: Instant,
+    sink: &mut Sink,
+) -> Finish {
     let deadline = tokio::time::Instant::from_std(deadline);
     loop {
         tokio::select! {
             ev = env.event() => match ev {
-                Some(RuntimeEvent::Response { request_id: id, body }) if id == request_id => {
-                    return Finish::Response(body);
+                Some(RuntimeEvent::Response { request_id: id, content_type, body }) if id == request_id => {
+                    return Finish::Response(body, content_type);
+                }
+                Some(RuntimeEvent::Streaming { request_id: id, content_type, body }) if id == request_id => {
+                    match stream::pump(body, content_type, sink, deadline).await {
+                        // The connection broke mid-body: the runtime's exit (or the deadline)
+                        // tells what happened.
+                        None => continue,
+                        Some(finish) => return finish,
+                    }
                 }
                 Some(RuntimeEvent::Error { request_id: id, error_type, body }) if id == request_id => {
-                    return Finish::Error(messages::posted_error_body(body, error_type.as_deref()));
+                    let et = posted_error_type(error_type.as_deref(), &body);
+                    return Finish::Error(messages::posted_error_body(body, error_type.as_deref()), et);
                 }
                 Some(RuntimeEvent::ResponseTooLarge { request_id: id }) if id == request_id => {
-                    return Finish::TooLarge;
+                    return Finish::TooLarge(crate::MAX_PAYLOAD_BYTES);
                 }
                 Some(RuntimeEvent::Exited(info)) => return Finish::Exited(info),
                 None => return Finish::Exited(ExitInfo { code: None, signal: None }),
@@ -797,6 +916,23 @@ async fn wait_finish(env: &mut Env, request_id: &str, deadline: Instant) -> Fini
             _ = tokio::time::sleep_until(deadline) => return Finish::Timeout,
         }
     }
+}
+
+/// The error type of a posted error: the runtime's header, else the body's `errorType`, else
+/// Lambda's `Unhandled`.
+fn posted_error_type(header: Option<&str>, body: &[u8]) -> String {
+    header
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .or_else(|| {
+            serde_json::from_slice::<serde_json::Value>(body)
+                .ok()?
+                .get("errorType")?
+                .as_str()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "Unhandled".to_string())
 }
 
 /// An X-Ray trace header for invocations that came without one (Lambda always sends one).
@@ -840,5 +976,10 @@ pub(crate) fn spawn_reaper(handle: &tokio::runtime::Handle, inner: &Arc<Inner>) 
     });
 }
 
+pub(crate) mod stream;
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod stream_tests;

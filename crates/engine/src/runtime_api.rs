@@ -6,7 +6,7 @@
 //! | request | answer |
 //! | --- | --- |
 //! | `GET /2018-06-01/runtime/invocation/next` | blocks until an invocation is assigned; 200 with the event |
-//! | `POST .../invocation/{id}/response` | 202 `{"status":"OK"}` |
+//! | `POST .../invocation/{id}/response` | 202 `{"status":"OK"}` (a streamed one once its body ended) |
 //! | `POST .../invocation/{id}/error` | 202 `{"status":"OK"}` |
 //! | `POST /2018-06-01/runtime/init/error` | 202 `{"status":"OK"}`; the environment has failed |
 //!
@@ -15,27 +15,42 @@
 //! init error after init) is 403 `InvalidStateTransition`; a body over 6 MB (6291556 bytes) is
 //! 413 `RequestEntityTooLarge` (the invocation then fails with `Function.ResponseSizeTooLarge`).
 //!
+//! A response posted with `Lambda-Runtime-Function-Response-Mode: streaming` (a chunked body, up to
+//! 20 MiB, errors after the first byte in the trailers `Lambda-Runtime-Function-Error-Type` and
+//! `Lambda-Runtime-Function-Error-Body` (base64)) is not read here: its body is handed to the
+//! invocation as a [`StreamedBody`] the moment the request head arrives, the invocation reads the
+//! chunks as the runtime writes them (so a slow reader slows the writer, not the node's memory),
+//! and decides the status the runtime gets once the body has ended.
+//!
 //! The server does not decide anything: it hands each answer to the invocation that owns the
 //! environment as a [`RuntimeEvent`]. Payloads travel as `Bytes` (the event body is never copied;
-//! a response is collected once).
+//! a buffered response is collected once).
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
+use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use updraft_sandbox::ExitInfo;
 
 /// Largest response or error body a runtime may post (Lambda's 6 MB limit, in bytes).
 pub const MAX_PAYLOAD_BYTES: usize = 6_291_556;
+
+/// Largest response a runtime may stream (Lambda's 20 MiB limit for streamed responses, in bytes).
+pub const MAX_STREAMED_RESPONSE_BYTES: usize = 20 * 1024 * 1024;
+
+const RESPONSE_MODE_HEADER: &str = "Lambda-Runtime-Function-Response-Mode";
+const ERROR_TYPE_HEADER: &str = "Lambda-Runtime-Function-Error-Type";
+const ERROR_BODY_TRAILER: &str = "Lambda-Runtime-Function-Error-Body";
 
 const PREFIX: &str = "/2018-06-01/runtime/";
 
@@ -64,7 +79,15 @@ pub(crate) enum RuntimeEvent {
     },
     Response {
         request_id: String,
+        /// `Content-Type` the runtime gave its response.
+        content_type: Option<String>,
         body: Bytes,
+    },
+    /// The runtime started a streamed response; its body is still arriving.
+    Streaming {
+        request_id: String,
+        content_type: Option<String>,
+        body: StreamedBody,
     },
     Error {
         request_id: String,
@@ -76,6 +99,110 @@ pub(crate) enum RuntimeEvent {
     },
     /// The environment's processes are gone (sent by the thread waiting on the jail).
     Exited(ExitInfo),
+}
+
+/// A piece of a streamed response body.
+#[derive(Debug)]
+pub(crate) enum StreamPiece {
+    Data(Bytes),
+    /// The trailers; `Some` error when the runtime reported one after the first byte.
+    End(Option<StreamedError>),
+}
+
+/// An error a runtime reported in the trailers of a streamed response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StreamedError {
+    pub error_type: String,
+    /// The decoded `Lambda-Runtime-Function-Error-Body` (JSON as the runtime wrote it).
+    pub body: Bytes,
+}
+
+/// What the runtime is told once its streamed response has been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamVerdict {
+    Accepted,
+    TooLarge,
+}
+
+/// The body of a streamed response, read by the invocation that owns the environment. Dropping it
+/// without a verdict answers the runtime with a 500 (the invocation is gone: timed out or killed).
+#[derive(Debug)]
+pub(crate) struct StreamedBody {
+    body: Incoming,
+    verdict: Option<oneshot::Sender<StreamVerdict>>,
+    ended: bool,
+}
+
+impl StreamedBody {
+    /// The next piece: data as it arrives, then one `End` (also when the body ends without
+    /// trailers). `None` after the end; `Err` when the connection broke mid-body.
+    pub(crate) async fn next(&mut self) -> Option<Result<StreamPiece, ()>> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            match self.body.frame().await {
+                None => {
+                    self.ended = true;
+                    return Some(Ok(StreamPiece::End(None)));
+                }
+                Some(Err(_)) => {
+                    self.ended = true;
+                    return Some(Err(()));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if data.is_empty() => continue,
+                    Ok(data) => return Some(Ok(StreamPiece::Data(data))),
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            self.ended = true;
+                            return Some(Ok(StreamPiece::End(trailer_error(&trailers))));
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Answers the runtime's POST.
+    pub(crate) fn finish(mut self, verdict: StreamVerdict) {
+        if let Some(tx) = self.verdict.take() {
+            let _ = tx.send(verdict);
+        }
+    }
+}
+
+/// The error a runtime put in the trailers, if any. A body that is not base64 is passed on as
+/// given; a type without a body gets a minimal body in Lambda's shape.
+pub(crate) fn trailer_error(trailers: &HeaderMap) -> Option<StreamedError> {
+    let error_type = trailers
+        .get(ERROR_TYPE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let raw_body = trailers
+        .get(ERROR_BODY_TRAILER)
+        .map(|v| v.as_bytes())
+        .filter(|v| !v.is_empty());
+    if error_type.is_none() && raw_body.is_none() {
+        return None;
+    }
+    let body = raw_body.map(|raw| {
+        base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .map(Bytes::from)
+            .unwrap_or_else(|_| Bytes::copy_from_slice(raw))
+    });
+    let error_type = error_type
+        .map(str::to_string)
+        .or_else(|| {
+            body.as_ref()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                .and_then(|v| v.get("errorType")?.as_str().map(str::to_string))
+        })
+        .unwrap_or_else(|| "Runtime.Unknown".to_string());
+    let body = crate::messages::posted_error_body(body.unwrap_or_default(), Some(&error_type));
+    Some(StreamedError { error_type, body })
 }
 
 #[derive(Default)]
@@ -245,6 +372,7 @@ async fn handle(api: Arc<RuntimeApi>, req: Request<Incoming>) -> Result<Reply, I
             "Unknown runtime API path or method",
         ),
         Ok(Route::Next) => next(&api).await,
+        Ok(Route::Response(id)) if is_streaming(&req) => answer_streaming(&api, id, req).await,
         Ok(Route::Response(id)) => answer(&api, id, req, Answer::Response).await,
         Ok(Route::Error(id)) => answer(&api, id, req, Answer::Error).await,
         Ok(Route::InitError) => init_error(&api, req).await,
@@ -309,7 +437,7 @@ enum BodyError {
 
 /// A runtime that posts too much is still heard out up to this many bytes (and its data dropped),
 /// so that it can read the 413 instead of failing on a reset connection.
-const DISCARD_LIMIT: u64 = 64 * 1024 * 1024;
+pub(crate) const DISCARD_LIMIT: u64 = 64 * 1024 * 1024;
 
 async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Bytes), BodyError> {
     let (parts, mut body) = req.into_parts();
@@ -360,7 +488,7 @@ async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Byte
 fn error_type_header(parts: &http::request::Parts) -> Option<String> {
     parts
         .headers
-        .get("Lambda-Runtime-Function-Error-Type")
+        .get(ERROR_TYPE_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
 }
@@ -431,7 +559,11 @@ async fn answer(api: &RuntimeApi, id: &str, req: Request<Incoming>, kind: Answer
     }
     let request_id = id.to_string();
     api.emit(match kind {
-        Answer::Response => RuntimeEvent::Response { request_id, body },
+        Answer::Response => RuntimeEvent::Response {
+            request_id,
+            content_type: content_type(&parts.headers),
+            body,
+        },
         Answer::Error => RuntimeEvent::Error {
             request_id,
             error_type: error_type_header(&parts),
@@ -439,6 +571,57 @@ async fn answer(api: &RuntimeApi, id: &str, req: Request<Incoming>, kind: Answer
         },
     });
     accepted()
+}
+
+fn is_streaming(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(RESPONSE_MODE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("streaming"))
+}
+
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// A streamed response: the body goes to the invocation as it arrives; the runtime's answer waits
+/// for the invocation's verdict once the body has ended.
+async fn answer_streaming(api: &RuntimeApi, id: &str, req: Request<Incoming>) -> Reply {
+    if let Err(refusal) = check_current(api, id) {
+        return refusal.reply();
+    }
+    if !settle(api, id) {
+        return Refusal::AlreadyAnswered.reply();
+    }
+    let (parts, body) = req.into_parts();
+    let (tx, rx) = oneshot::channel();
+    api.emit(RuntimeEvent::Streaming {
+        request_id: id.to_string(),
+        content_type: content_type(&parts.headers),
+        body: StreamedBody {
+            body,
+            verdict: Some(tx),
+            ended: false,
+        },
+    });
+    match rx.await {
+        Ok(StreamVerdict::Accepted) => accepted(),
+        Ok(StreamVerdict::TooLarge) => api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            &format!(
+                "Exceeded maximum allowed payload size ({MAX_STREAMED_RESPONSE_BYTES} bytes)."
+            ),
+        ),
+        Err(_) => api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "The invocation ended before the response was read",
+        ),
+    }
 }
 
 async fn init_error(api: &RuntimeApi, req: Request<Incoming>) -> Reply {
@@ -669,7 +852,9 @@ mod tests {
 
         assert!(matches!(h.events.recv().await, Some(RuntimeEvent::Next)));
         match h.events.recv().await {
-            Some(RuntimeEvent::Response { request_id, body }) => {
+            Some(RuntimeEvent::Response {
+                request_id, body, ..
+            }) => {
                 assert_eq!(request_id, "req-1");
                 assert_eq!(&body[..], b"\"hi\"");
             }
@@ -746,6 +931,90 @@ mod tests {
             )
             .await;
         assert_eq!(s, StatusCode::ACCEPTED);
+    }
+
+    #[test]
+    fn trailer_errors_are_decoded() {
+        let mut t = HeaderMap::new();
+        assert_eq!(trailer_error(&t), None);
+        t.insert(ERROR_TYPE_HEADER, HeaderValue::from_static("TypeError"));
+        t.insert(
+            ERROR_BODY_TRAILER,
+            HeaderValue::from_static("eyJlcnJvclR5cGUiOiJUeXBlRXJyb3IifQ=="),
+        );
+        let e = trailer_error(&t).unwrap();
+        assert_eq!(e.error_type, "TypeError");
+        assert_eq!(&e.body[..], br#"{"errorType":"TypeError"}"#);
+
+        // A type alone gets a body in Lambda's shape; a body alone names the type.
+        let mut t = HeaderMap::new();
+        t.insert(ERROR_TYPE_HEADER, HeaderValue::from_static("Custom"));
+        assert_eq!(
+            &trailer_error(&t).unwrap().body[..],
+            br#"{"errorMessage":"","errorType":"Custom"}"#
+        );
+        let mut t = HeaderMap::new();
+        t.insert(
+            ERROR_BODY_TRAILER,
+            HeaderValue::from_static("eyJlcnJvclR5cGUiOiJUeXBlRXJyb3IifQ=="),
+        );
+        assert_eq!(trailer_error(&t).unwrap().error_type, "TypeError");
+    }
+
+    #[tokio::test]
+    async fn streamed_response_is_handed_over_before_it_ends() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut h = start();
+        let mut c = connect(h.addr).await;
+        h.next_tx.send(assigned("req-s")).await.unwrap();
+        c.call(Method::GET, NEXT, &[], Bytes::new()).await;
+        assert!(matches!(h.events.recv().await, Some(RuntimeEvent::Next)));
+
+        let mut raw = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+        raw.write_all(
+            b"POST /2018-06-01/runtime/invocation/req-s/response HTTP/1.1\r\nhost: x\r\n\
+              Lambda-Runtime-Function-Response-Mode: streaming\r\n\
+              Content-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n",
+        )
+        .await
+        .unwrap();
+        let Some(RuntimeEvent::Streaming {
+            request_id,
+            content_type,
+            mut body,
+        }) = h.events.recv().await
+        else {
+            panic!("expected a streaming response");
+        };
+        assert_eq!(request_id, "req-s");
+        assert_eq!(content_type.as_deref(), Some("text/event-stream"));
+        // The first chunk is readable while the runtime has not finished writing.
+        assert!(matches!(body.next().await, Some(Ok(StreamPiece::Data(d))) if &d[..] == b"one"));
+        raw.write_all(b"3\r\ntwo\r\n0\r\nLambda-Runtime-Function-Error-Type: Boom\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(matches!(body.next().await, Some(Ok(StreamPiece::Data(d))) if &d[..] == b"two"));
+        match body.next().await {
+            Some(Ok(StreamPiece::End(Some(e)))) => assert_eq!(e.error_type, "Boom"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(body.next().await.is_none());
+        body.finish(StreamVerdict::Accepted);
+        let mut answer = vec![0u8; 512];
+        let n = raw.read(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+
+        // The invocation is answered: a second response is refused.
+        let (s, _, _) = c
+            .call(
+                Method::POST,
+                "/2018-06-01/runtime/invocation/req-s/response",
+                &[],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
     }
 
     #[tokio::test]

@@ -1,0 +1,193 @@
+//! Where an invocation's response goes, and reading a streamed response.
+//!
+//! A [`Sink`] is either `Collect` (`Engine::invoke`: a streamed response is gathered into one
+//! payload under the 6 MB limit of buffered responses) or `Forward` (`Engine::invoke_streaming`:
+//! every chunk is passed on the moment it arrives, under the 20 MiB limit of streamed responses).
+//!
+//! Forwarding goes through a bounded channel, so a caller that reads slowly slows the runtime's
+//! writes down (through the Runtime API connection) instead of piling chunks up in memory. A
+//! caller that stops reading is treated like a client that hangs up: the rest of the response is
+//! read and dropped and the invocation runs to its end. The invocation's deadline bounds every
+//! wait here, including a wait for a full channel.
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::Finish;
+use crate::runtime_api::{
+    DISCARD_LIMIT, MAX_PAYLOAD_BYTES, MAX_STREAMED_RESPONSE_BYTES, StreamPiece, StreamVerdict,
+    StreamedBody,
+};
+use crate::{InvokeError, StreamEvent};
+
+/// How the response began, told to a streaming caller before the first chunk.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    pub content_type: Option<String>,
+    pub streamed: bool,
+}
+
+/// The answer `Engine::invoke_streaming` waits for: the head of the response, or why the
+/// invocation could not run.
+pub(crate) type HeadResult = Result<ResponseHead, InvokeError>;
+
+/// Where an invocation's response goes.
+pub(crate) enum Sink {
+    Collect,
+    Forward(Forwarder),
+}
+
+/// The caller's end of a streaming invocation.
+pub(crate) struct Forwarder {
+    pub tx: mpsc::Sender<StreamEvent>,
+    /// Taken when the head (or the failure) has been told.
+    head: Option<oneshot::Sender<HeadResult>>,
+    /// The caller stopped listening.
+    closed: bool,
+}
+
+/// The deadline passed while waiting for the caller to take a chunk.
+pub(crate) struct DeadlinePassed;
+
+impl Forwarder {
+    pub(crate) fn new(tx: mpsc::Sender<StreamEvent>, head: oneshot::Sender<HeadResult>) -> Self {
+        Forwarder {
+            tx,
+            head: Some(head),
+            closed: false,
+        }
+    }
+
+    /// Tells the caller how the response begins (only the first call counts).
+    pub(crate) fn start(&mut self, content_type: Option<String>, streamed: bool) {
+        if let Some(head) = self.head.take()
+            && head
+                .send(Ok(ResponseHead {
+                    content_type,
+                    streamed,
+                }))
+                .is_err()
+        {
+            self.closed = true;
+        }
+    }
+
+    /// Tells the caller the invocation could not run; false if the head was already told.
+    pub(crate) fn fail(&mut self, e: InvokeError) -> bool {
+        match self.head.take() {
+            Some(head) => {
+                let _ = head.send(Err(e));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Passes one event on, waiting for room in the channel until `deadline`.
+    pub(crate) async fn send(
+        &mut self,
+        ev: StreamEvent,
+        deadline: Instant,
+    ) -> Result<(), DeadlinePassed> {
+        if self.closed {
+            return Ok(());
+        }
+        tokio::select! {
+            sent = self.tx.send(ev) => {
+                if sent.is_err() {
+                    self.closed = true;
+                }
+                Ok(())
+            }
+            _ = tokio::time::sleep_until(deadline) => Err(DeadlinePassed),
+        }
+    }
+}
+
+impl Sink {
+    /// Largest response this sink accepts.
+    fn limit(&self) -> usize {
+        match self {
+            Sink::Collect => MAX_PAYLOAD_BYTES,
+            Sink::Forward(_) => MAX_STREAMED_RESPONSE_BYTES,
+        }
+    }
+
+    /// A buffered response arrived: a streaming caller gets it now as the one chunk (and the
+    /// returned payload is empty, it has been delivered); a collecting caller gets it back.
+    pub(crate) fn deliver_buffered(&mut self, body: Bytes, content_type: Option<String>) -> Bytes {
+        match self {
+            Sink::Collect => body,
+            Sink::Forward(f) => {
+                f.start(content_type, false);
+                // The first event of the channel: there is room for it.
+                if !body.is_empty() && !f.closed && f.tx.try_send(StreamEvent::Chunk(body)).is_err()
+                {
+                    f.closed = true;
+                }
+                Bytes::new()
+            }
+        }
+    }
+}
+
+/// Reads a streamed response to its end into `sink`. `None` when the connection broke before the
+/// body ended (the caller then waits for the runtime's exit or the deadline).
+pub(crate) async fn pump(
+    mut body: StreamedBody,
+    content_type: Option<String>,
+    sink: &mut Sink,
+    deadline: Instant,
+) -> Option<Finish> {
+    let limit = sink.limit();
+    if let Sink::Forward(f) = sink {
+        f.start(content_type, true);
+    }
+    let mut collected = BytesMut::new();
+    let mut total: u64 = 0;
+    let mut over = false;
+    loop {
+        let piece = tokio::select! {
+            p = body.next() => p,
+            // Dropping the body answers the runtime; the environment is killed next.
+            _ = tokio::time::sleep_until(deadline) => return Some(Finish::Timeout),
+        };
+        match piece {
+            Some(Ok(StreamPiece::Data(data))) => {
+                total += data.len() as u64;
+                if total > limit as u64 {
+                    over = true;
+                }
+                if over {
+                    // Heard out (and dropped) up to a point, so the runtime can read its 413.
+                    if total > limit as u64 + DISCARD_LIMIT {
+                        body.finish(StreamVerdict::TooLarge);
+                        return Some(Finish::TooLarge(limit));
+                    }
+                    continue;
+                }
+                match sink {
+                    Sink::Collect => collected.extend_from_slice(&data),
+                    Sink::Forward(f) => {
+                        if f.send(StreamEvent::Chunk(data), deadline).await.is_err() {
+                            return Some(Finish::Timeout);
+                        }
+                    }
+                }
+            }
+            Some(Ok(StreamPiece::End(error))) => {
+                if over {
+                    body.finish(StreamVerdict::TooLarge);
+                    return Some(Finish::TooLarge(limit));
+                }
+                body.finish(StreamVerdict::Accepted);
+                return Some(Finish::Streamed {
+                    collected: collected.freeze(),
+                    error,
+                });
+            }
+            Some(Err(())) | None => return None,
+        }
+    }
+}
