@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod http;
 mod serve;
 
 use clap::{Parser, Subcommand};

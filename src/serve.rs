@@ -38,6 +38,12 @@ pub struct ServeArgs {
     /// Seconds an idle execution environment is kept warm.
     #[arg(long, default_value_t = 300)]
     idle_timeout: u64,
+    /// Connections served at once (more wait in the accept backlog).
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds a client has to send a complete request head.
+    #[arg(long, default_value_t = 10)]
+    header_read_timeout: u64,
     /// Sum of MemorySize of all live environments, in MB (default: the host's memory).
     #[arg(long)]
     memory_budget_mb: Option<u64>,
@@ -187,12 +193,17 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             .with_context(|| format!("binding {}", args.listen))?;
         let addr = listener.local_addr()?;
         report_startup(&engine, &data_dir, &account_id, addr, &root, generated);
-        axum::serve(
+        crate::http::serve(
             listener,
-            updraft_api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+            updraft_api::router(state),
+            crate::http::Limits {
+                max_connections: args.max_connections,
+                header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
+                ..Default::default()
+            },
+            shutdown_signal(),
         )
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        .await;
         tracing::info!("shutting down");
         engine.shutdown().await;
         anyhow::Ok(())

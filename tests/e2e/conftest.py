@@ -107,8 +107,9 @@ def sha256_b64(data: bytes) -> str:
 class UpdraftServer:
     """One `updraft serve` process on a loopback port with its own data directory."""
 
-    def __init__(self, root: Path, with_credentials: bool = True):
+    def __init__(self, root: Path, with_credentials: bool = True, extra_args: tuple[str, ...] = ()):
         self.root = root
+        self.extra_args = tuple(extra_args)
         self.data_dir = root / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir = root / "logs"
@@ -145,7 +146,8 @@ class UpdraftServer:
         self._stderr_path = self.log_dir / f"stderr.{self.starts}.log"
         with open(self._stdout_path, "wb") as out, open(self._stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [str(BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
+                [str(BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir),
+                 *self.extra_args],
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
@@ -357,8 +359,10 @@ def lam_raw(server):
 def server_factory(tmp_path) -> Iterator:
     started: list[UpdraftServer] = []
 
-    def make(with_credentials: bool = True) -> UpdraftServer:
-        srv = UpdraftServer(tmp_path / f"server{len(started)}", with_credentials=with_credentials)
+    def make(with_credentials: bool = True, extra_args: tuple[str, ...] = ()) -> UpdraftServer:
+        srv = UpdraftServer(
+            tmp_path / f"server{len(started)}", with_credentials=with_credentials, extra_args=extra_args
+        )
         started.append(srv)
         srv.start()
         return srv

@@ -37,6 +37,8 @@ use crate::error::ApiError;
 
 /// Largest request body accepted at all: a `CreateFunction` carrying a 50 MB zip as base64.
 pub const MAX_BODY_BYTES: usize = 70 * 1024 * 1024;
+/// How long a client may take to send a request body.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Largest synchronous invocation payload, as on Lambda.
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 
@@ -172,7 +174,20 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     } else {
         MAX_BODY_BYTES
     };
-    let body = match axum::body::to_bytes(body, limit).await {
+    // A client that trickles its body must not hold a connection and a buffer forever.
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
+    let Ok(read) = read else {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeoutException",
+            format!(
+                "The request body was not received within {} seconds.",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response();
+    };
+    let body = match read {
         Ok(b) => b,
         Err(_) if invoke => {
             return ApiError::new(
