@@ -163,6 +163,34 @@ def test_other_accounts_function_by_arn_is_access_denied(srv, two):
     assert a["lam"].get_function(FunctionName=arn)["Configuration"]["FunctionArn"] == arn
 
 
+def test_cross_account_invoke_needs_a_resource_policy(srv, two):
+    a, b = two
+    owner = a["lam"]
+    fn = unique_name("shared")
+    arn = create_function(owner, fn)["FunctionArn"]
+    with pytest.raises(b["lam"].exceptions.ClientError) as ei:
+        b["lam"].invoke(FunctionName=arn, Payload=b'{"x": 1}')
+    assert_error(ei, "AccessDeniedException", 403)
+    # A grant to a third party does not open the function to b.
+    owner.add_permission(FunctionName=fn, StatementId="other", Action="lambda:InvokeFunction",
+                         Principal="111122223333")
+    with pytest.raises(b["lam"].exceptions.ClientError) as ei:
+        b["lam"].invoke(FunctionName=arn, Payload=b"{}")
+    assert_error(ei, "AccessDeniedException", 403)
+    owner.add_permission(FunctionName=fn, StatementId="team-b", Action="lambda:InvokeFunction",
+                         Principal=b["AccountId"])
+    assert invoke_ok(b["lam"], arn, {"x": 1}) == {"x": 1}
+    # The grant is for Invoke only: b still cannot read or delete the function.
+    with pytest.raises(b["lam"].exceptions.ClientError) as ei:
+        b["lam"].get_function(FunctionName=arn)
+    assert_error(ei, "AccessDeniedException", 403)
+    owner.remove_permission(FunctionName=fn, StatementId="team-b")
+    with pytest.raises(b["lam"].exceptions.ClientError) as ei:
+        b["lam"].invoke(FunctionName=arn, Payload=b"{}")
+    assert_error(ei, "AccessDeniedException", 403)
+    owner.delete_function(FunctionName=fn)
+
+
 def test_logs_of_other_accounts_function_are_not_found(srv, two):
     a, b = two
     own = cli(srv, "logs", a["fn"], keys=keys_of(a)).stdout

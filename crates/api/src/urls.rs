@@ -6,8 +6,12 @@
 //! is routed here before SigV4: `NONE` URLs are public (the resource policy must say so), and
 //! `AWS_IAM` URLs check the signature themselves. The request becomes a payload format 2.0 event
 //! ([`crate::payload_v2`]), runs through the same Invoke path as the API, and the function's
-//! answer becomes the HTTP response, with the URL's CORS settings applied.
+//! answer becomes the HTTP response, with the URL's CORS settings applied. URLs with
+//! `InvokeMode: RESPONSE_STREAM` run the function as `InvokeWithResponseStream` does and pass its
+//! bytes on as they come, reading the status and headers from the HTTP prelude when the response
+//! has one.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -15,10 +19,12 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use http_body_util::channel::Channel;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use updraft_control::url::{Cors, InvokeMode, UrlAuthType, UrlInput};
 use updraft_control::{UrlTarget, UrlView};
+use updraft_engine::{Invocation, StreamEvent, StreamingInvocation};
 
 use crate::auth::{Caller, header_pairs};
 use crate::error::{ApiError, ApiResult};
@@ -320,49 +326,67 @@ pub async fn serve(
     if event.len() > MAX_SYNC_PAYLOAD {
         return too_large();
     }
-    let outcome = match target.config.invoke_mode {
-        InvokeMode::Buffered => invoke_buffered(state, &target, event, request_id).await,
+    match target.config.invoke_mode {
+        InvokeMode::Buffered => {
+            let payload = match invoke_buffered(state, &target, event, request_id).await {
+                Ok(p) => p,
+                Err(resp) => return resp,
+            };
+            let answer = match payload_v2::interpret_answer(&payload) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!(error = %e, url_id = %route.url_id, "unusable function url answer");
+                    return bad_gateway();
+                }
+            };
+            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut resp = (status, Body::from(answer.body)).into_response();
+            apply_answer_headers(
+                resp.headers_mut(),
+                &answer.headers,
+                &answer.cookies,
+                target.config.cors.as_ref(),
+                origin,
+            );
+            resp
+        }
         InvokeMode::ResponseStream => {
-            invoke_response_stream(state, &target, event, request_id).await
+            invoke_response_stream(state, &target, event, request_id, origin).await
         }
-    };
-    let payload = match outcome {
-        Ok(p) => p,
-        Err(resp) => return resp,
-    };
-    let answer = match payload_v2::interpret_answer(&payload) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::debug!(error = %e, url_id = %route.url_id, "unusable function url answer");
-            return bad_gateway();
-        }
-    };
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut resp = (status, Body::from(answer.body)).into_response();
-    let h = resp.headers_mut();
-    for (k, v) in &answer.headers {
+    }
+}
+
+/// Puts the function's headers and cookies on a URL response, then the URL's CORS headers for a
+/// request from `origin`.
+fn apply_answer_headers(
+    h: &mut HeaderMap,
+    headers: &[(String, String)],
+    cookies: &[String],
+    cors: Option<&Cors>,
+    origin: Option<&str>,
+) {
+    for (k, v) in headers {
         let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) else {
             continue;
         };
         // With CORS configured the platform owns the CORS headers, as on Lambda.
-        if target.config.cors.is_some() && k.as_str().starts_with("access-control-") {
+        if cors.is_some() && k.as_str().starts_with("access-control-") {
             continue;
         }
         h.append(k, v);
     }
-    for c in &answer.cookies {
+    for c in cookies {
         if let Ok(v) = HeaderValue::from_str(c) {
             h.append("set-cookie", v);
         }
     }
-    if let Some(cors) = &target.config.cors {
+    if let Some(cors) = cors {
         for (k, v) in response_cors_headers(cors, origin) {
             if let Ok(v) = HeaderValue::from_str(&v) {
                 h.insert(k, v);
             }
         }
     }
-    resp
 }
 
 /// Runs the function through the API's Invoke path and returns its raw answer, or the URL
@@ -401,26 +425,276 @@ async fn invoke_buffered(
                 .await
                 .map_err(|_| bad_gateway())
         }
-        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
-            Err(message(StatusCode::TOO_MANY_REQUESTS, "Rate Exceeded."))
-        }
-        Err(e) => {
-            tracing::warn!(code = e.code, message = %e.message, "function url invocation failed");
-            Err(bad_gateway())
+        Err(e) => Err(invoke_failure(e)),
+    }
+}
+
+// ------------------------------------------------------------------------- streamed responses
+
+/// Content type of a streamed response that opens with the HTTP prelude.
+const HTTP_INTEGRATION: &str = "application/vnd.awslambda.http-integration-response";
+
+/// What ends the prelude of an HTTP-integration response.
+const PRELUDE_DELIMITER: [u8; 8] = [0; 8];
+
+/// Largest prelude read before the response is given up as unusable.
+const MAX_PRELUDE: usize = 64 * 1024;
+
+/// Body frames buffered towards the client before the function's chunks wait.
+const URL_BODY_CHANNEL: usize = 16;
+
+/// The status and headers an HTTP-integration response opens with
+/// (`awslambda.HttpResponseStream.from(stream, {statusCode, headers, cookies})`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prelude {
+    pub status: u16,
+    /// Header names as the function wrote them.
+    pub headers: Vec<(String, String)>,
+    /// One `Set-Cookie` each.
+    pub cookies: Vec<String>,
+}
+
+/// Why a prelude cannot be used (the client gets a 502).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PreludeError {
+    #[error("the prelude is not a json object")]
+    NotJson,
+    #[error("statusCode is not an http status")]
+    BadStatus,
+    #[error("the prelude is longer than {MAX_PRELUDE} bytes")]
+    TooLong,
+    #[error("the response ended before the prelude did")]
+    Unterminated,
+}
+
+fn prelude_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Reads the prelude's JSON: `statusCode` (200 when absent), `headers`, `cookies`.
+pub fn parse_prelude(raw: &[u8]) -> Result<Prelude, PreludeError> {
+    let value: Value = serde_json::from_slice(raw).map_err(|_| PreludeError::NotJson)?;
+    let Value::Object(obj) = value else {
+        return Err(PreludeError::NotJson);
+    };
+    let status = match obj.get("statusCode") {
+        None | Some(Value::Null) => 200,
+        Some(v) => v
+            .as_u64()
+            .filter(|s| (100..=599).contains(s))
+            .ok_or(PreludeError::BadStatus)? as u16,
+    };
+    let headers = match obj.get("headers") {
+        Some(Value::Object(h)) => h
+            .iter()
+            .filter_map(|(k, v)| prelude_text(v).map(|v| (k.clone(), v)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let cookies = match obj.get("cookies") {
+        Some(Value::Array(a)) => a.iter().filter_map(prelude_text).collect(),
+        _ => Vec::new(),
+    };
+    Ok(Prelude {
+        status,
+        headers,
+        cookies,
+    })
+}
+
+/// Gathers the start of an HTTP-integration response until the 8 NUL bytes that end its
+/// prelude, wherever chunk boundaries fall. JSON text holds no NUL byte, so the first run of
+/// eight is the delimiter.
+#[derive(Debug, Default)]
+pub struct PreludeReader {
+    buf: Vec<u8>,
+}
+
+impl PreludeReader {
+    /// Takes the next chunk: `Ok(Some((prelude, rest of the chunk)))` once the delimiter has
+    /// been seen, `Ok(None)` while it has not.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Option<(Prelude, bytes::Bytes)>, PreludeError> {
+        // A delimiter may have begun in the bytes already held.
+        let from = self.buf.len().saturating_sub(PRELUDE_DELIMITER.len() - 1);
+        self.buf.extend_from_slice(chunk);
+        let found = self.buf[from..]
+            .windows(PRELUDE_DELIMITER.len())
+            .position(|w| w == PRELUDE_DELIMITER)
+            .map(|i| from + i);
+        match found {
+            Some(end) if end > MAX_PRELUDE => Err(PreludeError::TooLong),
+            Some(end) => {
+                let prelude = parse_prelude(&self.buf[..end])?;
+                let rest =
+                    bytes::Bytes::copy_from_slice(&self.buf[end + PRELUDE_DELIMITER.len()..]);
+                Ok(Some((prelude, rest)))
+            }
+            None if self.buf.len() > MAX_PRELUDE + PRELUDE_DELIMITER.len() => {
+                Err(PreludeError::TooLong)
+            }
+            None => Ok(None),
         }
     }
 }
 
-/// Hook for URLs with `InvokeMode: RESPONSE_STREAM`: this is where `InvokeWithResponseStream`
-/// plugs in (streaming the function's chunks to the client as they come). Until the engine
-/// streams, such URLs answer buffered.
+/// Whether a runtime's content type announces the HTTP prelude.
+fn is_http_integration(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case(HTTP_INTEGRATION))
+}
+
+/// The URL answer for an invocation that could not run: 429 for throttles, else 502.
+fn invoke_failure(e: ApiError) -> Response {
+    if e.status == StatusCode::TOO_MANY_REQUESTS {
+        return message(StatusCode::TOO_MANY_REQUESTS, "Rate Exceeded.");
+    }
+    tracing::warn!(code = e.code, message = %e.message, "function url invocation failed");
+    bad_gateway()
+}
+
+/// URLs with `InvokeMode: RESPONSE_STREAM`: the function runs as `InvokeWithResponseStream` runs
+/// it and its bytes reach the client as it writes them.
+///
+/// A response of type `application/vnd.awslambda.http-integration-response` opens with a JSON
+/// prelude (status, headers, cookies) and 8 NUL bytes; the bytes after them are the body. Any
+/// other response (streamed, or a buffered function's payload, which is not read as a payload
+/// format 2.0 answer in this mode) is the body of a `200` with the runtime's content type.
+/// A failure before the first byte reaches the client is a 502; after it, the body just ends.
 async fn invoke_response_stream(
     state: &Arc<AppState>,
     target: &UrlTarget,
     event: bytes::Bytes,
     request_id: &str,
-) -> Result<bytes::Bytes, Response> {
-    invoke_buffered(state, target, event, request_id).await
+    origin: Option<&str>,
+) -> Response {
+    let resolved = match state.control.resolve(
+        &target.account_id,
+        &target.function_name,
+        target.qualifier.as_deref(),
+        crate::invoke::rand_unit(),
+    ) {
+        Ok(r) => r,
+        Err(e) => return invoke_failure(ApiError::from(e)),
+    };
+    let invoked_arn = match target.qualifier.as_deref().filter(|q| !q.is_empty()) {
+        Some(q) => format!("{}:{q}", resolved.function_arn),
+        None => resolved.function_arn.clone(),
+    };
+    let spec = state.spec_cache.get(&resolved);
+    let stream = state
+        .engine
+        .invoke_streaming(
+            spec,
+            Invocation {
+                request_id: request_id.to_string(),
+                payload: event,
+                invoked_function_arn: invoked_arn,
+                client_context: None,
+                cognito_identity: None,
+                trace_id: None,
+                want_log_tail: false,
+            },
+        )
+        .await;
+    let StreamingInvocation {
+        content_type,
+        mut events,
+        ..
+    } = match stream {
+        Ok(s) => s,
+        Err(e) => return invoke_failure(crate::invoke::engine_error(e)),
+    };
+
+    // Nothing goes to the client until the status is known: a failure up to then is a 502.
+    let (status, headers, cookies, first) = if is_http_integration(content_type.as_deref()) {
+        let mut reader = PreludeReader::default();
+        loop {
+            match events.recv().await {
+                Some(StreamEvent::Chunk(bytes)) => match reader.push(&bytes) {
+                    Ok(Some((p, rest))) => break (p.status, p.headers, p.cookies, rest),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "unusable function url prelude");
+                        return bad_gateway();
+                    }
+                },
+                Some(StreamEvent::Complete {
+                    function_error: Some(fe),
+                    ..
+                }) => {
+                    tracing::debug!(error_type = %fe.error_type, "function url invocation failed before its prelude");
+                    return bad_gateway();
+                }
+                Some(StreamEvent::Complete { .. }) | None => {
+                    tracing::debug!(error = %PreludeError::Unterminated, "unusable function url prelude");
+                    return bad_gateway();
+                }
+            }
+        }
+    } else {
+        let first = match events.recv().await {
+            Some(StreamEvent::Chunk(bytes)) => bytes,
+            Some(StreamEvent::Complete {
+                function_error: Some(fe),
+                ..
+            }) => {
+                tracing::debug!(error_type = %fe.error_type, "function url invocation failed");
+                return bad_gateway();
+            }
+            Some(StreamEvent::Complete { .. }) | None => bytes::Bytes::new(),
+        };
+        let ct = content_type.unwrap_or_else(|| "application/octet-stream".to_string());
+        (
+            200,
+            vec![("content-type".to_string(), ct)],
+            Vec::new(),
+            first,
+        )
+    };
+
+    let (mut tx, body) = Channel::<bytes::Bytes, Infallible>::new(URL_BODY_CHANNEL);
+    tokio::spawn(async move {
+        if !first.is_empty() && tx.send_data(first).await.is_err() {
+            return;
+        }
+        while let Some(ev) = events.recv().await {
+            match ev {
+                StreamEvent::Chunk(bytes) => {
+                    // A client that hung up: dropping the events lets the invocation run to its end.
+                    if tx.send_data(bytes).await.is_err() {
+                        return;
+                    }
+                }
+                StreamEvent::Complete { function_error, .. } => {
+                    if let Some(fe) = function_error {
+                        // The status is sent; as on Lambda the body is cut short.
+                        tracing::debug!(error_type = %fe.error_type, "function url stream ended by an error");
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut resp = (status, Body::new(body)).into_response();
+    let h = resp.headers_mut();
+    let mut headers = headers;
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        headers.push((
+            "content-type".to_string(),
+            "application/octet-stream".to_string(),
+        ));
+    }
+    apply_answer_headers(h, &headers, &cookies, target.config.cors.as_ref(), origin);
+    resp
 }
 
 // ----------------------------------------------------------------------- management operations
@@ -729,5 +1003,103 @@ mod tests {
         assert!(h.contains(&("access-control-expose-headers", "x-out".into())));
         assert!(response_cors_headers(&c, Some("https://evil.com")).is_empty());
         assert!(response_cors_headers(&c, None).is_empty());
+    }
+    fn framed(prelude: &str, body: &[u8]) -> Vec<u8> {
+        let mut out = prelude.as_bytes().to_vec();
+        out.extend_from_slice(&PRELUDE_DELIMITER);
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn prelude_fields() {
+        let p = parse_prelude(
+            br#"{"statusCode": 201, "headers": {"x-a": "b", "x-n": 5, "x-null": null}, "cookies": ["c=d", "e=f; Path=/"]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.status, 201);
+        assert_eq!(
+            p.headers,
+            [("x-a".into(), "b".into()), ("x-n".into(), "5".into())]
+        );
+        assert_eq!(p.cookies, ["c=d", "e=f; Path=/"]);
+        let bare = parse_prelude(b"{}").unwrap();
+        assert_eq!(
+            (bare.status, bare.headers.len(), bare.cookies.len()),
+            (200, 0, 0)
+        );
+        assert_eq!(
+            parse_prelude(br#"{"statusCode": 42}"#),
+            Err(PreludeError::BadStatus)
+        );
+        assert_eq!(
+            parse_prelude(br#"{"statusCode": "200"}"#),
+            Err(PreludeError::BadStatus)
+        );
+        assert_eq!(parse_prelude(b"[1]"), Err(PreludeError::NotJson));
+        assert_eq!(parse_prelude(b"{"), Err(PreludeError::NotJson));
+    }
+
+    #[test]
+    fn prelude_in_one_chunk() {
+        let mut r = PreludeReader::default();
+        let (p, rest) = r
+            .push(&framed(r#"{"statusCode":404}"#, b"\0body\0"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.status, 404);
+        // NUL bytes of the body after the delimiter are body bytes.
+        assert_eq!(&rest[..], b"\0body\0");
+    }
+
+    #[test]
+    fn prelude_split_at_every_point() {
+        let whole = framed(r#"{"statusCode":202,"headers":{"x":"y"}}"#, b"tail");
+        for cut in 0..=whole.len() {
+            for cut2 in cut..=whole.len() {
+                let mut r = PreludeReader::default();
+                let mut got: Option<(Prelude, Vec<u8>)> = None;
+                for piece in [&whole[..cut], &whole[cut..cut2], &whole[cut2..]] {
+                    match &mut got {
+                        Some((_, rest)) => rest.extend_from_slice(piece),
+                        None => got = r.push(piece).unwrap().map(|(p, b)| (p, b.to_vec())),
+                    }
+                }
+                let (p, rest) = got.unwrap_or_else(|| panic!("no prelude with cuts {cut}/{cut2}"));
+                assert_eq!(p.status, 202);
+                assert_eq!(p.headers, [("x".into(), "y".into())]);
+                assert_eq!(&rest[..], b"tail", "cuts {cut}/{cut2}");
+            }
+        }
+    }
+
+    #[test]
+    fn prelude_waits_for_all_eight_nuls() {
+        let mut r = PreludeReader::default();
+        assert_eq!(r.push(b"{}\0\0\0\0\0\0\0").unwrap(), None);
+        let (p, rest) = r.push(b"\0x").unwrap().unwrap();
+        assert_eq!((p.status, &rest[..]), (200, &b"x"[..]));
+    }
+
+    #[test]
+    fn prelude_limits() {
+        let mut r = PreludeReader::default();
+        let big = vec![b' '; MAX_PRELUDE + 16];
+        assert_eq!(r.push(&big), Err(PreludeError::TooLong));
+        let mut bad = PreludeReader::default();
+        assert_eq!(
+            bad.push(&framed("not json", b"")),
+            Err(PreludeError::NotJson)
+        );
+    }
+
+    #[test]
+    fn http_integration_content_type() {
+        assert!(is_http_integration(Some(HTTP_INTEGRATION)));
+        assert!(is_http_integration(Some(
+            "Application/Vnd.AwsLambda.Http-Integration-Response; charset=utf-8"
+        )));
+        assert!(!is_http_integration(Some("application/octet-stream")));
+        assert!(!is_http_integration(None));
     }
 }

@@ -705,17 +705,47 @@ impl ControlPlane {
     }
 
     /// Resolves a function for invocation, choosing a version by alias weights.
+    ///
+    /// `caller_account` may invoke another account's function (named by ARN) when that
+    /// function's resource policy, or its qualifier's, allows `lambda:InvokeFunction` to it.
     pub fn resolve(
         &self,
-        account_id: &str,
+        caller_account: &str,
         function_name: &str,
         qualifier: Option<&str>,
         random: f64,
     ) -> Result<Resolved> {
+        let owner = match parse_function_ref(function_name)?.account_id {
+            Some(a) if a != caller_account => a,
+            _ => caller_account.to_string(),
+        };
+        let account_id = owner.as_str();
         let r = self.parse(account_id, function_name)?;
         let q = Self::qualifier(&r, qualifier)?;
         let state = self.read()?;
-        let (_, entry) = self.lookup(&state, account_id, &r.name)?;
+        let (_, entry) = self.lookup(&state, account_id, &r.name).map_err(|e| {
+            if owner != caller_account {
+                self.cross_account_denied(caller_account, account_id, &r.name)
+            } else {
+                e
+            }
+        })?;
+        if owner != caller_account {
+            let mut policy = entry.policies.get("").cloned().unwrap_or_default();
+            if let Some(p) = q.as_deref().and_then(|q| entry.policies.get(q)) {
+                policy.statements.extend(p.statements.iter().cloned());
+            }
+            if !crate::policy::allows(
+                &policy,
+                "lambda:InvokeFunction",
+                Some(caller_account),
+                None,
+                None,
+                None,
+            ) {
+                return Err(self.cross_account_denied(caller_account, account_id, &r.name));
+            }
+        }
         let version = match q.as_deref() {
             None | Some("$LATEST") => "$LATEST".to_string(),
             Some(v) if parse_version_number(v).is_some() => v.to_string(),
@@ -749,6 +779,16 @@ impl ControlPlane {
             reserved_concurrency: entry.reserved_concurrency,
             code_dir,
         })
+    }
+
+    fn cross_account_denied(&self, caller: &str, owner: &str, name: &str) -> ControlError {
+        ControlError::new(
+            ErrorKind::AccessDenied,
+            format!(
+                "User: arn:aws:iam::{caller}:root is not authorized to perform: lambda:InvokeFunction on resource: {} because no resource-based policy allows the lambda:InvokeFunction action",
+                self.arn(owner, name)
+            ),
+        )
     }
 
     /// `ListFunctions`.
