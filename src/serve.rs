@@ -155,6 +155,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         if let Some(m) = args.memory_budget_mb {
             cfg.memory_budget_mb = m;
         }
+        // Disk-backed /tmp images of environments live with the node's other data.
+        updraft_sandbox::set_scratch_dir(data_dir.join("scratch"));
         let engine = Engine::new(cfg)?;
         {
             let engine = engine.clone();

@@ -283,6 +283,12 @@ fn setup_one(
     Ok(dir)
 }
 
+/// Whether one of `dirs` carries `controller` (its limit is enforced once joined).
+pub(crate) fn enforces(dirs: &[EnvDir], controller: &str) -> bool {
+    dirs.iter()
+        .any(|d| d.controllers.iter().any(|c| c == controller))
+}
+
 /// Moves the calling process into every directory ("0" names the writer itself, whatever pid
 /// namespace it is in). Children inherit the membership.
 pub(crate) fn join_self(dirs: &[EnvDir]) -> Result<(), String> {

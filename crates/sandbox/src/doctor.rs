@@ -419,6 +419,21 @@ pub fn doctor() -> IsolationReport {
         pids_detail,
         "only RLIMIT_NPROC (per uid, shared by all environments) limits processes",
     );
+    let scratch = crate::tmpdisk::scratch_dir();
+    let disk = crate::tmpdisk::unavailable(root);
+    let on_tmpfs = disk.is_none() && crate::tmpdisk::on_tmpfs(&scratch);
+    add(
+        "disk-backed /tmp",
+        disk.is_none() && !on_tmpfs,
+        true,
+        match (&disk, on_tmpfs) {
+            (Some(why), _) => why.clone(),
+            (None, true) => format!("scratch dir {} is on a tmpfs", scratch.display()),
+            (None, false) => format!("ext4 images in {}", scratch.display()),
+        },
+        "/tmp is a tmpfs counted against the function's memory: writing more than its memory \
+         size to /tmp ends in an OOM kill instead of ENOSPC",
+    );
     add(
         "seccomp filters",
         sys::seccomp_available(),

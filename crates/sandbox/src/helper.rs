@@ -31,8 +31,10 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid, fork, pipe2, setresgid, setresuid, setsid};
 
 use crate::mounts::{self, RealHost};
-use crate::protocol::{self, HelperMsg};
-use crate::{JailSpec, RUNTIME_API_ADDR, SANDBOX_GID, SANDBOX_UID, Step, cgroup, seccomp, sys};
+use crate::protocol::{self, HelperMsg, SetupRequest};
+use crate::{
+    JailSpec, RUNTIME_API_ADDR, SANDBOX_GID, SANDBOX_UID, Step, cgroup, seccomp, sys, tmpdisk,
+};
 
 /// Where [`spawn`](crate::spawn) puts the helper's end of the control socket.
 pub(crate) const CONTROL_FD: RawFd = 3;
@@ -88,11 +90,11 @@ fn run() -> i32 {
     let _ = fcntl(&ctl, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     // Whatever else the server leaked into us must not reach the runtime.
     let _ = sys::cloexec_from(CONTROL_FD + 1);
-    let spec = match read_spec(&ctl) {
-        Ok(s) => s,
+    let req = match read_request(&ctl) {
+        Ok(r) => r,
         Err(f) => return report_failure(&ctl, f),
     };
-    match helper(&ctl, &spec) {
+    match helper(&ctl, &req.spec, &req.scratch_dir) {
         Ok(code) => code,
         Err(f) => report_failure(&ctl, f),
     }
@@ -107,7 +109,7 @@ fn report_failure(ctl: &OwnedFd, f: Failure) -> i32 {
     1
 }
 
-fn read_spec(ctl: &OwnedFd) -> Result<JailSpec, Failure> {
+fn read_request(ctl: &OwnedFd) -> Result<SetupRequest, Failure> {
     let got = protocol::recv(ctl.as_fd()).map_err(fail(Step::ReadSpec, "receiving"))?;
     if got.data.is_empty() {
         return Err(Failure {
@@ -115,13 +117,49 @@ fn read_spec(ctl: &OwnedFd) -> Result<JailSpec, Failure> {
             message: "control socket closed before a spec arrived".into(),
         });
     }
-    let spec: JailSpec =
+    let req: SetupRequest =
         serde_json::from_slice(&got.data).map_err(fail(Step::ReadSpec, "parsing"))?;
-    spec.validate().map_err(fail(Step::ReadSpec, ""))?;
-    Ok(spec)
+    req.spec.validate().map_err(fail(Step::ReadSpec, ""))?;
+    if !req.scratch_dir.is_absolute() {
+        return Err(Failure {
+            step: Step::ReadSpec,
+            message: format!("scratch dir {} is not absolute", req.scratch_dir.display()),
+        });
+    }
+    Ok(req)
 }
 
-fn helper(ctl: &OwnedFd, spec: &JailSpec) -> Result<i32, Failure> {
+/// The environment's disk-backed `/tmp`, or a warning why it stays a tmpfs.
+fn tmp_disk(
+    spec: &JailSpec,
+    scratch: &Path,
+    root: bool,
+    warnings: &mut Vec<String>,
+) -> Option<sys::LoopDevice> {
+    const FALLBACK: &str = "/tmp is a tmpfs whose contents count against the memory limit \
+                            (writing more than memory_mb ends in an OOM kill, not ENOSPC)";
+    if let Some(why) = tmpdisk::unavailable(root) {
+        warnings.push(format!("disk-backed /tmp unavailable: {why}; {FALLBACK}"));
+        return None;
+    }
+    match tmpdisk::prepare(scratch, &spec.id, spec.tmp_mb) {
+        Ok(dev) => {
+            if tmpdisk::on_tmpfs(scratch) {
+                warnings.push(format!(
+                    "scratch dir {} is on a tmpfs, so /tmp lives in memory after all",
+                    scratch.display()
+                ));
+            }
+            Some(dev)
+        }
+        Err(e) => {
+            warnings.push(format!("disk-backed /tmp failed: {e}; {FALLBACK}"));
+            None
+        }
+    }
+}
+
+fn helper(ctl: &OwnedFd, spec: &JailSpec, scratch: &Path) -> Result<i32, Failure> {
     let mut warnings = Vec::new();
     let root = Uid::effective().is_root();
 
@@ -135,6 +173,9 @@ fn helper(ctl: &OwnedFd, spec: &JailSpec) -> Result<i32, Failure> {
         warnings: std::mem::take(&mut warnings),
     };
     protocol::send_msg(ctl.as_fd(), &msg, None).map_err(fail(Step::Cgroup, "reporting"))?;
+
+    // Before the namespaces: loop devices are attached from the host's view.
+    let tmp = tmp_disk(spec, scratch, root, &mut warnings);
 
     if !root {
         enter_user_namespace().map_err(fail(
@@ -180,7 +221,14 @@ fn helper(ctl: &OwnedFd, spec: &JailSpec) -> Result<i32, Failure> {
             drop(status_r);
             let status = StatusPipe(status_w);
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                pid1(spec, &dirs, !root, self_pidfd.as_ref(), &status)
+                pid1(
+                    spec,
+                    &dirs,
+                    !root,
+                    tmp.as_ref().map(|d| d.path.as_path()),
+                    self_pidfd.as_ref(),
+                    &status,
+                )
             }));
             let failure = match result {
                 Ok(Err(f)) => f,
@@ -197,6 +245,9 @@ fn helper(ctl: &OwnedFd, spec: &JailSpec) -> Result<i32, Failure> {
         }
         ForkResult::Parent { child } => {
             drop(status_w);
+            // Pid 1 holds its own descriptor until its mount holds the device; from then on the
+            // mount alone keeps it, and its end detaches the device (auto-clear).
+            drop(tmp);
             let mut text = String::new();
             let _ = std::fs::File::from(status_r).read_to_string(&mut text);
             let mut failure = None;
@@ -305,20 +356,57 @@ fn set_limit(res: Resource, value: u64, status: &StatusPipe) -> Result<(), Failu
     }
 }
 
+/// Caps processes and threads. RLIMIT_NPROC counts every process of a uid host-wide, and all
+/// environments share uid 993, so as a per-environment cap it would add up the threads of
+/// unrelated functions (a hundred Node.js environments with ten threads each exhaust a limit of
+/// 1,024). The pids cgroup counts exactly this environment's tasks, so when it is enforced,
+/// RLIMIT_NPROC is lifted; only without it does RLIMIT_NPROC stand in, with a warning.
+fn process_limit(pids_max: u64, pids_cgroup: bool, status: &StatusPipe) -> Result<(), Failure> {
+    if !pids_cgroup {
+        status.line(&StatusLine::Warn(format!(
+            "no pids cgroup: RLIMIT_NPROC = {pids_max} limits processes instead, and it counts \
+             the processes of every environment together (they share uid {SANDBOX_UID})"
+        )));
+        return set_limit(Resource::RLIMIT_NPROC, pids_max, status);
+    }
+    let inf = libc::RLIM_INFINITY;
+    if setrlimit(Resource::RLIMIT_NPROC, inf, inf).is_err() {
+        // Without CAP_SYS_RESOURCE the hard limit cannot be raised; its value is what the
+        // host grants the uid anyway.
+        let (_, hard) =
+            getrlimit(Resource::RLIMIT_NPROC).map_err(fail(Step::Rlimits, "getrlimit"))?;
+        setrlimit(Resource::RLIMIT_NPROC, hard, hard).map_err(fail(Step::Rlimits, "setrlimit"))?;
+        // Lambda's 1,024 for a handful of environments at once is what the host must allow.
+        if hard < pids_max.saturating_mul(16) {
+            status.line(&StatusLine::Warn(format!(
+                "RLIMIT_NPROC stays at the host's {hard}, shared by every environment of uid \
+                 {SANDBOX_UID}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn pid1(
     spec: &JailSpec,
     cgroups: &[cgroup::EnvDir],
     userns: bool,
+    tmp_device: Option<&Path>,
     helper: Option<&OwnedFd>,
     status: &StatusPipe,
 ) -> Result<Infallible, Failure> {
     die_with_helper(helper)?;
     // First, so that everything pid 1 does and starts is limited and accounted.
-    if let Err(e) = cgroup::join_self(cgroups) {
-        status.line(&StatusLine::Warn(format!(
-            "cgroup: {e}; memory and process limits not enforced"
-        )));
-    }
+    let joined = match cgroup::join_self(cgroups) {
+        Ok(()) => true,
+        Err(e) => {
+            status.line(&StatusLine::Warn(format!(
+                "cgroup: {e}; memory and process limits not enforced"
+            )));
+            false
+        }
+    };
+    let pids_cgroup = joined && cgroup::enforces(cgroups, "pids");
     nix::unistd::sethostname(spec.hostname()).map_err(fail(Step::Hostname, "sethostname"))?;
 
     // Exact modes come from the mount plan, not from the inherited umask.
@@ -332,7 +420,10 @@ fn pid1(
         None::<&str>,
     )
     .map_err(fail(Step::Mounts, "making / private"))?;
-    let ops = mounts::plan(spec, &RealHost).map_err(fail(Step::Mounts, ""))?;
+    let mut ops = mounts::plan(spec, &RealHost).map_err(fail(Step::Mounts, ""))?;
+    if let Some(dev) = tmp_device {
+        mounts::use_disk_tmp(&mut ops, dev);
+    }
     let root = mounts::pick_root_mountpoint(&ops, &RealHost).ok_or_else(|| Failure {
         step: Step::Mounts,
         message: format!(
@@ -348,11 +439,13 @@ fn pid1(
         Some(ROOT_TMPFS_OPTIONS),
     )
     .map_err(fail(Step::Mounts, "mounting the root tmpfs"))?;
-    mounts::execute(&ops, &root).map_err(fail(Step::Mounts, ""))?;
+    for w in mounts::execute(&ops, &root).map_err(fail(Step::Mounts, ""))? {
+        status.line(&StatusLine::Warn(w));
+    }
     mounts::pivot(&root).map_err(fail(Step::PivotRoot, ""))?;
 
     set_limit(Resource::RLIMIT_NOFILE, spec.nofile, status)?;
-    set_limit(Resource::RLIMIT_NPROC, spec.pids_max, status)?;
+    process_limit(spec.pids_max, pids_cgroup, status)?;
 
     setsid().map_err(fail(Step::Setsid, "setsid"))?;
     nix::sys::prctl::set_no_new_privs().map_err(fail(Step::NoNewPrivs, "PR_SET_NO_NEW_PRIVS"))?;

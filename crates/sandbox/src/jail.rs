@@ -25,13 +25,14 @@ use nix::sys::time::TimeVal;
 
 use crate::cgroup::EnvCgroup;
 use crate::helper::CONTROL_FD;
-use crate::protocol::{self, HelperMsg, MAX_MESSAGE};
+use crate::protocol::{self, HelperMsg, MAX_MESSAGE, SetupRequest};
 use crate::{ExitInfo, JailSpec, SandboxError, sys};
 
 /// How long the helper may take from start to exec of the runtime.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Empty environment cgroups older than this are leftovers (setup takes well under a second).
+/// Empty environment cgroups (and `/tmp` images) older than this are leftovers (setup takes
+/// well under a second).
 const STALE_CGROUP_AGE: Duration = Duration::from_secs(60);
 
 /// A running environment.
@@ -226,7 +227,23 @@ pub fn spawn(spec: &JailSpec, helper_exe: &Path) -> Result<Jail, SandboxError> {
             );
         }
     });
-    let payload = serde_json::to_vec(spec).map_err(|e| SandboxError::InvalidSpec(e.to_string()))?;
+    let scratch_dir = crate::tmpdisk::scratch_dir();
+    static CLEANUP_SCRATCH: Once = Once::new();
+    CLEANUP_SCRATCH.call_once(|| {
+        let n = crate::tmpdisk::remove_stale(&scratch_dir, STALE_CGROUP_AGE);
+        if n > 0 {
+            tracing::info!(
+                removed = n,
+                "removed /tmp images left behind by an earlier server"
+            );
+        }
+    });
+    let request = SetupRequest {
+        spec: spec.clone(),
+        scratch_dir,
+    };
+    let payload =
+        serde_json::to_vec(&request).map_err(|e| SandboxError::InvalidSpec(e.to_string()))?;
     if payload.len() > MAX_MESSAGE {
         return Err(SandboxError::InvalidSpec(format!(
             "spec is {} bytes, more than {MAX_MESSAGE}",

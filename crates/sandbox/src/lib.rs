@@ -11,7 +11,7 @@
 //!    listening socket back to the server over a unix socket (`SCM_RIGHTS`), so only that
 //!    environment can reach its own Runtime API;
 //! 3. its child, pid 1 of the new pid namespace, joins the cgroup, assembles a root from
-//!    read-only bind mounts, a size-limited `/tmp`, a fresh `/proc` and a minimal `/dev`,
+//!    read-only bind mounts, a size-limited disk-backed `/tmp`, a fresh `/proc` and a minimal `/dev`,
 //!    pivots into it, sets rlimits, `no_new_privs`, an unprivileged uid without capabilities
 //!    and a seccomp filter, then `exec`s the runtime.
 //!
@@ -23,9 +23,11 @@
 //! - `helper`: the jail helper and pid 1, everything that runs in the re-executed binary;
 //! - `mounts`: the root filesystem as a plan of mount operations (pure) and its executor;
 //! - `cgroup`: cgroup v1 / v2 discovery, limits, membership, kill and statistics;
-//! - `seccomp`: the syscall deny list as reviewed data, compiled to BPF;
+//! - `seccomp`, `seccomp_allow`: the syscall allow and deny lists as reviewed data, compiled
+//!   to BPF;
 //! - `protocol`: messages between server and helper over the control socket;
 //! - `doctor`: probes of what this host can do;
+//! - `tmpdisk`: the disk-backed `/tmp` (an ext4 image per environment on a loop device);
 //! - `sys`: thin wrappers around the raw syscalls nothing else wraps.
 
 mod cgroup;
@@ -35,7 +37,9 @@ mod jail;
 mod mounts;
 mod protocol;
 mod seccomp;
+mod seccomp_allow;
 mod sys;
+mod tmpdisk;
 
 use std::fmt;
 use std::io;
@@ -45,7 +49,8 @@ use std::time::Duration;
 pub use doctor::{Check, IsolationReport, doctor};
 pub use helper::jail_main;
 pub use jail::{Jail, SETUP_TIMEOUT, spawn};
-pub use seccomp::denied_syscalls;
+pub use seccomp::{allowed_syscalls, denied_syscalls};
+pub use tmpdisk::{DEFAULT_SCRATCH_DIR, scratch_dir, set_scratch_dir};
 
 /// Everything needed to start one execution environment.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -60,7 +65,7 @@ pub struct JailSpec {
     pub opt_dir: Option<PathBuf>,
     /// Extra host paths made visible read-only at the same path (interpreter prefixes etc.).
     pub ro_paths: Vec<PathBuf>,
-    /// Size of the writable `/tmp` in MiB.
+    /// Size of the writable `/tmp` in MiB (a disk of its own, see [`set_scratch_dir`]).
     pub tmp_mb: u64,
     /// Memory limit in MiB (cgroup).
     pub memory_mb: u64,

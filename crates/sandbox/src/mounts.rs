@@ -11,7 +11,8 @@
 //! - `/etc`: only the files in [`ETC`], plus generated `passwd`, `group`, `hosts`, `hostname`;
 //! - `/var/task`, `/var/runtime`, `/opt`: read-only binds of the code, runtime and layer dirs;
 //! - every `ro_paths` entry read-only at its own (canonical) path;
-//! - `/tmp`: size-limited tmpfs, the only writable place besides `/dev/shm`;
+//! - `/tmp`: a size-limited ext4 on the environment's own loop device (see `tmpdisk`), or a
+//!   size-limited tmpfs where that is unavailable; the only writable place besides `/dev/shm`;
 //! - `/proc`: a new proc of the jail's pid namespace, `/proc/sys` read-only;
 //! - `/dev`: a read-only tmpfs with `null`, `zero`, `full`, `random`, `urandom`, `shm`, `fd`.
 //!
@@ -170,6 +171,17 @@ pub(crate) enum Op {
         dst: PathBuf,
         options: String,
         flags: Flags,
+    },
+    /// A block device (the environment's loop-mounted ext4 image) holding a file system
+    /// that becomes world-writable (mode 1777, like a tmpfs with `mode=1777`). If it cannot be
+    /// mounted, a tmpfs with `fallback` options takes its place, with a warning.
+    Disk {
+        dst: PathBuf,
+        device: PathBuf,
+        fstype: &'static str,
+        options: &'static str,
+        flags: Flags,
+        fallback: String,
     },
     Proc {
         dst: PathBuf,
@@ -558,6 +570,29 @@ pub(crate) fn plan(spec: &JailSpec, host: &impl Host) -> Result<Vec<Op>, String>
     Ok(b.ops)
 }
 
+/// Replaces the planned tmpfs at `/tmp` with the ext4 file system on `device`, keeping its
+/// flags and falling back to the same tmpfs if the mount fails.
+pub(crate) fn use_disk_tmp(ops: &mut [Op], device: &Path) {
+    for op in ops.iter_mut() {
+        if let Op::Tmpfs {
+            dst,
+            options,
+            flags,
+        } = op
+            && dst == Path::new("/tmp")
+        {
+            *op = Op::Disk {
+                dst: dst.clone(),
+                device: device.to_path_buf(),
+                fstype: "ext4",
+                options: crate::tmpdisk::MOUNT_OPTIONS,
+                flags: *flags,
+                fallback: options.clone(),
+            };
+        }
+    }
+}
+
 /// Picks the host directory to mount the new root's tmpfs on: the first existing candidate
 /// that does not contain any bind source (the tmpfs would hide it).
 pub(crate) fn pick_root_mountpoint(ops: &[Op], host: &impl Host) -> Option<PathBuf> {
@@ -626,8 +661,34 @@ fn mkdir(path: &Path, mode: u32) -> Result<(), String> {
         .map_err(|e| format!("chmod {}: {e}", path.display()))
 }
 
+/// Mounts the disk of an [`Op::Disk`] and prepares its root directory like a tmpfs `/tmp`.
+fn mount_disk(
+    at: &Path,
+    device: &Path,
+    fstype: &str,
+    options: &str,
+    flags: Flags,
+) -> Result<(), String> {
+    mount(Some(device), at, Some(fstype), flags.ms(), Some(options)).map_err(errno(format!(
+        "mounting {} ({fstype}) on {}",
+        device.display(),
+        at.display()
+    )))?;
+    fs::set_permissions(at, fs::Permissions::from_mode(0o1777))
+        .map_err(|e| format!("chmod {}: {e}", at.display()))?;
+    // mkfs creates lost+found; a fresh /tmp is empty.
+    match fs::remove_dir(at.join("lost+found")) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(format!("removing lost+found from {}: {e}", at.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Performs `ops` below `root` (a fresh tmpfs mount point in the jail's mount namespace).
-pub(crate) fn execute(ops: &[Op], root: &Path) -> Result<(), String> {
+/// Returns warnings about steps that fell back to something weaker.
+pub(crate) fn execute(ops: &[Op], root: &Path) -> Result<Vec<String>, String> {
+    let mut warnings = Vec::new();
     for op in ops {
         match op {
             Op::Dir { path, mode } => mkdir(&under(root, path), *mode)?,
@@ -688,6 +749,33 @@ pub(crate) fn execute(ops: &[Op], root: &Path) -> Result<(), String> {
                 )
                 .map_err(errno(format!("mounting tmpfs on {}", dst.display())))?;
             }
+            Op::Disk {
+                dst,
+                device,
+                fstype,
+                options,
+                flags,
+                fallback,
+            } => {
+                let at = under(root, dst);
+                mkdir(&at, 0o755)?;
+                if let Err(e) = mount_disk(&at, device, fstype, options, *flags) {
+                    let _ = umount2(&at, MntFlags::MNT_DETACH);
+                    warnings.push(format!(
+                        "{e}; {} is a tmpfs instead, whose contents count against the memory \
+                         limit",
+                        dst.display()
+                    ));
+                    mount(
+                        Some("tmpfs"),
+                        &at,
+                        Some("tmpfs"),
+                        flags.ms(),
+                        Some(fallback.as_str()),
+                    )
+                    .map_err(errno(format!("mounting tmpfs on {}", dst.display())))?;
+                }
+            }
             Op::Proc { dst } => {
                 let at = under(root, dst);
                 mkdir(&at, 0o555)?;
@@ -727,7 +815,7 @@ pub(crate) fn execute(ops: &[Op], root: &Path) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// Makes `root` the root of this mount namespace and detaches the old one, so no path leads
@@ -1050,6 +1138,42 @@ mod tests {
         let mut s = spec();
         s.ro_paths = vec!["/proc/1".into()];
         assert!(plan(&s, &host).unwrap_err().contains("lies inside"));
+    }
+
+    #[test]
+    fn disk_tmp_replaces_only_the_tmp_tmpfs() {
+        let mut ops = plan(&spec(), &FakeHost::merged_usr()).unwrap();
+        let before = ops.clone();
+        use_disk_tmp(&mut ops, Path::new("/dev/loop7"));
+        let disk: Vec<&Op> = ops
+            .iter()
+            .filter(|o| matches!(o, Op::Disk { .. }))
+            .collect();
+        assert_eq!(disk.len(), 1);
+        match disk[0] {
+            Op::Disk {
+                dst,
+                device,
+                fstype,
+                flags,
+                fallback,
+                ..
+            } => {
+                assert_eq!(dst, Path::new("/tmp"));
+                assert_eq!(device, Path::new("/dev/loop7"));
+                assert_eq!(*fstype, "ext4");
+                assert!(!flags.readonly && flags.nosuid && flags.nodev);
+                assert_eq!(fallback, "size=512m,mode=1777");
+            }
+            _ => unreachable!(),
+        }
+        // Everything else, /dev/shm's tmpfs included, is untouched and in the same order.
+        assert_eq!(ops.len(), before.len());
+        for (a, b) in ops.iter().zip(&before) {
+            if !matches!(a, Op::Disk { .. }) {
+                assert_eq!(a, b);
+            }
+        }
     }
 
     #[test]

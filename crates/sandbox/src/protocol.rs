@@ -1,7 +1,8 @@
 //! Messages between the server and the jail helper over the control socket.
 //!
 //! The socket is a `SOCK_SEQPACKET` pair, so every `send` is one whole message and no framing is
-//! needed. The server sends the [`JailSpec`](crate::JailSpec) as JSON; the helper answers, in
+//! needed. The server sends a [`SetupRequest`] (the [`JailSpec`](crate::JailSpec) and the
+//! scratch directory) as JSON; the helper answers, in
 //! this order, [`HelperMsg::Cgroup`], [`HelperMsg::Listener`] (carrying the listening socket as
 //! `SCM_RIGHTS`) and [`HelperMsg::Ready`] once the runtime was exec'd, or [`HelperMsg::Failed`]
 //! at any point. After `Ready` the socket stays open only as a liveness signal: when the server
@@ -17,6 +18,15 @@ use crate::Step;
 /// Largest message either side sends; the spec is far smaller (Lambda caps environment
 /// variables at 4 KB).
 pub(crate) const MAX_MESSAGE: usize = 128 * 1024;
+
+/// What the server sends the helper: the spec and the per-server settings that are not part
+/// of it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SetupRequest {
+    pub(crate) spec: crate::JailSpec,
+    /// Directory for the environment's `/tmp` image (see `tmpdisk`).
+    pub(crate) scratch_dir: std::path::PathBuf,
+}
 
 /// Messages from the helper to the server.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]

@@ -8,7 +8,7 @@
 //!
 //! Run one case: `cargo test -p updraft-sandbox --test jail -- <substring of its name>`.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,9 @@ type Case = fn(&Ctx) -> Result<(), String>;
 struct Ctx {
     helper: PathBuf,
     code: tempfile::TempDir,
+    /// Scratch directory of this test process (inside `code`'s sibling temp dir).
+    scratch: PathBuf,
+    _scratch_root: tempfile::TempDir,
     python: Option<PathBuf>,
 }
 
@@ -122,6 +125,11 @@ fn run_ok(ctx: &Ctx, spec: &JailSpec) -> Result<String, String> {
     Ok(o.stdout)
 }
 
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
 fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
     if cond { Ok(()) } else { Err(what()) }
 }
@@ -168,12 +176,92 @@ fn tmp_is_limited_to_tmp_mb(ctx: &Ctx) -> Result<(), String> {
         format!("got {out:?}")
     })?;
     check(out.contains("rc=1"), || format!("got {out:?}"))?;
-    check(
-        out.lines()
-            .last()
-            .is_some_and(|l| l.split_whitespace().nth(1) == Some("8")),
-        || format!("df does not show 8 MB: {out:?}"),
-    )
+    // ext4 needs room for its metadata, so a disk-backed /tmp is a little larger than tmp_mb
+    // (what the function can store is about tmp_mb); a tmpfs is exactly tmp_mb.
+    let size: u64 = out
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .ok_or(format!("no df line: {out:?}"))?;
+    check((8..=13).contains(&size), || {
+        format!("df shows {size} MB for tmp_mb 8: {out:?}")
+    })
+}
+
+/// Loop devices whose backing file lies in `dir`.
+fn loops_backed_by(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let backing = std::fs::read_to_string(e.path().join("loop/backing_file"));
+        if let Ok(b) = backing
+            && b.trim().starts_with(dir.to_str().unwrap_or("/nonexistent"))
+        {
+            found.push(format!("{}: {}", e.file_name().to_string_lossy(), b.trim()));
+        }
+    }
+    found
+}
+
+/// Files in the scratch dir other than the templates.
+fn scratch_leftovers(ctx: &Ctx) -> Vec<String> {
+    std::fs::read_dir(&ctx.scratch)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "templates")
+        .collect()
+}
+
+/// Regression: /tmp was a tmpfs charged to the memory cgroup, so a 128 MB function writing
+/// 400 MB to /tmp was OOM-killed. Now /tmp is disk: the write succeeds, the cap is tmp_mb
+/// (ENOSPC), and nothing is left once the environment ends.
+fn tmp_is_disk_not_memory(ctx: &Ctx) -> Result<(), String> {
+    let mut spec = ctx.sh(
+        "tmpdisk",
+        "grep ' /tmp ' /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1; \
+         stat -c '%a' /tmp; ls -A /tmp | wc -l; \
+         dd if=/dev/zero of=/tmp/a bs=1M count=400 2>/dev/null; echo a=$?; \
+         dd if=/dev/zero of=/tmp/b bs=1M count=212 2>&1 | grep -o 'No space left on device'; \
+         echo b=$?; rm /tmp/a /tmp/b; echo done",
+    );
+    spec.memory_mb = 128;
+    spec.tmp_mb = 512;
+    let mut jail = ctx.spawn(&spec)?;
+    let out = collect(jail.take_stdout());
+    let err = collect(jail.take_stderr());
+    let during = loops_backed_by(&ctx.scratch);
+    let exit = jail.wait();
+    let oom = jail.oom_killed();
+    let stdout = out.join().map_err(|_| "stdout")?;
+    let stderr = err.join().map_err(|_| "stderr")?;
+    check(!jail.warnings().iter().any(|w| w.contains("/tmp")), || {
+        format!("warnings: {:?}", jail.warnings())
+    })?;
+    drop(jail);
+    check(exit.code == Some(0) && !oom, || {
+        format!("exit {exit}, oom {oom}, stdout {stdout:?}, stderr {stderr:?}")
+    })?;
+    let want = "ext4\n1777\n0\na=0\nNo space left on device\nb=0\ndone\n";
+    check(stdout == want, || format!("got {stdout:?}, want {want:?}"))?;
+    check(during.len() == 1 && during[0].contains("(deleted)"), || {
+        format!("loop devices while running: {during:?}")
+    })?;
+    // The loop device goes away with the environment's mount namespace.
+    let start = Instant::now();
+    let mut left = loops_backed_by(&ctx.scratch);
+    while !left.is_empty() && start.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(20));
+        left = loops_backed_by(&ctx.scratch);
+    }
+    check(left.is_empty(), || format!("loop devices left: {left:?}"))?;
+    let files = scratch_leftovers(ctx);
+    check(files.is_empty(), || format!("scratch dir holds {files:?}"))
 }
 
 fn proc_shows_only_the_jail(ctx: &Ctx) -> Result<(), String> {
@@ -267,7 +355,18 @@ fn environment_and_limits_are_exact(ctx: &Ctx) -> Result<(), String> {
     spec.nofile = 777;
     spec.pids_max = 99;
     let out = run_ok(ctx, &spec)?;
-    let want = "PATH=/usr/local/bin:/usr/bin:/bin\nLANG=C.UTF-8\nUPDRAFT_TEST=1\n99 99\n777 777\n/var/task\n0022\n0 1 2 3 ";
+    // The pids cgroup caps processes (as root); RLIMIT_NPROC is then lifted as far as the
+    // host allows instead of adding up all environments of uid 993.
+    let nproc_line = out.lines().nth(3).unwrap_or("").to_string();
+    let nproc_ok = if is_root() {
+        let (soft, hard) = nproc_line.split_once(' ').unwrap_or(("", ""));
+        soft == hard && (soft == "unlimited" || soft.parse::<u64>().is_ok_and(|n| n >= 99 * 16))
+    } else {
+        nproc_line == "99 99"
+    };
+    check(nproc_ok, || format!("max processes {nproc_line:?}"))?;
+    let out = out.replacen(&format!("{nproc_line}\n"), "", 1);
+    let want = "PATH=/usr/local/bin:/usr/bin:/bin\nLANG=C.UTF-8\nUPDRAFT_TEST=1\n777 777\n/var/task\n0022\n0 1 2 3 ";
     check(out == want, || format!("got {out:?}, want {want:?}"))
 }
 
@@ -635,6 +734,102 @@ fn pids_limit_holds(ctx: &Ctx) -> Result<(), String> {
     })
 }
 
+/// Starts `n` threads that stay alive, reports how many started over the Runtime API socket,
+/// waits for "go", then prints `<started> <error>`.
+const THREADS: &str = r#"
+import socket, sys, threading
+threading.stack_size(256 * 1024)
+go = threading.Event()
+started, err, ts = 0, None, []
+for i in range(int(sys.argv[1])):
+    t = threading.Thread(target=go.wait)
+    try:
+        t.start()
+    except RuntimeError as e:
+        err = str(e)
+        break
+    ts.append(t)
+    started += 1
+s = socket.create_connection(('127.0.0.1', 9001), timeout=60)
+s.sendall(b'%d\n' % started)
+s.recv(10)
+go.set()
+for t in ts:
+    t.join()
+print(started, err)
+"#;
+
+fn thread_env(ctx: &Ctx, name: &str, n: u32) -> Result<(Jail, TcpStream, u32), String> {
+    let mut spec = ctx.python(name, THREADS)?;
+    spec.argv.push(n.to_string());
+    spec.pids_max = 1024;
+    spec.memory_mb = 512;
+    let mut jail = ctx.spawn(&spec)?;
+    let listener = jail.take_runtime_api_listener().ok_or("no listener")?;
+    let conn = accept_within(&listener, Duration::from_secs(60))?;
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    std::io::BufReader::new(&conn)
+        .read_line(&mut line)
+        .map_err(|e| format!("{name}: {e}"))?;
+    let started = line
+        .trim()
+        .parse()
+        .map_err(|_| format!("{name}: reported {line:?}"))?;
+    Ok((jail, conn, started))
+}
+
+fn finish_thread_env(jail: Jail, mut conn: TcpStream) -> Result<String, String> {
+    let mut jail = jail;
+    let out = collect(jail.take_stdout());
+    let err = collect(jail.take_stderr());
+    conn.write_all(b"go").map_err(|e| e.to_string())?;
+    let exit = jail.wait();
+    let stdout = out.join().map_err(|_| "stdout")?;
+    let stderr = err.join().map_err(|_| "stderr")?;
+    check(exit.code == Some(0), || {
+        format!("exit {exit}, stdout {stdout:?}, stderr {stderr:?}")
+    })?;
+    Ok(stdout)
+}
+
+/// Regression: RLIMIT_NPROC is per uid host-wide and every environment is uid 993, so threads
+/// of unrelated environments used to add up against each one's limit.
+fn threads_are_limited_per_environment_not_per_uid(ctx: &Ctx) -> Result<(), String> {
+    // Three environments hold 400 threads each at the same time: 1,200 tasks of uid 993 in
+    // total, more than any one environment's cap of 1,024.
+    let results: Vec<_> = thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|i| s.spawn(move || thread_env(ctx, &format!("thr{i}"), 400)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
+            .collect()
+    });
+    let mut envs = Vec::new();
+    for r in results {
+        envs.push(r?);
+    }
+    for (_, _, started) in &envs {
+        check(*started == 400, || {
+            format!("started {started} of 400 threads while three environments ran")
+        })?;
+    }
+    for (jail, conn, _) in envs {
+        let out = finish_thread_env(jail, conn)?;
+        check(out == "400 None\n", || format!("printed {out:?}"))?;
+    }
+    // One environment alone stops at its own cap.
+    let (jail, conn, started) = thread_env(ctx, "thrcap", 1100)?;
+    let out = finish_thread_env(jail, conn)?;
+    check(
+        (1000..1024).contains(&started) && out.contains("can't start new thread"),
+        || format!("started {started} of 1100 with pids_max 1024: {out:?}"),
+    )
+}
+
 fn environments_run_side_by_side(ctx: &Ctx) -> Result<(), String> {
     let specs: Vec<JailSpec> = (0..3)
         .map(|i| {
@@ -779,6 +974,54 @@ fn a_dead_server_takes_its_environments_along(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
+/// Start time of an environment with a disk-backed /tmp and, interleaved so both see the same
+/// host load, with the tmpfs fallback (a scratch dir that cannot be created).
+fn spawn_time_is_reported(ctx: &Ctx) -> Result<(), String> {
+    let mut disk = Vec::new();
+    let mut tmpfs = Vec::new();
+    let result = (|| -> Result<(), String> {
+        for i in 0..40 {
+            let with_disk = i % 2 == 0;
+            updraft_sandbox::set_scratch_dir(if with_disk {
+                ctx.scratch.clone()
+            } else {
+                PathBuf::from("/proc/no-scratch-here")
+            });
+            let mut spec = ctx.spec(&format!("time{i}"), &["/bin/true"]);
+            spec.tmp_mb = 512;
+            let t0 = Instant::now();
+            let jail = ctx.spawn(&spec)?;
+            let took = t0.elapsed();
+            let exit = jail.wait();
+            check(exit.code == Some(0), || format!("exit {exit}"))?;
+            let fell_back = jail.warnings().iter().any(|w| w.contains("/tmp"));
+            check(fell_back != with_disk, || {
+                format!("disk {with_disk}, warnings {:?}", jail.warnings())
+            })?;
+            if with_disk { &mut disk } else { &mut tmpfs }.push(took);
+        }
+        Ok(())
+    })();
+    updraft_sandbox::set_scratch_dir(ctx.scratch.clone());
+    result?;
+    let stats = |v: &mut Vec<Duration>| {
+        v.sort();
+        let mean = v.iter().sum::<Duration>() / v.len() as u32;
+        (v[0], v[v.len() / 2], mean, v[v.len() - 1])
+    };
+    let (dmin, dmed, dmean, dmax) = stats(&mut disk);
+    let (tmin, tmed, tmean, tmax) = stats(&mut tmpfs);
+    println!(
+        "spawn with disk /tmp (20 runs, tmp_mb 512): min {dmin:?} median {dmed:?} mean {dmean:?} max {dmax:?}"
+    );
+    println!(
+        "spawn with tmpfs /tmp (20 runs, tmp_mb 512): min {tmin:?} median {tmed:?} mean {tmean:?} max {tmax:?}"
+    );
+    check(dmed < Duration::from_secs(1), || {
+        format!("median spawn time {dmed:?}")
+    })
+}
+
 /// What a case needs beyond user namespaces.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Need {
@@ -823,9 +1066,15 @@ fn main() {
     let code = tempfile::tempdir().expect("tempdir");
     std::fs::write(code.path().join("handler.txt"), "handler code\n").expect("write code");
     let python = Path::new(PYTHON_PREFIX).join("bin/python3.11");
+    // On disk (not the host's /tmp, which may be a tmpfs), so /tmp images are real disk.
+    let scratch_root = tempfile::tempdir_in("/var/tmp").expect("scratch tempdir");
+    let scratch = scratch_root.path().join("scratch");
+    updraft_sandbox::set_scratch_dir(&scratch);
     let ctx = std::sync::Arc::new(Ctx {
         helper: std::env::current_exe().expect("current_exe"),
         code,
+        scratch,
+        _scratch_root: scratch_root,
         python: python.exists().then_some(python),
     });
     if !root {
@@ -854,6 +1103,7 @@ fn main() {
             tmp_is_limited_to_tmp_mb,
             Nothing,
         ),
+        ("tmp_is_disk_not_memory", tmp_is_disk_not_memory, Root),
         (
             "proc_shows_only_the_jail",
             proc_shows_only_the_jail,
@@ -928,6 +1178,11 @@ fn main() {
         ),
         ("pids_limit_holds", pids_limit_holds, RootAndPython),
         (
+            "threads_are_limited_per_environment_not_per_uid",
+            threads_are_limited_per_environment_not_per_uid,
+            RootAndPython,
+        ),
+        (
             "environments_run_side_by_side",
             environments_run_side_by_side,
             Nothing,
@@ -938,6 +1193,7 @@ fn main() {
             Root,
         ),
         ("node_and_java_start", node_and_java_start, Nothing),
+        ("spawn_time_is_reported", spawn_time_is_reported, Nothing),
         (
             "doctor_reports_full_isolation_as_root",
             doctor_reports_full_isolation_as_root,
@@ -996,6 +1252,9 @@ fn main() {
         let _ = std::io::stdout().flush();
     }
     println!("{passed} passed, {failed} failed, {skipped} skipped");
+    // Removes the temporary code and scratch directories (exit skips destructors); a case
+    // that timed out may still hold a reference, then they stay.
+    drop(ctx);
     if failed > 0 {
         std::process::exit(1);
     }
