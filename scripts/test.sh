@@ -22,3 +22,6 @@ step "end-to-end tests"
 cargo build --bin updraft
 export UPDRAFT_BIN="$PWD/target/debug/updraft"
 .venv/bin/python -m pytest -q -p no:cacheprovider
+
+step "fuzz targets (bounded)"
+scripts/fuzz.sh 15

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 pub use canonical::{PathEncoding, canonical_uri};
 pub use sign::{SignError, SigningParams, presign, sign_headers, sign_headers_with_payload};
-pub use verify::{Verified, VerifyError, verify};
+pub use verify::{Scope, Verified, VerifyError, verify, verify_with_signing_key};
 
 /// The only signing algorithm SigV4 defines for HMAC keys.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";

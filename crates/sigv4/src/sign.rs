@@ -95,13 +95,18 @@ fn never_signed(lower_name: &str) -> bool {
 }
 
 fn scope_part_is_valid(part: &str) -> bool {
-    !part.is_empty() && !part.bytes().any(|b| b == b'/' || b.is_ascii_whitespace())
+    // Anything the verifier's Authorization parser treats as structure (`/`, `,`, `=`) or trims
+    // (whitespace) would make a request that signs but can never verify.
+    !part.is_empty()
+        && !part
+            .chars()
+            .any(|c| matches!(c, '/' | ',' | '=') || c.is_whitespace() || c.is_control())
 }
 
 /// Checks the parts that go into a credential scope and returns (`x-amz-date`, scope date).
 fn check_params(params: &SigningParams) -> Result<(String, String), SignError> {
     let id = &params.credentials.access_key_id;
-    if !scope_part_is_valid(id) || id.contains(',') {
+    if !scope_part_is_valid(id) {
         return Err(SignError::InvalidAccessKeyId(id.clone()));
     }
     if !scope_part_is_valid(params.region) {
@@ -458,5 +463,54 @@ mod tests {
             sig.bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         );
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    fn params<'a>(creds: &'a Credentials, region: &'a str, service: &'a str) -> SigningParams<'a> {
+        SigningParams {
+            credentials: creds,
+            region,
+            service,
+            time: time::macros::datetime!(2015-08-30 12:36:00 UTC),
+        }
+    }
+
+    fn sign(creds: &Credentials, region: &str, service: &str) -> Result<(), SignError> {
+        let headers = vec![("host".to_string(), "example.amazonaws.com".to_string())];
+        let req = RequestParts {
+            method: "GET",
+            path: "/",
+            query: "",
+            headers: &headers,
+        };
+        sign_headers(&req, b"", &params(creds, region, service)).map(|_| ())
+    }
+
+    // Found by fuzzing: these signed but could never verify.
+    #[test]
+    fn scope_parts_the_verifier_would_split_or_trim_are_refused() {
+        let ok = Credentials::new("AKID", "secret");
+        assert!(sign(&ok, "us-east-1", "lambda").is_ok());
+        assert_eq!(
+            sign(&ok, ",", "6"),
+            Err(SignError::InvalidRegion(",".into()))
+        );
+        assert_eq!(
+            sign(&ok, "us-east-1", "a=b"),
+            Err(SignError::InvalidService("a=b".into()))
+        );
+        let vt = Credentials::new("\u{b}", "secret");
+        assert!(matches!(
+            sign(&vt, "us-east-1", "lambda"),
+            Err(SignError::InvalidAccessKeyId(_))
+        ));
+        assert!(matches!(
+            sign(&ok, "\0", "lambda"),
+            Err(SignError::InvalidRegion(_))
+        ));
     }
 }

@@ -261,6 +261,39 @@ pub fn verify(
     now: OffsetDateTime,
     secret_for: impl Fn(&str) -> Option<String>,
 ) -> Result<Verified, VerifyError> {
+    verify_with_signing_key(req, body_sha256_hex, now, |scope| {
+        secret_for(scope.access_key_id).map(|secret| scope.signing_key(&secret))
+    })
+}
+
+/// The credential scope a request claims: whose key, for which day, region and service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope<'a> {
+    pub access_key_id: &'a str,
+    /// `YYYYMMDD`.
+    pub date: &'a str,
+    pub region: &'a str,
+    pub service: &'a str,
+}
+
+impl Scope<'_> {
+    /// The signing key (`kSigning`) of this scope under `secret`: four chained HMACs, the same for
+    /// every request of the scope, so a server may keep it for the day.
+    pub fn signing_key(&self, secret: &str) -> [u8; 32] {
+        signing_key(secret, self.date, self.region, self.service)
+    }
+}
+
+/// [`verify`] with the signing key supplied by the caller: `key_for` returns the key of the
+/// claimed scope (see [`Scope::signing_key`]), or `None` when the access key is unknown. A
+/// caller that keeps derived keys saves the four HMACs of the derivation on each request; it
+/// must stop handing out the keys of an access key that is no longer accepted.
+pub fn verify_with_signing_key(
+    req: &RequestParts,
+    body_sha256_hex: &str,
+    now: OffsetDateTime,
+    key_for: impl FnOnce(&Scope<'_>) -> Option<[u8; 32]>,
+) -> Result<Verified, VerifyError> {
     let now = now.to_offset(UtcOffset::UTC);
     let query = parse_query(req.query);
     let presigned = query.iter().any(|p| {
@@ -283,8 +316,13 @@ pub fn verify(
     let (candidates, declared_hex) =
         payload_hashes(req.headers, body_sha256_hex, presigned, &claim.service)?;
 
-    let secret = secret_for(&claim.access_key_id)
-        .ok_or_else(|| VerifyError::UnknownAccessKey(claim.access_key_id.clone()))?;
+    let key = key_for(&Scope {
+        access_key_id: &claim.access_key_id,
+        date: &claim.scope_date,
+        region: &claim.region,
+        service: &claim.service,
+    })
+    .ok_or_else(|| VerifyError::UnknownAccessKey(claim.access_key_id.clone()))?;
 
     let canonical_query = if presigned {
         canonical_query(query.iter().filter(|p| !p.name_is("X-Amz-Signature")))
@@ -295,7 +333,6 @@ pub fn verify(
     let canonical_headers = canonical_headers(req.headers, &claim.signed_headers);
     let amz_date = basic(&claim.request_time);
     let scope = credential_scope(&claim.scope_date, &claim.region, &claim.service);
-    let key = signing_key(&secret, &claim.scope_date, &claim.region, &claim.service);
     let mut first_attempt = None;
     let mut payload_hash = None;
     for candidate in candidates {
@@ -429,7 +466,7 @@ fn check_not_in_future(request: OffsetDateTime, now: OffsetDateTime) -> Result<(
 /// Parses `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
 fn parse_authorization(value: &str) -> Result<(String, String, String), VerifyError> {
     let malformed = |reason: String| VerifyError::MalformedAuthorization(reason);
-    let value = value.trim();
+    let value = value.trim_matches(is_http_space);
     let Some(rest) = value.strip_prefix(ALGORITHM) else {
         let algorithm = value.split_whitespace().next().unwrap_or_default();
         return Err(malformed(format!(
@@ -441,21 +478,21 @@ fn parse_authorization(value: &str) -> Result<(String, String, String), VerifyEr
     }
     let (mut credential, mut signed_headers, mut signature) = (None, None, None);
     for part in rest.split(',') {
-        let part = part.trim();
+        let part = part.trim_matches(is_http_space);
         if part.is_empty() {
             continue;
         }
         let Some((key, val)) = part.split_once('=') else {
             return Err(malformed(format!("{part:?} is not a key=value pair")));
         };
-        let slot = match key.trim() {
+        let slot = match key.trim_matches(is_http_space) {
             "Credential" => &mut credential,
             "SignedHeaders" => &mut signed_headers,
             "Signature" => &mut signature,
             _ => continue,
         };
-        if slot.replace(val.trim().to_owned()).is_some() {
-            return Err(malformed(format!("{} appears more than once", key.trim())));
+        if slot.replace(val.trim_matches(is_http_space).to_owned()).is_some() {
+            return Err(malformed(format!("{} appears more than once", key.trim_matches(is_http_space))));
         }
     }
     let missing = |name: &str| malformed(format!("missing {name}"));
@@ -664,6 +701,50 @@ mod tests {
                 payload_hash: sha256_hex(body),
             }
         );
+    }
+
+    #[test]
+    fn a_precomputed_signing_key_verifies_like_the_secret() {
+        let body = br#"{}"#;
+        let headers = signed_request("POST", ARN_PATH, "", body, "lambda", T0);
+        let req = parts("POST", ARN_PATH, "", &headers);
+        let mut asked = None;
+        let v = verify_with_signing_key(&req, &sha256_hex(body), T0, |scope| {
+            asked = Some((
+                scope.access_key_id.to_owned(),
+                scope.date.to_owned(),
+                scope.region.to_owned(),
+                scope.service.to_owned(),
+            ));
+            Some(scope.signing_key(SECRET))
+        })
+        .expect("verifies");
+        assert_eq!(v, verify(&req, &sha256_hex(body), T0, secrets).unwrap());
+        assert_eq!(
+            asked,
+            Some((
+                AKID.to_owned(),
+                "20240517".to_owned(),
+                "us-east-1".to_owned(),
+                "lambda".to_owned()
+            ))
+        );
+        // A key of another scope (here: another day) does not verify.
+        let other = Scope {
+            access_key_id: AKID,
+            date: "20240518",
+            region: "us-east-1",
+            service: "lambda",
+        }
+        .signing_key(SECRET);
+        let err =
+            verify_with_signing_key(&req, &sha256_hex(body), T0, |_| Some(other)).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::SignatureMismatch { .. }),
+            "{err:?}"
+        );
+        let err = verify_with_signing_key(&req, &sha256_hex(body), T0, |_| None).unwrap_err();
+        assert_eq!(err, VerifyError::UnknownAccessKey(AKID.to_owned()));
     }
 
     #[test]
@@ -1332,4 +1413,9 @@ mod tests {
             );
         }
     }
+}
+
+/// The whitespace HTTP allows around header value parts; Unicode spaces are data, not padding.
+fn is_http_space(c: char) -> bool {
+    c == ' ' || c == '\t'
 }
