@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use updraft_control::accounts::{Account, KeyMaterial};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, blocking};
 use crate::{AppState, Incoming, empty, json};
 
 /// Routes a request whose path starts with `/updraft/admin`.
@@ -47,14 +47,6 @@ pub async fn handle(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> Re
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::service)?
 }
 
 async fn route(state: &Arc<AppState>, req: Incoming) -> ApiResult<Response> {

@@ -13,7 +13,7 @@ use updraft_control::CodeUpdate;
 use updraft_sigv4::{RequestParts, SigningParams};
 
 use crate::auth::{Caller, header_pairs, verify_error};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, blocking};
 use crate::wire::{self, Phase};
 use crate::{AppState, Incoming, empty, json};
 
@@ -26,14 +26,6 @@ pub async fn handle(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> Re
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::service)?
 }
 
 async fn route(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResult<Response> {

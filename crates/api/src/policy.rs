@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use updraft_control::policy::{PermissionInput, Policy, Principal, Statement};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiResult, blocking};
 use crate::{AppState, Incoming, empty, json};
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,14 +85,6 @@ pub fn policy_json(p: &Policy) -> Value {
         "Id": "default",
         "Statement": p.statements.iter().map(statement_json).collect::<Vec<_>>(),
     })
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::service)?
 }
 
 /// `AddPermission`: `201 {"Statement": "<statement as a JSON string>"}`.

@@ -27,7 +27,7 @@ use updraft_control::{UrlTarget, UrlView};
 use updraft_engine::{Invocation, StreamEvent, StreamingInvocation};
 
 use crate::auth::{Caller, header_pairs};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, blocking};
 use crate::payload_v2::{self, HttpRequest, IamCaller};
 use crate::{AppState, Incoming, MAX_SYNC_PAYLOAD, empty, json};
 
@@ -787,14 +787,6 @@ fn render(state: &AppState, host: &str, v: &UrlView, with_modified: bool) -> Val
         out["LastModifiedTime"] = json!(c.last_modified_time);
     }
     out
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::service)?
 }
 
 /// `CreateFunctionUrlConfig`.
