@@ -2,14 +2,17 @@
 //! signature (header or presigned query) by a known access key.
 //!
 //! Unsigned or wrongly signed requests are answered here and never reach a handler. The key
-//! ring is in memory, so checking a signature costs no database round trip.
+//! ring is in memory, so checking a signature costs no database round trip; it also keeps the
+//! signing keys it derived (one per access key, day, region and service), so a request costs one
+//! HMAC instead of five. Every key change forgets them all.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::{HeaderMap, StatusCode};
 use updraft_control::accounts::KeyChange;
-use updraft_sigv4::{RequestParts, VerifyError};
+use updraft_sigv4::{RequestParts, Scope, VerifyError};
 
 use crate::error::ApiError;
 
@@ -33,6 +36,33 @@ impl std::fmt::Debug for KeyEntry {
 #[derive(Default)]
 pub struct KeyRing {
     keys: RwLock<HashMap<String, KeyEntry>>,
+    /// Signing keys derived from `keys`; a short list (keys × days × regions × services in use).
+    derived: RwLock<Vec<Derived>>,
+    /// Bumped (under the `keys` write lock) on every change, so that a key derived from a secret
+    /// read before a change is never kept after it.
+    generation: AtomicU64,
+}
+
+/// Derived keys kept at most; the list starts over when it is full.
+const MAX_DERIVED: usize = 64;
+
+/// A signing key derived for one scope, and the account of its access key.
+struct Derived {
+    access_key_id: String,
+    date: String,
+    region: String,
+    service: String,
+    key: [u8; 32],
+    account_id: String,
+}
+
+impl Derived {
+    fn is_for(&self, s: &Scope<'_>) -> bool {
+        self.access_key_id == s.access_key_id
+            && self.date == s.date
+            && self.region == s.region
+            && self.service == s.service
+    }
 }
 
 /// Who made a request.
@@ -56,14 +86,58 @@ impl KeyRing {
                     account_id: account_id.to_string(),
                 },
             );
+            self.generation.fetch_add(1, Ordering::SeqCst);
         }
+        self.forget_derived();
     }
 
     /// Stops accepting a key; the next request signed with it is refused.
     pub fn remove(&self, access_key_id: &str) {
         if let Ok(mut k) = self.keys.write() {
             k.remove(access_key_id);
+            self.generation.fetch_add(1, Ordering::SeqCst);
         }
+        self.forget_derived();
+    }
+
+    fn forget_derived(&self) {
+        match self.derived.write() {
+            Ok(mut d) => d.clear(),
+            Err(p) => p.into_inner().clear(),
+        }
+    }
+
+    /// The signing key of a scope and the account of its access key; `None` for an unknown key.
+    fn signing_key(&self, scope: &Scope<'_>) -> Option<([u8; 32], String)> {
+        if let Ok(d) = self.derived.read()
+            && let Some(e) = d.iter().find(|e| e.is_for(scope))
+        {
+            return Some((e.key, e.account_id.clone()));
+        }
+        let (entry, generation) = {
+            let keys = self.keys.read().ok()?;
+            (
+                keys.get(scope.access_key_id)?.clone(),
+                self.generation.load(Ordering::SeqCst),
+            )
+        };
+        let key = scope.signing_key(&entry.secret);
+        if let Ok(mut d) = self.derived.write()
+            && self.generation.load(Ordering::SeqCst) == generation
+        {
+            if d.len() >= MAX_DERIVED {
+                d.clear();
+            }
+            d.push(Derived {
+                access_key_id: scope.access_key_id.to_string(),
+                date: scope.date.to_string(),
+                region: scope.region.to_string(),
+                service: scope.service.to_string(),
+                key,
+                account_id: entry.account_id.clone(),
+            });
+        }
+        Some((key, entry.account_id))
     }
 
     /// Follows a change of the account service (see [`updraft_control::accounts::Accounts::subscribe`]).
@@ -87,6 +161,7 @@ impl KeyRing {
             .is_ok_and(|k| k.contains_key(access_key_id))
     }
 
+    #[cfg(test)]
     fn get(&self, access_key_id: &str) -> Option<KeyEntry> {
         self.keys.read().ok()?.get(access_key_id).cloned()
     }
@@ -129,11 +204,18 @@ pub fn authenticate(
         headers,
     };
     let body_hash = updraft_sigv4::sha256_hex(body);
-    let verified =
-        updraft_sigv4::verify(&parts, &body_hash, time::OffsetDateTime::now_utc(), |id| {
-            keys.get(id).map(|e| e.secret)
-        })
-        .map_err(|e| verify_error(&e))?;
+    let mut account_id = None;
+    let verified = updraft_sigv4::verify_with_signing_key(
+        &parts,
+        &body_hash,
+        time::OffsetDateTime::now_utc(),
+        |scope| {
+            let (key, account) = keys.signing_key(scope)?;
+            account_id = Some(account);
+            Some(key)
+        },
+    )
+    .map_err(|e| verify_error(&e))?;
     if verified.region != region {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -144,7 +226,7 @@ pub fn authenticate(
             ),
         ));
     }
-    let entry = keys.get(&verified.access_key_id).ok_or_else(|| {
+    let account_id = account_id.ok_or_else(|| {
         ApiError::new(
             StatusCode::FORBIDDEN,
             "UnrecognizedClientException",
@@ -152,7 +234,7 @@ pub fn authenticate(
         )
     })?;
     Ok(Caller {
-        account_id: entry.account_id,
+        account_id,
         access_key_id: verified.access_key_id,
         region: verified.region,
         service: verified.service,
@@ -181,5 +263,33 @@ mod tests {
         });
         assert!(!ring.contains("AKIAEXAMPLE000000001"));
         assert!(ring.get("AKIAEXAMPLE000000001").is_none());
+    }
+
+    #[test]
+    fn derived_signing_keys_follow_key_changes() {
+        let ring = KeyRing::default();
+        let scope = Scope {
+            access_key_id: "AKIAEXAMPLE000000002",
+            date: "20240517",
+            region: "us-east-1",
+            service: "lambda",
+        };
+        assert!(ring.signing_key(&scope).is_none());
+        ring.insert("AKIAEXAMPLE000000002", "first-secret", "111111111111");
+        let (k1, account) = ring.signing_key(&scope).unwrap();
+        assert_eq!(k1, scope.signing_key("first-secret"));
+        assert_eq!(account, "111111111111");
+        // Kept: the second lookup is served from the derived keys.
+        assert_eq!(ring.derived.read().unwrap().len(), 1);
+        assert_eq!(ring.signing_key(&scope).unwrap().0, k1);
+        // A new secret for the same id: the old derived key is gone.
+        ring.insert("AKIAEXAMPLE000000002", "second-secret", "111111111111");
+        let (k2, _) = ring.signing_key(&scope).unwrap();
+        assert_eq!(k2, scope.signing_key("second-secret"));
+        assert_ne!(k1, k2);
+        // A removed key is refused at once, derived key or not.
+        ring.remove("AKIAEXAMPLE000000002");
+        assert!(ring.signing_key(&scope).is_none());
+        assert!(ring.derived.read().unwrap().is_empty());
     }
 }

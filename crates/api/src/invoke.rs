@@ -217,7 +217,54 @@ pub async fn invoke(
 
 /// A uniform random number in [0, 1) for weighted alias routing.
 pub(crate) fn rand_unit() -> f64 {
-    // The low 53 bits of a v4 UUID are random; weighted routing needs no cryptographic quality.
-    let bits = uuid::Uuid::new_v4().as_u128() as u64 >> 11;
+    // Weighted routing needs no cryptographic quality: 53 bits of the fast generator.
+    let bits = random_u64() >> 11;
     bits as f64 / (1u64 << 53) as f64
+}
+
+thread_local! {
+    /// SplitMix64 state, seeded once per thread from the OS.
+    static RANDOM: std::cell::Cell<u64> = std::cell::Cell::new(uuid::Uuid::new_v4().as_u64_pair().0);
+}
+
+/// A fast non-cryptographic random number, so that request ids and alias routing cost no
+/// system call per request (ids must be unique, not unguessable).
+pub(crate) fn random_u64() -> u64 {
+    RANDOM.with(|state| {
+        let x = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(x);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
+}
+
+/// A request id in the shape of a version 4 UUID, as Lambda's are.
+pub(crate) fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&random_u64().to_le_bytes());
+    bytes[8..].copy_from_slice(&random_u64().to_le_bytes());
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_distinct_v4_uuids() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids.iter().take(10) {
+            let u = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(u.get_version_num(), 4);
+            assert_eq!(id.len(), 36);
+        }
+        let r = rand_unit();
+        assert!((0.0..1.0).contains(&r));
+    }
 }

@@ -40,6 +40,9 @@ use std::time::Duration;
 pub use logs::{LogEvent, read_logs, stream_file_name, stream_name_from_file};
 pub use metering::{UsageOutcome, UsageRecord};
 pub use runtime_api::{MAX_PAYLOAD_BYTES, MAX_STREAMED_RESPONSE_BYTES};
+// The pure head-of-request parts of the Runtime API, public for the fuzz targets only.
+#[doc(hidden)]
+pub use runtime_api::{RuntimeRoute, StreamedError, route as runtime_route, trailer_error};
 pub use runtimes::RuntimeInfo;
 
 /// How the engine of one node is set up.
@@ -281,19 +284,15 @@ impl Engine {
     /// Runs one invocation: takes a warm environment of the function version or starts one, hands
     /// it the event, and waits for its response, error, crash or timeout. The invocation runs to
     /// its end even if the caller stops waiting (a client that hangs up does not kill the
-    /// environment mid-invocation, as on Lambda).
+    /// environment mid-invocation, as on Lambda). Resolves as soon as the runtime has answered;
+    /// the environment writes `END`/`REPORT` and returns to its pool afterwards (with
+    /// `want_log_tail`, whose tail must hold them, it resolves after them).
     pub async fn invoke(
         &self,
         spec: Arc<FunctionSpec>,
         inv: Invocation,
     ) -> Result<InvokeOutcome, InvokeError> {
-        let inner = self.inner.clone();
-        match tokio::spawn(async move { inner.invoke(spec, inv).await }).await {
-            Ok(result) => result,
-            Err(e) => Err(InvokeError::Internal(format!(
-                "invocation task failed: {e}"
-            ))),
-        }
+        self.inner.invoke(spec, inv).await
     }
 
     /// Runs one invocation and hands its response on as it is produced. Resolves once the function

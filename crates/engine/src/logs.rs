@@ -11,7 +11,12 @@
 //! the runtime writes to stdout and stderr (split at `\n`; a very long line is split every 256 KiB,
 //! like CloudWatch's event size limit) and the platform's own lines (`START`, `END`, `REPORT`,
 //! timeouts), which are tab-separated exactly like Lambda's.
+//!
+//! Writes are few: the `START` line is held back and goes out with whatever is written next (the
+//! runtime's first line, or `END` and `REPORT`, which are one write), so a quiet warm invocation
+//! costs one `write(2)`; platform lines are formatted straight into the sink's buffer.
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -19,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::EngineError;
@@ -116,16 +120,6 @@ pub(crate) fn function_dir(
     Ok(logs_dir.join(account_id).join(function_name))
 }
 
-/// `START RequestId: <id> Version: <version>`
-pub(crate) fn start_line(request_id: &str, version: &str) -> String {
-    format!("START RequestId: {request_id} Version: {version}")
-}
-
-/// `END RequestId: <id>`
-pub(crate) fn end_line(request_id: &str) -> String {
-    format!("END RequestId: {request_id}")
-}
-
 /// The figures of a `REPORT` line.
 pub(crate) struct Report<'a> {
     pub request_id: &'a str,
@@ -140,21 +134,29 @@ pub(crate) struct Report<'a> {
 
 /// `REPORT RequestId: <id>\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\t
 /// Max Memory Used: 40 MB[\tInit Duration: 12.34 ms][\tStatus: ...[\tError Type: ...]]`
+#[cfg(test)]
 pub(crate) fn report_line(r: &Report<'_>) -> String {
-    let mut s = format!(
+    let mut s = String::new();
+    write_report(&mut s, r);
+    s
+}
+
+/// Writes the `REPORT` line (see [`report_line`]) to `out`.
+fn write_report(out: &mut impl std::fmt::Write, r: &Report<'_>) {
+    let _ = write!(
+        out,
         "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
         r.request_id, r.duration_ms, r.billed_ms, r.memory_mb, r.max_memory_used_mb
     );
     if let Some(init) = r.init_duration_ms {
-        s.push_str(&format!("\tInit Duration: {init:.2} ms"));
+        let _ = write!(out, "\tInit Duration: {init:.2} ms");
     }
     if let Some((status, error_type)) = r.status {
-        s.push_str(&format!("\tStatus: {status}"));
+        let _ = write!(out, "\tStatus: {status}");
         if let Some(t) = error_type {
-            s.push_str(&format!("\tError Type: {t}"));
+            let _ = write!(out, "\tError Type: {t}");
         }
     }
-    s
 }
 
 /// The last `TAIL_BYTES` of `captured`.
@@ -167,8 +169,59 @@ pub(crate) fn tail(mut captured: Vec<u8>) -> Vec<u8> {
 
 struct SinkState {
     file: Option<File>,
+    /// Events formatted for the file and not written yet (a held-back `START`, or lines being
+    /// gathered into one write).
+    pending: Vec<u8>,
     /// Raw lines (no timestamps) of the current invocation, kept when a tail was asked for.
     capture: Option<Vec<u8>>,
+}
+
+/// Adapts a byte buffer to `fmt::Write`, so platform lines are formatted in place.
+struct LineBuf<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for LineBuf<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl SinkState {
+    /// Adds one event stamped `ts` whose message `line` writes.
+    fn append(&mut self, ts: u64, line: impl FnOnce(&mut LineBuf<'_>)) {
+        let mut out = LineBuf(&mut self.pending);
+        let _ = write!(out, "{ts} ");
+        let from = out.0.len();
+        line(&mut out);
+        let to = out.0.len();
+        self.pending.push(b'\n');
+        if let Some(cap) = self.capture.as_mut() {
+            cap.extend_from_slice(&self.pending[from..to]);
+            cap.push(b'\n');
+            // Only the tail is ever returned; do not let a chatty function grow this without end.
+            if cap.len() > 4 * TAIL_BYTES {
+                cap.drain(..cap.len() - TAIL_BYTES);
+            }
+        }
+    }
+
+    /// Writes out what is pending.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Some(f) = self.file.as_mut()
+            && let Err(e) = f.write_all(&self.pending)
+        {
+            tracing::warn!("cannot write log stream: {e}");
+            self.file = None;
+        }
+        self.pending.clear();
+        // A burst of output must not pin a large buffer for the environment's life.
+        if self.pending.capacity() > 64 * 1024 {
+            self.pending.shrink_to(4096);
+        }
+    }
 }
 
 /// The writing end of one environment's stream. Shared by the stdout/stderr pumps and the platform;
@@ -200,6 +253,7 @@ impl LogSink {
         LogSink {
             state: Mutex::new(SinkState {
                 file,
+                pending: Vec::new(),
                 capture: None,
             }),
         }
@@ -212,36 +266,35 @@ impl LogSink {
     /// Appends events, all stamped now.
     pub(crate) fn write_lines<'a>(&self, lines: impl IntoIterator<Item = &'a [u8]>) {
         let ts = epoch_ms(SystemTime::now());
-        let mut buf = Vec::new();
         let mut st = self.lock();
         for line in lines {
-            buf.extend_from_slice(ts.to_string().as_bytes());
-            buf.push(b' ');
-            buf.extend_from_slice(line);
-            buf.push(b'\n');
-            if let Some(cap) = st.capture.as_mut() {
-                cap.extend_from_slice(line);
-                cap.push(b'\n');
-                // Only the tail is ever returned; do not let a chatty function grow this without end.
-                if cap.len() > 4 * TAIL_BYTES {
-                    cap.drain(..cap.len() - TAIL_BYTES);
-                }
-            }
+            st.append(ts, |out| out.0.extend_from_slice(line));
         }
-        if buf.is_empty() {
-            return;
-        }
-        if let Some(f) = st.file.as_mut()
-            && let Err(e) = f.write_all(&buf)
-        {
-            tracing::warn!("cannot write log stream: {e}");
-            st.file = None;
-        }
+        st.flush();
     }
 
     /// Appends one platform line.
     pub(crate) fn platform(&self, line: &str) {
         self.write_lines([line.as_bytes()]);
+    }
+
+    /// Holds back `START RequestId: <id> Version: <version>` until the next write.
+    pub(crate) fn start(&self, request_id: &str, version: &str) {
+        let ts = epoch_ms(SystemTime::now());
+        self.lock().append(ts, |out| {
+            let _ = write!(out, "START RequestId: {request_id} Version: {version}");
+        });
+    }
+
+    /// Appends `END RequestId: <id>` and the `REPORT` line, in one write.
+    pub(crate) fn end_and_report(&self, r: &Report<'_>) {
+        let ts = epoch_ms(SystemTime::now());
+        let mut st = self.lock();
+        st.append(ts, |out| {
+            let _ = write!(out, "END RequestId: {}", r.request_id);
+        });
+        st.append(ts, |out| write_report(out, r));
+        st.flush();
     }
 
     /// Starts (or restarts) capturing lines for a tail.
@@ -255,46 +308,79 @@ impl LogSink {
     }
 }
 
-type FlushRequest = oneshot::Sender<()>;
+impl Drop for LogSink {
+    /// Writes out anything held back (a `START` whose invocation never got further).
+    fn drop(&mut self) {
+        self.state
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush();
+    }
+}
+
+/// What a pump and a flush share: the bytes read but not yet written as whole lines, and a
+/// duplicate of the pipe's (non-blocking) fd that a flush reads through.
+struct PumpState {
+    pending: Vec<u8>,
+    buf: Vec<u8>,
+    /// Reads the pipe directly: a flush must see data the reactor has not reported yet, which
+    /// `try_read` would not (it trusts the cached readiness).
+    direct: Option<File>,
+}
 
 /// A task copying one pipe of the runtime (stdout or stderr) into the sink, line by line.
 pub(crate) struct Pump {
-    flush: mpsc::UnboundedSender<FlushRequest>,
+    state: Arc<Mutex<PumpState>>,
+    sink: Arc<LogSink>,
     task: JoinHandle<()>,
 }
 
 impl Pump {
     /// Starts pumping `fd` (the read end of a pipe) into `sink`. Must run inside a tokio runtime.
     pub(crate) fn spawn(fd: OwnedFd, sink: Arc<LogSink>) -> std::io::Result<Pump> {
+        use std::os::fd::AsFd;
+        let direct = fd.as_fd().try_clone_to_owned().map(File::from).ok();
         let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
-        let (flush, flush_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(pump(rx, sink, flush_rx));
-        Ok(Pump { flush, task })
+        let state = Arc::new(Mutex::new(PumpState {
+            pending: Vec::new(),
+            buf: vec![0u8; 16 * 1024],
+            direct,
+        }));
+        let task = tokio::spawn(pump(rx, sink.clone(), state.clone()));
+        Ok(Pump { state, sink, task })
     }
 
     /// Whether the pipe reached end of file (every writer is gone).
     pub(crate) fn finished(&self) -> bool {
         self.task.is_finished()
     }
+
+    /// Writes out what the pipe holds right now, including an unterminated last line. Never
+    /// waits: the pipe is non-blocking, so this costs one `read(2)` when it is empty.
+    fn flush(&self) {
+        use std::io::Read;
+        let mut st = lock_pump(&self.state);
+        let PumpState {
+            pending,
+            buf,
+            direct,
+        } = &mut *st;
+        if let Some(f) = direct.as_ref() {
+            read_available(|b| (&*f).read(b), buf, pending);
+        }
+        emit_lines(pending, &self.sink, true);
+    }
 }
 
-/// Makes every pump write out what its pipe holds right now (including an unterminated last line),
-/// waiting at most `max`.
-pub(crate) async fn flush(pumps: &[Pump], max: Duration) {
-    let mut acks = Vec::with_capacity(pumps.len());
+fn lock_pump(state: &Mutex<PumpState>) -> std::sync::MutexGuard<'_, PumpState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Makes every pump write out what its pipe holds right now (including an unterminated last line).
+pub(crate) fn flush(pumps: &[Pump]) {
     for p in pumps {
-        let (tx, rx) = oneshot::channel();
-        if p.flush.send(tx).is_ok() {
-            acks.push(rx);
-        }
+        p.flush();
     }
-    let _ = tokio::time::timeout(max, async {
-        for a in acks {
-            // An error means the pump ended (end of file): nothing left to wait for.
-            let _ = a.await;
-        }
-    })
-    .await;
 }
 
 /// Waits until every pump saw end of file, at most `max`.
@@ -346,40 +432,19 @@ fn read_available(
 async fn pump(
     rx: tokio::net::unix::pipe::Receiver,
     sink: Arc<LogSink>,
-    mut flush_rx: mpsc::UnboundedReceiver<FlushRequest>,
+    state: Arc<Mutex<PumpState>>,
 ) {
-    use std::io::Read;
-    use std::os::fd::AsFd;
-    // A flush must see data the reactor has not reported yet, which `try_read` would not (it
-    // trusts the cached readiness): flushes read through a duplicate of the (non-blocking) fd.
-    let direct = rx.as_fd().try_clone_to_owned().map(File::from);
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut pending: Vec<u8> = Vec::new();
     loop {
-        tokio::select! {
-            biased;
-            Some(ack) = flush_rx.recv() => {
-                let eof = match &direct {
-                    Ok(f) => read_available(|b| (&*f).read(b), &mut buf, &mut pending),
-                    Err(_) => read_available(|b| rx.try_read(b), &mut buf, &mut pending),
-                };
-                emit_lines(&mut pending, &sink, true);
-                let _ = ack.send(());
-                if eof {
-                    return;
-                }
-            }
-            ready = rx.readable() => {
-                if ready.is_err() {
-                    emit_lines(&mut pending, &sink, true);
-                    return;
-                }
-                let eof = read_available(|b| rx.try_read(b), &mut buf, &mut pending);
-                emit_lines(&mut pending, &sink, eof);
-                if eof {
-                    return;
-                }
-            }
+        if rx.readable().await.is_err() {
+            emit_lines(&mut lock_pump(&state).pending, &sink, true);
+            return;
+        }
+        let mut st = lock_pump(&state);
+        let PumpState { pending, buf, .. } = &mut *st;
+        let eof = read_available(|b| rx.try_read(b), buf, pending);
+        emit_lines(pending, &sink, eof);
+        if eof {
+            return;
         }
     }
 }
@@ -462,11 +527,13 @@ mod tests {
 
     #[test]
     fn platform_lines_match_lambda() {
-        assert_eq!(
-            start_line("r1", "$LATEST"),
-            "START RequestId: r1 Version: $LATEST"
-        );
-        assert_eq!(end_line("r1"), "END RequestId: r1");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.log");
+        let sink = LogSink::open(&path);
+        sink.begin_capture();
+        sink.start("r1", "$LATEST");
+        // START is held back until the next write.
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
         let mut r = Report {
             request_id: "r1",
             duration_ms: 1.234,
@@ -479,6 +546,22 @@ mod tests {
         assert_eq!(
             report_line(&r),
             "REPORT RequestId: r1\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 40 MB"
+        );
+        sink.end_and_report(&r);
+        let tail = String::from_utf8(sink.end_capture().unwrap()).unwrap();
+        assert_eq!(
+            tail,
+            format!(
+                "START RequestId: r1 Version: $LATEST\nEND RequestId: r1\n{}\n",
+                report_line(&r)
+            )
+        );
+        let mut events = Vec::new();
+        parse_stream(&std::fs::read(&path).unwrap(), "s", 0, &mut events);
+        let messages: Vec<_> = events.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages[..2],
+            ["START RequestId: r1 Version: $LATEST", "END RequestId: r1"]
         );
         r.init_duration_ms = Some(12.345);
         r.status = Some(("error", Some("Runtime.ExitError")));
@@ -606,7 +689,8 @@ mod tests {
         let pump = Pump::spawn(OwnedFd::from(r), sink.clone()).unwrap();
         let mut w = std::fs::File::from(OwnedFd::from(w));
         w.write_all(b"one\ntwo\nthr").unwrap();
-        flush(std::slice::from_ref(&pump), Duration::from_secs(2)).await;
+        // A flush right after the write sees the bytes, whether or not the pump task ran.
+        flush(std::slice::from_ref(&pump));
         let text = std::fs::read_to_string(&path).unwrap();
         let msgs: Vec<_> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
         assert_eq!(msgs, ["one", "two", "thr"]);

@@ -25,19 +25,32 @@
 //! response into one payload, `invoke_streaming` forwards every chunk as the runtime writes it
 //! (see `stream`). Either way the invocation's timeout ends the response.
 //!
+//! The caller gets its answer as soon as the runtime has answered (unless it asked for the log
+//! tail, which must end with `END` and `REPORT`); the environment then finishes in the
+//! background: it waits for the runtime's next `/next`, writes `END`/`REPORT` and goes back to
+//! its pool. Meanwhile it counts as *finishing*, and an invocation of the same pool that finds no
+//! idle environment waits for it (at most `finishing_wait`) instead of starting a new one.
+//!
 //! A background reaper stops environments idle longer than `idle_timeout` and forgets empty
-//! pools. Locks are `std` mutexes held for a few instructions and never across an await; the
-//! lock order is pools map → one pool's idle list → capacity.
+//! pools. Locks are `std` locks held for a few instructions and never across an await; the lock
+//! order is pools map → one pool's idle list → capacity. The warm path takes the pools map for
+//! reading only, and counts running invocations with atomics (no lock shared between functions).
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, oneshot};
 use updraft_sandbox::{ExitInfo, JailSpec};
 
 use self::stream::Sink;
@@ -50,8 +63,8 @@ use crate::metering::{UsageOutcome, UsageRecord, billed_ms};
 use crate::runtime_api::{Assigned, RuntimeEvent, StreamedError};
 use crate::runtimes::{self, Launch, RuntimeRegistry};
 use crate::{
-    EngineConfig, FunctionError, FunctionSpec, Invocation, InvokeError, InvokeOutcome, PoolStats,
-    StreamEvent, THROTTLE_ACCOUNT, THROTTLE_CAPACITY, THROTTLE_RESERVED,
+    EngineConfig, FunctionSpec, Invocation, InvokeError, InvokeOutcome, PoolStats,
+    THROTTLE_ACCOUNT, THROTTLE_CAPACITY, THROTTLE_RESERVED,
 };
 
 /// Time limits of the platform.
@@ -64,6 +77,9 @@ pub(crate) struct Timings {
     pub barrier: Duration,
     /// How long the log pumps may take to write out what the pipes hold.
     pub drain: Duration,
+    /// How long an invocation that finds no idle environment waits for a finishing one (answered,
+    /// not yet back in its pool) before it starts a new environment.
+    pub finishing_wait: Duration,
 }
 
 impl Default for Timings {
@@ -72,6 +88,7 @@ impl Default for Timings {
             init_timeout: Duration::from_secs(10),
             barrier: Duration::from_millis(100),
             drain: Duration::from_millis(50),
+            finishing_wait: Duration::from_millis(100),
         }
     }
 }
@@ -83,12 +100,55 @@ const NOFILE: u64 = 1024;
 /// Records kept for a slow usage subscriber before it starts losing the oldest.
 const USAGE_CHANNEL: usize = 16384;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PoolKey {
     function_arn: String,
     version: String,
     generation: String,
 }
+
+/// A pool key as borrowed parts, so that the warm path looks a pool up without building a key.
+trait PoolKeyView {
+    fn parts(&self) -> (&str, &str, &str);
+}
+
+impl PoolKeyView for PoolKey {
+    fn parts(&self) -> (&str, &str, &str) {
+        (&self.function_arn, &self.version, &self.generation)
+    }
+}
+
+impl PoolKeyView for (&str, &str, &str) {
+    fn parts(&self) -> (&str, &str, &str) {
+        *self
+    }
+}
+
+impl Hash for PoolKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.parts().hash(h);
+    }
+}
+
+impl<'a> Borrow<dyn PoolKeyView + 'a> for PoolKey {
+    fn borrow(&self) -> &(dyn PoolKeyView + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn PoolKeyView + '_ {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.parts().hash(h);
+    }
+}
+
+impl PartialEq for dyn PoolKeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn PoolKeyView + '_ {}
 
 /// The environments of one function version generation.
 pub(crate) struct Pool {
@@ -101,6 +161,13 @@ pub(crate) struct Pool {
     users: AtomicUsize,
     /// Set (under the `idle` lock) when the pool is drained: environments coming back stop.
     retired: AtomicBool,
+    /// Environments whose caller has its answer but which are not back in `idle` yet.
+    finishing: AtomicUsize,
+    /// Told whenever a finishing environment is back in `idle` or gone.
+    returned: Notify,
+    /// Running invocations of the pool's function (all versions and generations share it), for
+    /// reserved concurrency.
+    running: Arc<AtomicU32>,
 }
 
 impl Pool {
@@ -124,6 +191,34 @@ impl Pool {
         found
     }
 
+    /// An idle environment, or one that is finishing within `wait`; `None` means start one.
+    async fn take_or_wait(&self, wait: Duration) -> Option<Env> {
+        if let Some(env) = self.take_idle() {
+            return Some(env);
+        }
+        // An environment is pushed to `idle` before it stops counting as finishing: after
+        // seeing none finishing, one more look finds any that came back meanwhile.
+        if self.finishing.load(Ordering::SeqCst) == 0 {
+            return self.take_idle();
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.returned.notified();
+            tokio::pin!(notified);
+            // Registered before looking again, so a return in between is not missed.
+            notified.as_mut().enable();
+            if let Some(env) = self.take_idle() {
+                return Some(env);
+            }
+            if self.finishing.load(Ordering::SeqCst) == 0 {
+                return self.take_idle();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.take_idle();
+            }
+        }
+    }
+
     /// Marks the pool retired and takes its idle environments (the caller drops them).
     fn retire(&self) -> Vec<Env> {
         let mut idle = self.lock_idle();
@@ -142,20 +237,80 @@ impl Drop for PoolUse {
 }
 
 /// One running invocation counted against its function's reserved concurrency.
-struct ReservedUse {
-    inner: Arc<Inner>,
-    function_arn: String,
+struct ReservedUse(Arc<AtomicU32>);
+
+impl ReservedUse {
+    /// Counts one more running invocation, unless `limit` are running already.
+    fn try_new(running: &Arc<AtomicU32>, limit: Option<u32>) -> Option<ReservedUse> {
+        let mut n = running.load(Ordering::Acquire);
+        loop {
+            if limit.is_some_and(|l| n >= l) {
+                return None;
+            }
+            match running.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(ReservedUse(running.clone())),
+                Err(now) => n = now,
+            }
+        }
+    }
 }
 
 impl Drop for ReservedUse {
     fn drop(&mut self) {
-        let mut map = self.inner.lock_reserved();
-        if let Some(n) = map.get_mut(&self.function_arn) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&self.function_arn);
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An invocation polled in its caller's task until the caller has its answer; dropping it hands
+/// what is left to a task of its own.
+struct RunToEnd(Option<Pin<Box<dyn Future<Output = ()> + Send + 'static>>>);
+
+impl RunToEnd {
+    /// Polls the invocation once. A panic inside it ends it (its reply sender is dropped, so the
+    /// caller gets an internal error) without unwinding into the caller's connection.
+    fn poll_step(&mut self, cx: &mut Context<'_>) {
+        let Some(fut) = self.0.as_mut() else { return };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => {}
+            Ok(Poll::Ready(())) => self.0 = None,
+            Err(_) => {
+                tracing::error!("invocation panicked");
+                self.0 = None;
             }
         }
+    }
+}
+
+impl Drop for RunToEnd {
+    fn drop(&mut self) {
+        if let Some(fut) = self.0.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(fut);
+        }
+    }
+}
+
+/// What admitted an invocation; dropped as soon as its caller has the answer.
+struct Admission {
+    _account: OwnedSemaphorePermit,
+    _reserved: ReservedUse,
+}
+
+/// Counts an environment as finishing (answered, not yet back in its pool) while it lives.
+struct Finishing<'a>(&'a Pool);
+
+impl<'a> Finishing<'a> {
+    fn new(pool: &'a Pool) -> Self {
+        pool.finishing.fetch_add(1, Ordering::SeqCst);
+        Finishing(pool)
+    }
+}
+
+impl Drop for Finishing<'_> {
+    fn drop(&mut self) {
+        self.0.finishing.fetch_sub(1, Ordering::SeqCst);
+        self.0.returned.notify_waiters();
     }
 }
 
@@ -168,9 +323,10 @@ pub(crate) struct Inner {
     launcher: Arc<dyn Launcher>,
     timings: Timings,
     account: Arc<Semaphore>,
-    pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
-    /// Running invocations per unqualified function ARN.
-    reserved: Mutex<HashMap<String, u32>>,
+    pools: RwLock<HashMap<PoolKey, Arc<Pool>>>,
+    /// Running invocations per unqualified function ARN, shared by the function's pools (each
+    /// pool holds its counter; entries whose pools are all gone are forgotten by the reaper).
+    running: Mutex<HashMap<String, Weak<AtomicU32>>>,
     capacity: Arc<Capacity>,
     shutting_down: AtomicBool,
     ro_paths: Vec<PathBuf>,
@@ -237,31 +393,58 @@ impl Inner {
             usage,
             launcher,
             timings,
-            pools: Mutex::new(HashMap::new()),
-            reserved: Mutex::new(HashMap::new()),
+            pools: RwLock::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
         })
     }
 
-    fn lock_pools(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Arc<Pool>>> {
-        self.pools.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_pools(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<PoolKey, Arc<Pool>>> {
+        self.pools.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_reserved(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
-        self.reserved.lock().unwrap_or_else(|p| p.into_inner())
+    fn read_pools(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PoolKey, Arc<Pool>>> {
+        self.pools.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<AtomicU32>>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
 
+    /// Runs one invocation and resolves as soon as its result is known. The invocation is polled
+    /// by the caller's own task (no hand-off to another task on the way to the environment and
+    /// back); whatever is left of it when the caller stops polling (the environment finishing
+    /// after the answer, or the whole invocation when the caller went away) goes on in a task of
+    /// its own, so an invocation always runs to its end.
     pub(crate) async fn invoke(
         self: &Arc<Self>,
         spec: Arc<FunctionSpec>,
         inv: Invocation,
     ) -> Result<InvokeOutcome, InvokeError> {
-        let mut sink = Sink::Collect;
-        Ok(self.invoke_into(spec, inv, &mut sink).await?.outcome)
+        let (tx, mut rx) = oneshot::channel();
+        let inner = self.clone();
+        let mut run = RunToEnd(Some(Box::pin(async move {
+            inner.invoke_into(spec, inv, Sink::Collect(Some(tx))).await;
+        })));
+        let answer = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = Pin::new(&mut rx).poll(cx) {
+                return Poll::Ready(r);
+            }
+            run.poll_step(cx);
+            // A run that ended has answered (or dropped its sender): `rx` is ready then.
+            Pin::new(&mut rx).poll(cx)
+        })
+        .await;
+        drop(run);
+        answer.unwrap_or_else(|_| {
+            Err(InvokeError::Internal(
+                "invocation task ended without an answer".to_string(),
+            ))
+        })
     }
 
     /// Runs one invocation whose response is forwarded to `f` (see `Engine::invoke_streaming`).
@@ -271,48 +454,28 @@ impl Inner {
         inv: Invocation,
         f: stream::Forwarder,
     ) {
-        let mut sink = Sink::Forward(f);
-        let result = self.invoke_into(spec, inv, &mut sink).await;
-        let Sink::Forward(mut f) = sink else { return };
-        let complete = match result {
-            Ok(ended) => {
-                f.start(None, false);
-                StreamEvent::Complete {
-                    function_error: ended.error_type.map(|error_type| FunctionError {
-                        error_type,
-                        error_body: ended.outcome.payload,
-                    }),
-                    log_tail: ended.outcome.log_tail,
-                }
-            }
-            Err(e) => {
-                if f.fail(e) {
-                    return;
-                }
-                // Not reached (refusals come before any answer), but a stream must end.
-                StreamEvent::Complete {
-                    function_error: Some(FunctionError {
-                        error_type: "ServiceException".to_string(),
-                        error_body: messages::error_json(&[
-                            ("errorMessage", "the invocation failed"),
-                            ("errorType", "ServiceException"),
-                        ]),
-                    }),
-                    log_tail: None,
-                }
-            }
-        };
-        // The invocation is over (its permits are back); only a reader that is still there waits.
-        let _ = f.tx.send(complete).await;
+        self.invoke_into(spec, inv, Sink::Forward(f)).await;
     }
 
-    /// Runs one invocation whose response goes to `sink`.
+    /// Runs one invocation whose response and result go to `sink` (the result exactly once).
     pub(crate) async fn invoke_into(
         self: &Arc<Self>,
         spec: Arc<FunctionSpec>,
         inv: Invocation,
+        mut sink: Sink,
+    ) {
+        if let Err(e) = self.try_invoke(&spec, inv, &mut sink).await {
+            sink.finish(Err(e));
+        }
+    }
+
+    /// Admits and runs one invocation; an error means it was refused before anything ran.
+    async fn try_invoke(
+        self: &Arc<Self>,
+        spec: &FunctionSpec,
+        inv: Invocation,
         sink: &mut Sink,
-    ) -> Result<Ended, InvokeError> {
+    ) -> Result<(), InvokeError> {
         if self.is_shutting_down() {
             return Err(InvokeError::ShuttingDown);
         }
@@ -325,75 +488,94 @@ impl Inner {
                 reason: THROTTLE_RESERVED,
             });
         }
-        let _permit =
+        let account =
             self.account
                 .clone()
                 .try_acquire_owned()
                 .map_err(|_| InvokeError::Throttled {
                     reason: THROTTLE_ACCOUNT,
                 })?;
-        let _reserved = self.reserve_concurrency(&spec)?;
-        let pool = self.checkout(&spec);
+        let pool = self.checkout(spec);
+        let reserved = ReservedUse::try_new(&pool.0.running, spec.reserved_concurrency).ok_or(
+            InvokeError::Throttled {
+                reason: THROTTLE_RESERVED,
+            },
+        )?;
+        let admission = Admission {
+            _account: account,
+            _reserved: reserved,
+        };
         let started = SystemTime::now();
-        let (env, init) = match pool.0.take_idle() {
+        let (env, init) = match pool.0.take_or_wait(self.timings.finishing_wait).await {
             Some(env) => (env, None),
             None => match self
-                .cold_start(&pool.0, &spec, &launch, &inv, started)
+                .cold_start(&pool.0, spec, &launch, &inv, started)
                 .await?
             {
                 ColdStart::Ready(env, init) => (env, Some(init)),
-                ColdStart::Failed(ended) => return Ok(ended),
+                ColdStart::Failed(ended) => {
+                    drop(admission);
+                    sink.finish(Ok(ended));
+                    return Ok(());
+                }
             },
         };
-        let (ended, env) = self.run(env, &spec, inv, init, started, sink).await;
-        if let Some(env) = env {
-            self.put_back(&pool.0, env);
-        }
-        Ok(ended)
-    }
-
-    fn reserve_concurrency(
-        self: &Arc<Self>,
-        spec: &FunctionSpec,
-    ) -> Result<ReservedUse, InvokeError> {
-        let mut map = self.lock_reserved();
-        let n = map.entry(spec.function_arn.clone()).or_insert(0);
-        if spec.reserved_concurrency.is_some_and(|limit| *n >= limit) {
-            if *n == 0 {
-                map.remove(&spec.function_arn);
-            }
-            return Err(InvokeError::Throttled {
-                reason: THROTTLE_RESERVED,
-            });
-        }
-        *n += 1;
-        Ok(ReservedUse {
-            inner: self.clone(),
-            function_arn: spec.function_arn.clone(),
-        })
+        self.run(&pool.0, env, spec, inv, init, started, sink, admission)
+            .await;
+        Ok(())
     }
 
     fn checkout(&self, spec: &FunctionSpec) -> PoolUse {
-        let key = PoolKey {
-            function_arn: spec.function_arn.clone(),
-            version: spec.version.clone(),
-            generation: spec.generation.clone(),
-        };
+        let view = (
+            spec.function_arn.as_str(),
+            spec.version.as_str(),
+            spec.generation.as_str(),
+        );
+        let found = self
+            .read_pools()
+            .get(&view as &dyn PoolKeyView)
+            .map(|pool| {
+                pool.users.fetch_add(1, Ordering::AcqRel);
+                pool.clone()
+            });
+        if let Some(pool) = found {
+            return PoolUse(pool);
+        }
         let mut pools = self.lock_pools();
-        let pool = pools
-            .entry(key.clone())
-            .or_insert_with(|| {
-                Arc::new(Pool {
-                    key,
+        let pool = match pools.get(&view as &dyn PoolKeyView) {
+            Some(pool) => pool.clone(),
+            None => {
+                let pool = Arc::new(Pool {
+                    key: PoolKey {
+                        function_arn: spec.function_arn.clone(),
+                        version: spec.version.clone(),
+                        generation: spec.generation.clone(),
+                    },
                     idle: Mutex::new(Vec::new()),
                     live: Arc::new(AtomicUsize::new(0)),
                     users: AtomicUsize::new(0),
                     retired: AtomicBool::new(false),
-                })
-            })
-            .clone();
+                    finishing: AtomicUsize::new(0),
+                    returned: Notify::new(),
+                    running: self.running_counter(&spec.function_arn),
+                });
+                pools.insert(pool.key.clone(), pool.clone());
+                pool
+            }
+        };
         pool.users.fetch_add(1, Ordering::AcqRel);
         PoolUse(pool)
+    }
+
+    /// The running-invocations counter of a function, shared by all its pools.
+    fn running_counter(&self, function_arn: &str) -> Arc<AtomicU32> {
+        let mut map = self.lock_running();
+        if let Some(c) = map.get(function_arn).and_then(Weak::upgrade) {
+            return c;
+        }
+        let c = Arc::new(AtomicU32::new(0));
+        map.insert(function_arn.to_string(), Arc::downgrade(&c));
+        c
     }
 
     fn put_back(&self, pool: &Pool, mut env: Env) {
@@ -421,7 +603,7 @@ impl Inner {
                 return Ok(lease);
             }
             let victim = {
-                let pools = self.lock_pools();
+                let pools = self.read_pools();
                 let mut best: Option<(&Arc<Pool>, Instant)> = None;
                 for (key, pool) in pools.iter() {
                     if key == own {
@@ -558,11 +740,9 @@ impl Inner {
             init_report.push_str(&format!("\tError Type: {error_type}"));
         }
         env.log.platform(&init_report);
-        env.log
-            .platform(&logs::start_line(&inv.request_id, &spec.version));
-        env.log.platform(&logs::end_line(&inv.request_id));
-        let max_mem = env.max_memory_used_mb();
-        env.log.platform(&logs::report_line(&Report {
+        env.log.start(&inv.request_id, &spec.version);
+        let max_mem = env.max_memory_used_mb(true);
+        env.log.end_and_report(&Report {
             request_id: &inv.request_id,
             duration_ms: 0.0,
             billed_ms: 0,
@@ -570,7 +750,7 @@ impl Inner {
             max_memory_used_mb: max_mem,
             init_duration_ms: Some(init_ms),
             status: Some((status, Some(&error_type))),
-        }));
+        });
         let log_tail = env.log.end_capture();
         self.meter(
             spec,
@@ -593,22 +773,27 @@ impl Inner {
         }))
     }
 
-    /// Runs one invocation on a ready environment; returns the environment when it may be reused.
+    /// Runs one invocation on a ready environment and hands the result to `sink`: right after
+    /// the runtime's answer when no log tail is wanted (the environment then finishes in the
+    /// background of this task), otherwise once `END` and `REPORT` are written. The environment
+    /// goes back to `pool` when it may be reused.
+    #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
+        pool: &Pool,
         mut env: Env,
         spec: &FunctionSpec,
         inv: Invocation,
         init: Option<Duration>,
         started: SystemTime,
         sink: &mut Sink,
-    ) -> (Ended, Option<Env>) {
+        admission: Admission,
+    ) {
         let stale_exit = env.drain_stale();
         if inv.want_log_tail {
             env.log.begin_capture();
         }
-        env.log
-            .platform(&logs::start_line(&inv.request_id, &spec.version));
+        env.log.start(&inv.request_id, &spec.version);
         let timeout = Duration::from_secs(u64::from(spec.timeout_s.max(1)));
         let dispatched = Instant::now();
         let deadline = dispatched + timeout;
@@ -630,36 +815,30 @@ impl Inner {
             None => wait_finish(&mut env, &inv.request_id, deadline, sink).await,
         };
         let duration = dispatched.elapsed();
-        let mut reusable = false;
         let mut status: Option<(&str, Option<&str>)> = None;
         let mut error_type_owned = None;
         let mut error_type: Option<String> = None;
+        // Whether the runtime answered (it then asks for more work with `/next`).
+        let mut answered = true;
         let (payload, function_error, outcome) = match finish {
             Finish::Response(body, content_type) => {
                 // A streaming caller gets a buffered response as soon as it is there.
                 let body = sink.deliver_buffered(body, content_type);
-                reusable = self.after_answer(&mut env).await;
                 (body, None, UsageOutcome::Success)
             }
             Finish::Streamed {
                 collected,
                 error: None,
-            } => {
-                reusable = self.after_answer(&mut env).await;
-                (collected, None, UsageOutcome::Success)
-            }
+            } => (collected, None, UsageOutcome::Success),
             Finish::Streamed { error: Some(e), .. } => {
-                reusable = self.after_answer(&mut env).await;
                 error_type = Some(e.error_type);
                 (e.body, Some("Unhandled"), UsageOutcome::FunctionError)
             }
             Finish::Error(body, et) => {
-                reusable = self.after_answer(&mut env).await;
                 error_type = Some(et);
                 (body, Some("Unhandled"), UsageOutcome::FunctionError)
             }
             Finish::TooLarge(limit) => {
-                reusable = self.after_answer(&mut env).await;
                 error_type = Some(messages::RESPONSE_TOO_LARGE.to_string());
                 (
                     messages::response_too_large_payload_of(limit),
@@ -668,6 +847,7 @@ impl Inner {
                 )
             }
             Finish::Exited(info) => {
+                answered = false;
                 env.drain_logs_after_exit(self.timings.drain).await;
                 let (p, et) = messages::exit_payload(&inv.request_id, &info, env.oom_killed());
                 error_type_owned = Some(et);
@@ -675,6 +855,7 @@ impl Inner {
                 (p, Some("Unhandled"), UsageOutcome::Crash)
             }
             Finish::Timeout => {
+                answered = false;
                 error_type = Some(TIMEOUT_ERROR_TYPE.to_string());
                 env.kill().await;
                 env.drain_logs_after_exit(self.timings.drain).await;
@@ -692,11 +873,33 @@ impl Inner {
         if let Some(et) = error_type_owned {
             status = Some(("error", Some(et)));
         }
+        let mut ended = Some(Ended {
+            outcome: InvokeOutcome {
+                payload,
+                function_error,
+                log_tail: None,
+                executed_version: spec.version.clone(),
+            },
+            error_type,
+        });
+        let mut admission = Some(admission);
+        let mut finishing = None;
+        if answered && !inv.want_log_tail {
+            // The caller has all it asked for: answer now, finish the environment afterwards.
+            finishing = Some(Finishing::new(pool));
+            drop(admission.take());
+            if let Some(ended) = ended.take() {
+                sink.finish(Ok(ended));
+            }
+        }
+        let reusable = answered && self.after_answer(&mut env).await;
         let duration_ms = duration.as_secs_f64() * 1000.0;
         let init_ms = init.map(|d| d.as_secs_f64() * 1000.0);
-        let max_mem = env.max_memory_used_mb();
-        env.log.platform(&logs::end_line(&inv.request_id));
-        env.log.platform(&logs::report_line(&Report {
+        // A cold start or a failure gets a fresh reading; quick warm invocations in a row may
+        // share one (see `Env::max_memory_used_mb`).
+        let fresh = init.is_some() || outcome != UsageOutcome::Success;
+        let max_mem = env.max_memory_used_mb(fresh);
+        env.log.end_and_report(&Report {
             request_id: &inv.request_id,
             duration_ms,
             billed_ms: billed_ms(duration_ms),
@@ -704,20 +907,20 @@ impl Inner {
             max_memory_used_mb: max_mem,
             init_duration_ms: init_ms,
             status,
-        }));
+        });
         let log_tail = env.log.end_capture();
         self.meter(spec, &inv, started, duration_ms, max_mem, init_ms, outcome);
-        let outcome = InvokeOutcome {
-            payload,
-            function_error,
-            log_tail: inv.want_log_tail.then(|| log_tail.unwrap_or_default()),
-            executed_version: spec.version.clone(),
-        };
-        let ended = Ended {
-            outcome,
-            error_type,
-        };
-        (ended, reusable.then_some(env))
+        if let Some(mut ended) = ended.take() {
+            ended.outcome.log_tail = inv.want_log_tail.then(|| log_tail.unwrap_or_default());
+            drop(admission.take());
+            sink.finish(Ok(ended));
+        }
+        if reusable {
+            self.put_back(pool, env);
+        } else {
+            drop(env);
+        }
+        drop(finishing);
     }
 
     /// After the runtime answered: wait for its next `/next` (it flushes its output before asking
@@ -735,7 +938,7 @@ impl Inner {
         .await;
         let alive = barrier.unwrap_or(true) && !env.is_dead();
         if alive {
-            env.flush_logs(self.timings.drain).await;
+            env.flush_logs();
         } else {
             env.drain_logs_after_exit(self.timings.drain).await;
         }
@@ -830,10 +1033,11 @@ impl Inner {
             });
         }
         drop(expired);
+        self.lock_running().retain(|_, c| c.strong_count() > 0);
     }
 
     pub(crate) fn pool_stats(&self) -> Vec<PoolStats> {
-        let pools = self.lock_pools();
+        let pools = self.read_pools();
         let mut out: Vec<PoolStats> = pools
             .values()
             .map(|p| PoolStats {
@@ -937,12 +1141,30 @@ fn posted_error_type(header: Option<&str>, body: &[u8]) -> String {
 
 /// An X-Ray trace header for invocations that came without one (Lambda always sends one).
 fn new_trace_id() -> String {
-    let r = uuid::Uuid::new_v4().simple().to_string();
+    let r = (u128::from(random_u64()) << 32) | u128::from(random_u64() as u32);
     let secs = SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    format!("Root=1-{secs:08x}-{};Sampled=0", &r[..24])
+    format!("Root=1-{secs:08x}-{r:024x};Sampled=0")
+}
+
+thread_local! {
+    /// SplitMix64 state, seeded once per thread from the OS.
+    static RANDOM: std::cell::Cell<u64> = std::cell::Cell::new(uuid::Uuid::new_v4().as_u64_pair().0);
+}
+
+/// A fast non-cryptographic random number: trace ids must be unique, not unguessable, and the
+/// OS's generator would cost a system call on every invocation.
+fn random_u64() -> u64 {
+    RANDOM.with(|state| {
+        let x = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(x);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
 }
 
 /// `X-Amz-Client-Context` is base64 JSON; the runtime gets the JSON, on one line. Anything that is

@@ -111,7 +111,7 @@ pub(crate) enum StreamPiece {
 
 /// An error a runtime reported in the trailers of a streamed response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StreamedError {
+pub struct StreamedError {
     pub error_type: String,
     /// The decoded `Lambda-Runtime-Function-Error-Body` (JSON as the runtime wrote it).
     pub body: Bytes,
@@ -174,7 +174,7 @@ impl StreamedBody {
 
 /// The error a runtime put in the trailers, if any. A body that is not base64 is passed on as
 /// given; a type without a body gets a minimal body in Lambda's shape.
-pub(crate) fn trailer_error(trailers: &HeaderMap) -> Option<StreamedError> {
+pub fn trailer_error(trailers: &HeaderMap) -> Option<StreamedError> {
     let error_type = trailers
         .get(ERROR_TYPE_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -329,28 +329,42 @@ fn too_large() -> Reply {
     )
 }
 
-/// Routes of the API.
+/// A Runtime API request, classified from its head alone (method, path and headers), before any
+/// body is read.
 #[derive(Debug, PartialEq, Eq)]
-enum Route<'a> {
+pub enum RuntimeRoute<'a> {
+    /// `GET .../invocation/next`.
     Next,
-    Response(&'a str),
+    /// `POST .../invocation/{id}/response`; `streaming` when the runtime asked for streaming mode.
+    Response { id: &'a str, streaming: bool },
+    /// `POST .../invocation/{id}/error`.
     Error(&'a str),
+    /// `POST .../init/error`.
     InitError,
 }
 
-fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, StatusCode> {
+/// Classifies a Runtime API request. The error is the status of the `InvalidRequest` answer: 404
+/// for a path the API does not have, 405 for a known path asked with the wrong method.
+///
+/// Public so that the fuzz targets exercise the very function the server routes with.
+pub fn route<'a>(
+    method: &Method,
+    path: &'a str,
+    headers: &HeaderMap,
+) -> Result<RuntimeRoute<'a>, StatusCode> {
     let rest = path.strip_prefix(PREFIX).ok_or(StatusCode::NOT_FOUND)?;
     let (route, want) = if rest == "invocation/next" {
-        (Route::Next, Method::GET)
+        (RuntimeRoute::Next, Method::GET)
     } else if rest == "init/error" {
-        (Route::InitError, Method::POST)
+        (RuntimeRoute::InitError, Method::POST)
     } else if let Some(inv) = rest.strip_prefix("invocation/") {
         match inv.rsplit_once('/') {
             Some((id, "response")) if !id.is_empty() && !id.contains('/') => {
-                (Route::Response(id), Method::POST)
+                let streaming = is_streaming(headers);
+                (RuntimeRoute::Response { id, streaming }, Method::POST)
             }
             Some((id, "error")) if !id.is_empty() && !id.contains('/') => {
-                (Route::Error(id), Method::POST)
+                (RuntimeRoute::Error(id), Method::POST)
             }
             _ => return Err(StatusCode::NOT_FOUND),
         }
@@ -365,17 +379,23 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, StatusCode> {
 
 async fn handle(api: Arc<RuntimeApi>, req: Request<Incoming>) -> Result<Reply, Infallible> {
     let path = req.uri().path().to_string();
-    let reply = match route(req.method(), &path) {
+    let reply = match route(req.method(), &path, req.headers()) {
         Err(status) => api_error(
             status,
             "InvalidRequest",
             "Unknown runtime API path or method",
         ),
-        Ok(Route::Next) => next(&api).await,
-        Ok(Route::Response(id)) if is_streaming(&req) => answer_streaming(&api, id, req).await,
-        Ok(Route::Response(id)) => answer(&api, id, req, Answer::Response).await,
-        Ok(Route::Error(id)) => answer(&api, id, req, Answer::Error).await,
-        Ok(Route::InitError) => init_error(&api, req).await,
+        Ok(RuntimeRoute::Next) => next(&api).await,
+        Ok(RuntimeRoute::Response {
+            id,
+            streaming: true,
+        }) => answer_streaming(&api, id, req).await,
+        Ok(RuntimeRoute::Response {
+            id,
+            streaming: false,
+        }) => answer(&api, id, req, Answer::Response).await,
+        Ok(RuntimeRoute::Error(id)) => answer(&api, id, req, Answer::Error).await,
+        Ok(RuntimeRoute::InitError) => init_error(&api, req).await,
     };
     Ok(reply)
 }
@@ -573,8 +593,8 @@ async fn answer(api: &RuntimeApi, id: &str, req: Request<Incoming>, kind: Answer
     accepted()
 }
 
-fn is_streaming(req: &Request<Incoming>) -> bool {
-    req.headers()
+fn is_streaming(headers: &HeaderMap) -> bool {
+    headers
         .get(RESPONSE_MODE_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("streaming"))
@@ -655,37 +675,81 @@ mod tests {
     fn routes() {
         let get = Method::GET;
         let post = Method::POST;
+        let none = HeaderMap::new();
         assert_eq!(
-            route(&get, "/2018-06-01/runtime/invocation/next"),
-            Ok(Route::Next)
+            route(&get, "/2018-06-01/runtime/invocation/next", &none),
+            Ok(RuntimeRoute::Next)
         );
         assert_eq!(
-            route(&post, "/2018-06-01/runtime/invocation/abc-1/response"),
-            Ok(Route::Response("abc-1"))
+            route(
+                &post,
+                "/2018-06-01/runtime/invocation/abc-1/response",
+                &none
+            ),
+            Ok(RuntimeRoute::Response {
+                id: "abc-1",
+                streaming: false
+            })
         );
         assert_eq!(
-            route(&post, "/2018-06-01/runtime/invocation/abc-1/error"),
-            Ok(Route::Error("abc-1"))
+            route(&post, "/2018-06-01/runtime/invocation/abc-1/error", &none),
+            Ok(RuntimeRoute::Error("abc-1"))
         );
         assert_eq!(
-            route(&post, "/2018-06-01/runtime/init/error"),
-            Ok(Route::InitError)
+            route(&post, "/2018-06-01/runtime/init/error", &none),
+            Ok(RuntimeRoute::InitError)
         );
         assert_eq!(
-            route(&post, "/2018-06-01/runtime/invocation/next"),
+            route(&post, "/2018-06-01/runtime/invocation/next", &none),
             Err(StatusCode::METHOD_NOT_ALLOWED)
         );
         assert_eq!(
-            route(&get, "/2019-01-01/runtime/invocation/next"),
+            route(&get, "/2019-01-01/runtime/invocation/next", &none),
             Err(StatusCode::NOT_FOUND)
         );
         assert_eq!(
-            route(&post, "/2018-06-01/runtime/invocation//response"),
+            route(&post, "/2018-06-01/runtime/invocation//response", &none),
             Err(StatusCode::NOT_FOUND)
         );
         assert_eq!(
-            route(&post, "/2018-06-01/runtime/invocation/a/b/response"),
+            route(&post, "/2018-06-01/runtime/invocation/a/b/response", &none),
             Err(StatusCode::NOT_FOUND)
+        );
+    }
+
+    #[test]
+    fn streaming_mode_is_read_from_the_header() {
+        let post = Method::POST;
+        let path = "/2018-06-01/runtime/invocation/abc-1/response";
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            RESPONSE_MODE_HEADER,
+            HeaderValue::from_static(" Streaming "),
+        );
+        assert_eq!(
+            route(&post, path, &headers),
+            Ok(RuntimeRoute::Response {
+                id: "abc-1",
+                streaming: true
+            })
+        );
+        headers.insert(RESPONSE_MODE_HEADER, HeaderValue::from_static("buffered"));
+        assert_eq!(
+            route(&post, path, &headers),
+            Ok(RuntimeRoute::Response {
+                id: "abc-1",
+                streaming: false
+            })
+        );
+        // Only a response can stream; the header does not change other routes.
+        headers.insert(RESPONSE_MODE_HEADER, HeaderValue::from_static("streaming"));
+        assert_eq!(
+            route(
+                &post,
+                "/2018-06-01/runtime/invocation/abc-1/error",
+                &headers
+            ),
+            Ok(RuntimeRoute::Error("abc-1"))
         );
     }
 

@@ -491,8 +491,14 @@ fn parse_authorization(value: &str) -> Result<(String, String, String), VerifyEr
             "Signature" => &mut signature,
             _ => continue,
         };
-        if slot.replace(val.trim_matches(is_http_space).to_owned()).is_some() {
-            return Err(malformed(format!("{} appears more than once", key.trim_matches(is_http_space))));
+        if slot
+            .replace(val.trim_matches(is_http_space).to_owned())
+            .is_some()
+        {
+            return Err(malformed(format!(
+                "{} appears more than once",
+                key.trim_matches(is_http_space)
+            )));
         }
     }
     let missing = |name: &str| malformed(format!("missing {name}"));
@@ -604,6 +610,11 @@ fn presigned_claim(query: &[QueryParam], now: OffsetDateTime) -> Result<Claim, V
         signature,
         request_time,
     })
+}
+
+/// The whitespace HTTP allows around header value parts; Unicode spaces are data, not padding.
+fn is_http_space(c: char) -> bool {
+    c == ' ' || c == '\t'
 }
 
 #[cfg(test)]
@@ -1413,9 +1424,4 @@ mod tests {
             );
         }
     }
-}
-
-/// The whitespace HTTP allows around header value parts; Unicode spaces are data, not padding.
-fn is_http_space(c: char) -> bool {
-    c == ' ' || c == '\t'
 }

@@ -11,6 +11,7 @@
 
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import util from 'node:util';
 import { createRequire } from 'node:module';
@@ -143,40 +144,182 @@ function patchConsole() {
 // Runtime API client
 // ---------------------------------------------------------------------------
 
+const CRLF2 = Buffer.from('\r\n\r\n');
+const CRLF = Buffer.from('\r\n');
+
+/**
+ * One kept-alive HTTP/1.1 connection to the Runtime API for /next and the buffered
+ * answers, one request at a time (later ones wait their turn). Requests are written and
+ * answers parsed right here on a `net` socket: the Runtime API's answers are small and
+ * simple, and node:http's general client (agent, request and message objects, events)
+ * costs more than the rest of a warm invocation in this process.
+ *
+ * The socket is unref'd while no request is in flight, so an idle connection never
+ * holds the event loop open (callbackWaitsForEmptyEventLoop depends on that).
+ */
+class RuntimeConnection {
+  constructor(hostname, port) {
+    this.hostname = hostname;
+    this.port = port;
+    this.socket = null;
+    this.buf = Buffer.alloc(0);
+    this.current = null; // { resolve, reject, received }
+    this.queue = [];
+  }
+
+  request(method, urlPath, headers, body) {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ method, urlPath, headers, body, resolve, reject });
+      if (!this.current) this.sendNext();
+    });
+  }
+
+  connect() {
+    const socket = net.connect({ host: this.hostname, port: this.port });
+    // Small requests must not wait for the peer's delayed ACK (Nagle).
+    socket.setNoDelay(true);
+    socket.on('data', (chunk) => {
+      if (socket !== this.socket) return;
+      this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+      if (this.current) {
+        this.current.received = true;
+        this.parse();
+      }
+    });
+    const gone = (err) => {
+      if (socket !== this.socket) return;
+      this.socket = null;
+      this.buf = Buffer.alloc(0);
+      const cur = this.current;
+      if (!cur) return;
+      this.current = null;
+      if (cur.atEnd) {
+        // A body that runs to the end of the connection.
+        cur.atEnd = false;
+        cur.resolve({ status: cur.status, headers: cur.headers, body: cur.tail });
+      } else if (!cur.received && !cur.retried) {
+        // A kept-alive connection the server had closed: send once more on a new one.
+        cur.retried = true;
+        this.queue.unshift(cur.req);
+        cur.req.retried = true;
+      } else {
+        cur.reject(err || new Error('Runtime API connection closed'));
+      }
+      this.sendNext();
+    };
+    socket.on('error', (err) => gone(err));
+    socket.on('close', () => gone(null));
+    this.socket = socket;
+    this.buf = Buffer.alloc(0);
+  }
+
+  sendNext() {
+    if (this.current || this.queue.length === 0) {
+      if (!this.current && this.socket) this.socket.unref();
+      return;
+    }
+    const req = this.queue.shift();
+    if (!this.socket) this.connect();
+    this.socket.ref();
+    const { method, urlPath, headers, body } = req;
+    let head = `${method} ${urlPath} HTTP/1.1\r\nHost: ${this.hostname}:${this.port}\r\n`;
+    if (body !== undefined) head += `Content-Length: ${body.length}\r\n`;
+    for (const name in headers) head += `${name}: ${headers[name]}\r\n`;
+    head += '\r\n';
+    this.current = { req, resolve: req.resolve, reject: req.reject, received: false, retried: !!req.retried };
+    this.socket.write(body === undefined ? head : Buffer.concat([Buffer.from(head, 'latin1'), body]));
+  }
+
+  /** Completes the current request if its whole answer is buffered. */
+  parse() {
+    const cur = this.current;
+    if (cur.atEnd) {
+      cur.tail = Buffer.concat([cur.tail, this.buf]);
+      this.buf = Buffer.alloc(0);
+      return;
+    }
+    const end = this.buf.indexOf(CRLF2);
+    if (end < 0) return;
+    const lines = this.buf.toString('latin1', 0, end).split('\r\n');
+    const status = parseInt(lines[0].split(' ')[1], 10);
+    const headers = {};
+    for (let i = 1; i < lines.length; i++) {
+      const colon = lines[i].indexOf(':');
+      if (colon > 0) headers[lines[i].slice(0, colon).trim().toLowerCase()] = lines[i].slice(colon + 1).trim();
+    }
+    let rest = this.buf.subarray(end + 4);
+    let body;
+    if ((headers['transfer-encoding'] || '').toLowerCase() === 'chunked') {
+      const decoded = decodeChunked(rest);
+      if (!decoded) return;
+      body = decoded.body;
+      rest = rest.subarray(decoded.used);
+    } else if (headers['content-length'] !== undefined) {
+      const n = parseInt(headers['content-length'], 10);
+      if (rest.length < n) return;
+      body = Buffer.from(rest.subarray(0, n));
+      rest = rest.subarray(n);
+    } else if (status === 204 || status === 304 || (status >= 100 && status < 200)) {
+      body = Buffer.alloc(0);
+    } else {
+      Object.assign(cur, { atEnd: true, status, headers, tail: Buffer.from(rest) });
+      this.buf = Buffer.alloc(0);
+      return;
+    }
+    this.buf = rest.length ? Buffer.from(rest) : Buffer.alloc(0);
+    this.current = null;
+    if ((headers.connection || '').toLowerCase() === 'close' && this.socket) {
+      const socket = this.socket;
+      this.socket = null;
+      socket.destroy();
+    }
+    cur.resolve({ status, headers, body });
+    this.sendNext();
+  }
+}
+
+/** A whole chunked body at the start of `buf`, or null while it is incomplete. */
+function decodeChunked(buf) {
+  const parts = [];
+  let pos = 0;
+  for (;;) {
+    const eol = buf.indexOf(CRLF, pos);
+    if (eol < 0) return null;
+    const size = parseInt(buf.toString('latin1', pos, eol).split(';')[0].trim(), 16);
+    pos = eol + 2;
+    if (size === 0) break;
+    if (buf.length < pos + size + 2) return null;
+    parts.push(buf.subarray(pos, pos + size));
+    pos += size + 2;
+  }
+  // Trailers, up to the empty line.
+  for (;;) {
+    const eol = buf.indexOf(CRLF, pos);
+    if (eol < 0) return null;
+    const empty = eol === pos;
+    pos = eol + 2;
+    if (empty) break;
+  }
+  return { body: Buffer.concat(parts), used: pos };
+}
+
 class RuntimeApi {
   constructor(address) {
     const colon = address.lastIndexOf(':');
     this.hostname = colon > 0 ? address.slice(0, colon) : address;
     this.port = colon > 0 ? parseInt(address.slice(colon + 1), 10) : 80;
-    // One kept-alive socket serves every call: an invocation costs no TCP handshake.
-    // Idle kept-alive sockets are unref'd by the agent, so they never hold the event
-    // loop open (callbackWaitsForEmptyEventLoop depends on that).
+    this.conn = new RuntimeConnection(this.hostname, this.port);
+    // Streamed responses go through node:http (chunked bodies with trailers). Idle
+    // kept-alive sockets are unref'd by the agent, so they never hold the event loop open.
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   }
 
   request(method, urlPath, headers, body) {
-    return new Promise((resolve, reject) => {
-      const req = http.request(
-        { hostname: this.hostname, port: this.port, path: urlPath, method, headers, agent: this.agent },
-        (res) => {
-          const chunks = [];
-          res.on('data', (c) => chunks.push(c));
-          res.on('end', () =>
-            resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }),
-          );
-          res.on('error', reject);
-        },
-      );
-      // Small requests must not wait for the peer's delayed ACK (Nagle); the call is a
-      // no-op once the socket already has it.
-      req.on('socket', (socket) => socket.setNoDelay(true));
-      req.on('error', reject);
-      req.end(body);
-    });
+    return this.conn.request(method, urlPath, headers, body);
   }
 
   async next() {
-    const res = await this.request('GET', `${API_PREFIX}/invocation/next`, {});
+    const res = await this.request('GET', `${API_PREFIX}/invocation/next`, {}, undefined);
     if (res.status !== 200) {
       throw new Error(`GET /runtime/invocation/next answered ${res.status}: ${res.body.toString()}`);
     }
@@ -206,7 +349,7 @@ class RuntimeApi {
     const res = await this.request(
       'POST',
       urlPath,
-      Object.assign({ 'Content-Type': 'application/json', 'Content-Length': body.length }, extraHeaders),
+      Object.assign({ 'Content-Type': 'application/json' }, extraHeaders),
       body,
     );
     if (res.status >= 300) {

@@ -58,11 +58,35 @@ class RuntimeApiError(Exception):
 # ---------------------------------------------------------------------------
 
 
+class _Headers(dict):
+    """Response headers by lower-case name; `get` ignores case like http.client's."""
+
+    def get(self, name, default=None):
+        return dict.get(self, name.lower(), default)
+
+    def __getitem__(self, name):
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name):
+        return dict.__contains__(self, name.lower())
+
+
+class _Response:
+    __slots__ = ("status", "headers")
+
+    def __init__(self, status, headers):
+        self.status = status
+        self.headers = headers
+
+
 class RuntimeApiClient:
     """One keep-alive HTTP/1.1 connection to the Runtime API, reused for every call.
 
     Reusing the connection saves a TCP handshake on each of the two calls per
-    invocation, which is a measurable share of a warm invoke's overhead.
+    invocation. The requests are written and the answers parsed here, directly on the
+    socket: the Runtime API's answers are small and simple, and http.client's general
+    machinery (header parsing through the email package, buffered file objects) costs
+    more than the rest of a warm invocation's work in this process.
     """
 
     def __init__(self, address):
@@ -71,17 +95,27 @@ class RuntimeApiClient:
             host, port = address, "80"
         self._host = host
         self._port = int(port)
-        self._conn = None
+        self._sock = None
+        self._buf = bytearray()
 
     def _connection(self):
-        if self._conn is None:
+        if self._sock is None:
             # No timeout: /next is a long poll that may wait for minutes.
-            conn = http.client.HTTPConnection(self._host, self._port)
-            conn.connect()
+            sock = socket.create_connection((self._host, self._port))
             # Small requests must not wait for the peer's delayed ACK (Nagle).
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._conn = conn
-        return self._conn
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sock = sock
+            self._buf = bytearray()
+        return self._sock
+
+    def _close(self):
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._sock = None
+        self._buf = bytearray()
 
     def _request(self, method, path, body=None, headers=None):
         """Sends one request and reads the whole answer.
@@ -89,19 +123,99 @@ class RuntimeApiClient:
         A stale keep-alive connection fails on first use; the request is then sent
         once more on a fresh connection.
         """
+        body = body or b""
+        head = ["%s %s HTTP/1.1\r\nHost: %s:%d\r\n" % (method, path, self._host, self._port)]
+        if method != "GET" or body:
+            head.append("Content-Length: %d\r\n" % len(body))
+        for name, value in (headers or {}).items():
+            head.append("%s: %s\r\n" % (name, value))
+        head.append("\r\n")
+        data = "".join(head).encode("latin-1") + body
         for attempt in (0, 1):
-            conn = self._connection()
+            sock = self._connection()
             try:
-                conn.request(method, path, body=body, headers=headers or {})
-                resp = conn.getresponse()
-                data = resp.read()
-                return resp, data
+                sock.sendall(data)
+                return self._read_response()
             except (http.client.HTTPException, ConnectionError, BrokenPipeError):
-                conn.close()
-                self._conn = None
+                self._close()
                 if attempt == 1:
                     raise
         raise AssertionError("unreachable")
+
+    def _fill(self):
+        chunk = self._sock.recv(65536)
+        if not chunk:
+            raise http.client.RemoteDisconnected("Runtime API closed the connection")
+        self._buf += chunk
+
+    def _read_response(self):
+        buf = self._buf
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(buf) > 1 << 20:
+                raise http.client.HTTPException("response head too large")
+            self._fill()
+            buf = self._buf
+        lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+        del buf[: end + 4]
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+            raise http.client.BadStatusLine(lines[0])
+        status = int(parts[1])
+        headers = _Headers()
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+        elif "content-length" in headers:
+            body = self._read_exact(int(headers["content-length"]))
+        elif status in (204, 304) or 100 <= status < 200:
+            body = b""
+        else:
+            # No length: the body runs to the end of the connection.
+            while True:
+                chunk = self._sock.recv(65536)
+                if not chunk:
+                    break
+                self._buf += chunk
+            body = bytes(self._buf)
+            self._buf = bytearray()
+            headers["connection"] = "close"
+        if headers.get("connection", "").lower() == "close":
+            self._close()
+        return _Response(status, headers), body
+
+    def _read_exact(self, n):
+        while len(self._buf) < n:
+            self._fill()
+        body = bytes(self._buf[:n])
+        del self._buf[:n]
+        return body
+
+    def _read_line(self):
+        while True:
+            i = self._buf.find(b"\r\n")
+            if i >= 0:
+                line = bytes(self._buf[:i])
+                del self._buf[: i + 2]
+                return line
+            self._fill()
+
+    def _read_chunked(self):
+        body = bytearray()
+        while True:
+            size = int(self._read_line().split(b";")[0].strip(), 16)
+            if size == 0:
+                break
+            body += self._read_exact(size)
+            self._read_line()
+        while self._read_line():
+            pass  # trailers
+        return bytes(body)
 
     def next_invocation(self):
         resp, body = self._request("GET", "/%s/runtime/invocation/next" % API_VERSION)

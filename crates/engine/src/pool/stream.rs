@@ -3,6 +3,9 @@
 //! A [`Sink`] is either `Collect` (`Engine::invoke`: a streamed response is gathered into one
 //! payload under the 6 MB limit of buffered responses) or `Forward` (`Engine::invoke_streaming`:
 //! every chunk is passed on the moment it arrives, under the 20 MiB limit of streamed responses).
+//! Either way the sink also carries the caller's end of the invocation: [`Sink::finish`] hands it
+//! the result once, as soon as the result is known, which may be before the environment is done
+//! (its `END`/`REPORT` lines and its return to the pool come after).
 //!
 //! Forwarding goes through a bounded channel, so a caller that reads slowly slows the runtime's
 //! writes down (through the Runtime API connection) instead of piling chunks up in memory. A
@@ -14,12 +17,13 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::Finish;
+use super::{Ended, Finish};
+use crate::messages;
 use crate::runtime_api::{
     DISCARD_LIMIT, MAX_PAYLOAD_BYTES, MAX_STREAMED_RESPONSE_BYTES, StreamPiece, StreamVerdict,
     StreamedBody,
 };
-use crate::{InvokeError, StreamEvent};
+use crate::{FunctionError, InvokeError, InvokeOutcome, StreamEvent};
 
 /// How the response began, told to a streaming caller before the first chunk.
 #[derive(Debug)]
@@ -32,9 +36,13 @@ pub(crate) struct ResponseHead {
 /// invocation could not run.
 pub(crate) type HeadResult = Result<ResponseHead, InvokeError>;
 
+/// The caller's end of a plain (collecting) invocation.
+pub(crate) type Reply = oneshot::Sender<Result<InvokeOutcome, InvokeError>>;
+
 /// Where an invocation's response goes.
 pub(crate) enum Sink {
-    Collect,
+    /// `None` once the result has been handed over.
+    Collect(Option<Reply>),
     Forward(Forwarder),
 }
 
@@ -45,6 +53,8 @@ pub(crate) struct Forwarder {
     head: Option<oneshot::Sender<HeadResult>>,
     /// The caller stopped listening.
     closed: bool,
+    /// The `Complete` event (or the refusal) has been handed over.
+    done: bool,
 }
 
 /// The deadline passed while waiting for the caller to take a chunk.
@@ -56,6 +66,7 @@ impl Forwarder {
             tx,
             head: Some(head),
             closed: false,
+            done: false,
         }
     }
 
@@ -109,7 +120,7 @@ impl Sink {
     /// Largest response this sink accepts.
     fn limit(&self) -> usize {
         match self {
-            Sink::Collect => MAX_PAYLOAD_BYTES,
+            Sink::Collect(_) => MAX_PAYLOAD_BYTES,
             Sink::Forward(_) => MAX_STREAMED_RESPONSE_BYTES,
         }
     }
@@ -118,7 +129,7 @@ impl Sink {
     /// returned payload is empty, it has been delivered); a collecting caller gets it back.
     pub(crate) fn deliver_buffered(&mut self, body: Bytes, content_type: Option<String>) -> Bytes {
         match self {
-            Sink::Collect => body,
+            Sink::Collect(_) => body,
             Sink::Forward(f) => {
                 f.start(content_type, false);
                 // The first event of the channel: there is room for it.
@@ -127,6 +138,64 @@ impl Sink {
                     f.closed = true;
                 }
                 Bytes::new()
+            }
+        }
+    }
+
+    /// Hands the invocation's result to the caller; only the first call counts. Never waits: a
+    /// streaming reader whose channel is full gets its `Complete` from a task of its own (after
+    /// every chunk, which were all sent before).
+    pub(crate) fn finish(&mut self, result: Result<Ended, InvokeError>) {
+        match self {
+            Sink::Collect(reply) => {
+                if let Some(tx) = reply.take() {
+                    let _ = tx.send(result.map(|e| e.outcome));
+                }
+            }
+            Sink::Forward(f) => {
+                if f.done {
+                    return;
+                }
+                f.done = true;
+                let complete = match result {
+                    Ok(ended) => {
+                        f.start(None, false);
+                        StreamEvent::Complete {
+                            function_error: ended.error_type.map(|error_type| FunctionError {
+                                error_type,
+                                error_body: ended.outcome.payload,
+                            }),
+                            log_tail: ended.outcome.log_tail,
+                        }
+                    }
+                    Err(e) => {
+                        if f.fail(e) {
+                            return;
+                        }
+                        // Not reached (refusals come before any answer), but a stream must end.
+                        StreamEvent::Complete {
+                            function_error: Some(FunctionError {
+                                error_type: "ServiceException".to_string(),
+                                error_body: messages::error_json(&[
+                                    ("errorMessage", "the invocation failed"),
+                                    ("errorType", "ServiceException"),
+                                ]),
+                            }),
+                            log_tail: None,
+                        }
+                    }
+                };
+                match f.tx.try_send(complete) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    Err(mpsc::error::TrySendError::Full(complete)) => {
+                        // The invocation is over (its permits are back); only a reader that is
+                        // still there waits.
+                        let tx = f.tx.clone();
+                        tokio::spawn(async move {
+                            let _ = tx.send(complete).await;
+                        });
+                    }
+                }
             }
         }
     }
@@ -168,7 +237,7 @@ pub(crate) async fn pump(
                     continue;
                 }
                 match sink {
-                    Sink::Collect => collected.extend_from_slice(&data),
+                    Sink::Collect(_) => collected.extend_from_slice(&data),
                     Sink::Forward(f) => {
                         if f.send(StreamEvent::Chunk(data), deadline).await.is_err() {
                             return Some(Finish::Timeout);

@@ -21,15 +21,19 @@ fn fixture_with(
     idle: Duration,
     init_timeout: Duration,
 ) -> Fixture {
+    let timings = Timings {
+        init_timeout,
+        ..Timings::default()
+    };
+    fixture_timed(budget_mb, concurrency, idle, timings)
+}
+
+fn fixture_timed(budget_mb: u64, concurrency: u32, idle: Duration, timings: Timings) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = EngineConfig::new(dir.path().join("data"), PathBuf::from("/nonexistent"));
     cfg.memory_budget_mb = budget_mb;
     cfg.account_concurrency = concurrency;
     cfg.idle_timeout = idle;
-    let timings = Timings {
-        init_timeout,
-        ..Timings::default()
-    };
     let engine = Engine::with_launcher(cfg, Arc::new(HostLauncher), timings).unwrap();
     Fixture { engine, dir }
 }
@@ -78,6 +82,15 @@ impl Fixture {
 
     fn logs(&self, name: &str) -> Vec<LogEvent> {
         self.engine.read_logs("123456789012", name, 0).unwrap()
+    }
+
+    /// Waits until the pool of `name` has these (idle, live) counts: the caller gets its answer
+    /// before the environment is back in its pool.
+    async fn settled(&self, name: &str, want: (usize, usize)) {
+        eventually(&format!("{name} to have (idle, live) = {want:?}"), || {
+            self.stats(name) == want
+        })
+        .await;
     }
 
     fn stats(&self, name: &str) -> (usize, usize) {
@@ -152,7 +165,7 @@ async fn warm_reuse_keeps_state_and_reports_init_once() {
         deadline > now && deadline <= now + 3000,
         "deadline {deadline} now {now}"
     );
-    assert_eq!(fx.stats("warm"), (1, 1));
+    fx.settled("warm", (1, 1)).await;
 
     let first = usage.recv().await.unwrap();
     let second = usage.recv().await.unwrap();
@@ -415,7 +428,7 @@ async fn parallel_invocations_get_parallel_environments() {
     let (a, b) = tokio::join!(fx.call(&spec, ev.clone()), fx.call(&spec, ev.clone()));
     let (a, b) = (json(&a.unwrap()), json(&b.unwrap()));
     assert_ne!(a["pid"], b["pid"]);
-    assert_eq!(fx.stats("par"), (2, 2));
+    fx.settled("par", (2, 2)).await;
     assert_eq!(fx.engine.inner.memory_used_mb(), 256);
 }
 
@@ -465,7 +478,7 @@ async fn memory_budget_evicts_idle_environments_then_throttles() {
     let fx = fixture_with(256, 100, Duration::from_secs(300), Duration::from_secs(5));
     let a = Arc::new(fx.spec("mema"));
     fx.call(&a, serde_json::json!({})).await.unwrap();
-    assert_eq!(fx.stats("mema"), (1, 1));
+    fx.settled("mema", (1, 1)).await;
     let mut b = fx.spec("memb");
     b.memory_mb = 256;
     let b = Arc::new(b);
@@ -489,7 +502,7 @@ async fn memory_budget_evicts_idle_environments_then_throttles() {
     huge.memory_mb = 512;
     let r = fx.call(&Arc::new(huge), serde_json::json!({})).await;
     assert!(matches!(r, Err(InvokeError::Throttled { reason }) if reason == THROTTLE_CAPACITY));
-    assert_eq!(fx.stats("memb"), (1, 1));
+    fx.settled("memb", (1, 1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,12 +547,16 @@ async fn idle_environments_are_reaped() {
     );
     let spec = Arc::new(fx.spec("reap"));
     fx.call(&spec, serde_json::json!({})).await.unwrap();
-    assert_eq!(fx.stats("reap"), (1, 1));
+    fx.settled("reap", (1, 1)).await;
     eventually("the idle environment to be reaped", || {
         fx.engine.pool_stats().is_empty()
     })
     .await;
-    assert_eq!(fx.engine.inner.memory_used_mb(), 0);
+    // The pool is forgotten under the lock; the environment (and its memory) just after.
+    eventually("its memory to be returned", || {
+        fx.engine.inner.memory_used_mb() == 0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -647,4 +664,70 @@ async fn an_abandoned_invocation_still_runs_to_its_end() {
     );
     let v = json(&fx.call(&spec, serde_json::json!({})).await.unwrap());
     assert_eq!(v["count"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_do_not_wait_for_the_next_request_and_finishing_environments_are_reused() {
+    let timings = Timings {
+        barrier: Duration::from_secs(5),
+        finishing_wait: Duration::from_secs(5),
+        ..Timings::default()
+    };
+    let fx = fixture_timed(4096, 100, Duration::from_secs(300), timings);
+    let spec = Arc::new(fx.spec("linger"));
+    fx.call(&spec, serde_json::json!({})).await.unwrap();
+    fx.settled("linger", (1, 1)).await;
+
+    // The runtime asks for more work 0.8 s after answering: the caller does not wait for that.
+    let t = Instant::now();
+    let a = json(
+        &fx.call(&spec, serde_json::json!({"op": "linger", "s": 0.8}))
+            .await
+            .unwrap(),
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(a["count"], 2);
+    assert_eq!(fx.stats("linger"), (0, 1), "the environment is finishing");
+
+    // The next invocation waits for the finishing environment instead of starting another.
+    let b = json(&fx.call(&spec, serde_json::json!({})).await.unwrap());
+    assert!(
+        t.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(b["count"], 3);
+    assert_eq!(b["pid"], a["pid"]);
+    fx.settled("linger", (1, 1)).await;
+
+    // A log tail must end with END and REPORT, so that answer waits for them.
+    let t = Instant::now();
+    let out = fx
+        .engine
+        .invoke(
+            spec.clone(),
+            inv(serde_json::json!({"op": "linger", "s": 0.5}), true),
+        )
+        .await
+        .unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    let tail = String::from_utf8(out.log_tail.unwrap()).unwrap();
+    let lines: Vec<&str> = tail.lines().collect();
+    assert!(lines[0].starts_with("START RequestId: "), "{tail}");
+    assert!(
+        lines[lines.len() - 2].starts_with("END RequestId: "),
+        "{tail}"
+    );
+    assert!(
+        lines[lines.len() - 1].starts_with("REPORT RequestId: "),
+        "{tail}"
+    );
 }
