@@ -98,13 +98,24 @@ pub(crate) fn engine_error(e: InvokeError) -> ApiError {
     }
 }
 
-/// `POST /2015-03-31/functions/{name}/invocations`.
-pub async fn invoke(
-    state: &Arc<AppState>,
+/// What `Invoke` and `InvokeWithResponseStream` decide before a function runs.
+pub(crate) enum Prepared {
+    /// `InvocationType: DryRun`: everything checked, nothing run.
+    DryRun,
+    /// Run this invocation on this function.
+    Run(Arc<FunctionSpec>, Invocation),
+}
+
+/// Checks an invoke request's headers and payload, resolves the function and builds the
+/// engine's invocation. `invocation_types` are the types the operation accepts (for its
+/// validation message); `Event` among them answers that asynchronous invocation is not here yet.
+pub(crate) fn prepare(
+    state: &AppState,
     caller: &Caller,
     req: Incoming,
     function_name: &str,
-) -> ApiResult<Response> {
+    invocation_types: &[&str],
+) -> ApiResult<Prepared> {
     let invocation_type = req
         .header("x-amz-invocation-type")
         .unwrap_or("RequestResponse");
@@ -153,8 +164,8 @@ pub async fn invoke(
     )?;
     match invocation_type {
         "RequestResponse" => {}
-        "DryRun" => return Ok(empty(StatusCode::NO_CONTENT)),
-        "Event" => {
+        "DryRun" => return Ok(Prepared::DryRun),
+        "Event" if invocation_types.contains(&"Event") => {
             return Err(ApiError::invalid(
                 "InvocationType Event (asynchronous invocation) is not available on this Updraft node yet; use RequestResponse.",
             ));
@@ -164,37 +175,61 @@ pub async fn invoke(
                 StatusCode::BAD_REQUEST,
                 "ValidationException",
                 format!(
-                    "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+                    "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                    invocation_types.join(", ")
                 ),
             ));
         }
     }
     let spec = state.spec_cache.get(&resolved);
     let trace_id = req.header("x-amzn-trace-id").map(str::to_string);
-    let invoked_arn = match req.param("Qualifier").filter(|q| !q.is_empty()) {
+    let qualifier = req
+        .param("Qualifier")
+        .filter(|q| !q.is_empty())
+        .map(str::to_string)
+        .or_else(|| {
+            updraft_control::arn::parse_function_ref(function_name)
+                .ok()
+                .and_then(|r| r.qualifier)
+        });
+    let invoked_function_arn = match qualifier {
         Some(q) => format!("{}:{q}", resolved.function_arn),
-        None => match updraft_control::arn::parse_function_ref(function_name)
-            .ok()
-            .and_then(|r| r.qualifier)
-        {
-            Some(q) => format!("{}:{q}", resolved.function_arn),
-            None => resolved.function_arn.clone(),
+        None => resolved.function_arn.clone(),
+    };
+    Ok(Prepared::Run(
+        spec,
+        Invocation {
+            request_id: req.request_id.clone(),
+            payload: req.body,
+            invoked_function_arn,
+            client_context,
+            cognito_identity: None,
+            trace_id,
+            want_log_tail: want_tail,
         },
+    ))
+}
+
+/// `POST /2015-03-31/functions/{name}/invocations`.
+pub async fn invoke(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    req: Incoming,
+    function_name: &str,
+) -> ApiResult<Response> {
+    let (spec, invocation) = match prepare(
+        state,
+        caller,
+        req,
+        function_name,
+        &["Event", "RequestResponse", "DryRun"],
+    )? {
+        Prepared::DryRun => return Ok(empty(StatusCode::NO_CONTENT)),
+        Prepared::Run(spec, inv) => (spec, inv),
     };
     let outcome = state
         .engine
-        .invoke(
-            spec,
-            Invocation {
-                request_id: req.request_id.clone(),
-                payload: req.body,
-                invoked_function_arn: invoked_arn,
-                client_context,
-                cognito_identity: None,
-                trace_id,
-                want_log_tail: want_tail,
-            },
-        )
+        .invoke(spec, invocation)
         .await
         .map_err(engine_error)?;
     let mut resp = (StatusCode::OK, outcome.payload).into_response();

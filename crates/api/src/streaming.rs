@@ -22,15 +22,12 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::channel::Channel;
-use updraft_engine::{FunctionError, Invocation, StreamEvent};
+use updraft_engine::{FunctionError, StreamEvent};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::invoke::{engine_error, rand_unit};
+use crate::invoke::{Prepared, engine_error, prepare};
 use crate::{AppState, Incoming, MAX_SYNC_PAYLOAD, empty};
-
-/// Largest `X-Amz-Client-Context` Lambda accepts (base64 text).
-const MAX_CLIENT_CONTEXT: usize = 3583;
 
 /// Encoded messages buffered towards the client before the function's chunks wait.
 const BODY_CHANNEL: usize = 16;
@@ -109,90 +106,19 @@ pub async fn invoke_with_response_stream(
             ),
         ));
     }
-    let invocation_type = req
-        .header("x-amz-invocation-type")
-        .unwrap_or("RequestResponse");
-    let want_tail = match req.header("x-amz-log-type") {
-        None | Some("None") => false,
-        Some("Tail") => true,
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "ValidationException",
-                format!(
-                    "1 validation error detected: Value '{other}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]"
-                ),
-            ));
-        }
-    };
-    let client_context = req.header("x-amz-client-context").map(str::to_string);
-    if let Some(cc) = &client_context {
-        if cc.len() > MAX_CLIENT_CONTEXT {
-            return Err(ApiError::invalid(format!(
-                "Client context must be smaller than {MAX_CLIENT_CONTEXT} bytes."
-            )));
-        }
-        if base64::engine::general_purpose::STANDARD
-            .decode(cc)
-            .is_err()
-        {
-            return Err(ApiError::invalid(
-                "Client context must be a valid Base64-encoded JSON object.",
-            ));
-        }
-    }
-    if !req.body.is_empty()
-        && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&req.body)
-    {
-        return Err(ApiError::bad_content(format!(
-            "Could not parse request body into json: Could not parse payload into json: {e}"
-        )));
-    }
-    let resolved = state.control.resolve(
-        &caller.account_id,
+    let (spec, invocation) = match prepare(
+        state,
+        caller,
+        req,
         function_name,
-        req.param("Qualifier"),
-        rand_unit(),
-    )?;
-    match invocation_type {
-        "RequestResponse" => {}
-        "DryRun" => return Ok(empty(StatusCode::NO_CONTENT)),
-        other => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "ValidationException",
-                format!(
-                    "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]"
-                ),
-            ));
-        }
-    }
-    let spec = state.spec_cache.get(&resolved);
-    let trace_id = req.header("x-amzn-trace-id").map(str::to_string);
-    let invoked_arn = match req.param("Qualifier").filter(|q| !q.is_empty()) {
-        Some(q) => format!("{}:{q}", resolved.function_arn),
-        None => match updraft_control::arn::parse_function_ref(function_name)
-            .ok()
-            .and_then(|r| r.qualifier)
-        {
-            Some(q) => format!("{}:{q}", resolved.function_arn),
-            None => resolved.function_arn.clone(),
-        },
+        &["RequestResponse", "DryRun"],
+    )? {
+        Prepared::DryRun => return Ok(empty(StatusCode::NO_CONTENT)),
+        Prepared::Run(spec, inv) => (spec, inv),
     };
     let mut stream = state
         .engine
-        .invoke_streaming(
-            spec,
-            Invocation {
-                request_id: req.request_id.clone(),
-                payload: req.body,
-                invoked_function_arn: invoked_arn,
-                client_context,
-                cognito_identity: None,
-                trace_id,
-                want_log_tail: want_tail,
-            },
-        )
+        .invoke_streaming(spec, invocation)
         .await
         .map_err(engine_error)?;
 
