@@ -12,6 +12,10 @@ For each runtime (Python, Node.js, Rust on provided.al2023) the driver
      waits for the update, then times one Invoke with LogType Tail from the client and reads the server's
      `Init Duration` from the REPORT line.
 
+Memory (with --server-pid): the server's RSS/PSS at idle before anything is deployed, the peak RSS of the server
+and all its environments during each runtime's warm runs, the PSS of one warm environment per runtime, and the
+summed PSS of N idle warm Python environments (one function each), extrapolated to a node's memory.
+
 Every loop is bounded in count and time; the only target is the server on 127.0.0.1.
 """
 
@@ -41,6 +45,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+
+from bench_wrk import parse_wrk
+from memory import PeakRss, descendants, pss_sum_kib, smaps_rollup
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -127,11 +134,13 @@ class Bench:
             ),
         )
         self.suffix = uuid.uuid4().hex[:8]
+        self.deployed = 0
 
     # ---- deployment -------------------------------------------------------------------------------------
 
     def deploy(self, rt: dict) -> str:
-        name = f"bench-{rt['key']}-{self.suffix}"
+        self.deployed += 1
+        name = f"bench-{rt['key']}-{self.suffix}-{self.deployed}"
         self.client.create_function(
             FunctionName=name,
             Runtime=rt["runtime"],
@@ -231,6 +240,15 @@ class Bench:
                 f.result(timeout=60)
 
     def warm(self, rt: dict, name: str, out: Path) -> dict:
+        roots = [self.args.server_pid] if self.args.server_pid else []
+        with PeakRss(roots) as peak:
+            result = self.warm_runs(rt, name, out)
+        if roots:
+            result["peak_rss_mib"] = round(peak.peak_kib / 1024, 1)
+            result["peak_rss_processes"] = peak.peak_procs
+        return result
+
+    def warm_runs(self, rt: dict, name: str, out: Path) -> dict:
         self.warm_up(name)
         req_file = out / f"request-{rt['key']}.txt"
         self.signed_request_file(name, req_file)
@@ -296,31 +314,81 @@ class Bench:
         return res
 
 
-UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+    # ---- memory ----------------------------------------------------------------------------------------------
 
+    def server_memory(self) -> dict:
+        f = smaps_rollup(self.args.server_pid)
+        others = descendants([self.args.server_pid]) - {self.args.server_pid}
+        return {
+            "rss_mib": round(f.get("Rss", 0) / 1024, 1),
+            "pss_mib": round(f.get("Pss", 0) / 1024, 1),
+            "pss_anon_mib": round(f.get("Pss_Anon", 0) / 1024, 1),
+            "child_processes": len(others),
+        }
 
-def to_ms(text: str) -> float:
-    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text.strip())
-    if not m:
-        raise ValueError(f"unparsable wrk duration {text!r}")
-    return round(float(m.group(1)) * UNIT_MS[m.group(2)], 3)
+    def new_environments(self, names: list[str]) -> dict:
+        """Invokes each function once (a cold start each) and sums the PSS of the processes that appeared."""
+        before = descendants([self.args.server_pid])
+        for name in names:
+            self.invoke(name)
+        # The runtime has answered and is waiting in /next: the environment is idle and warm.
+        time.sleep(1.0)
+        new = descendants([self.args.server_pid]) - before
+        return {"environments": len(names), **pss_sum_kib(new)}
 
+    def memory(self, rts: list[dict]) -> dict:
+        res: dict = {"per_runtime": {}}
+        for rt in rts:
+            name = None
+            try:
+                name = self.deploy(rt)
+                m = self.new_environments([name])
+                m["pss_mib"] = round(m["pss_kib"] / 1024, 1)
+                m["rss_mib"] = round(m["rss_kib"] / 1024, 1)
+                m["pss_anon_mib"] = round(m["pss_anon_kib"] / 1024, 1)
+                res["per_runtime"][rt["key"]] = m
+                log(f"  one warm {rt['key']} environment: PSS {m['pss_mib']} MiB, RSS {m['rss_mib']} MiB, {m['processes']} processes")
+            except Exception as e:
+                res["per_runtime"][rt["key"]] = {"error": f"{type(e).__name__}: {e}"}
+                log(f"  memory of one {rt['key']} environment FAILED: {e}")
+            finally:
+                if name:
+                    self.delete_quietly(name)
+        n = self.args.mem_envs
+        py = next((rt for rt in rts if rt["key"] == "python"), None)
+        if n > 0 and py is not None:
+            names: list[str] = []
+            try:
+                server_before = smaps_rollup(self.args.server_pid).get("Pss", 0)
+                for _ in range(n):
+                    names.append(self.deploy(py))
+                m = self.new_environments(names)
+                server_after = smaps_rollup(self.args.server_pid).get("Pss", 0)
+                m["server_pss_growth_kib"] = server_after - server_before
+                m["pss_per_env_mib"] = round(m["pss_kib"] / n / 1024, 2)
+                node_kib = self.args.node_gib * 1024 * 1024
+                m["node_gib"] = self.args.node_gib
+                m["fit_by_pss"] = int(node_kib // (m["pss_kib"] / n)) if m["pss_kib"] else None
+                # What Updraft's admission itself allows: the sum of MemorySize stays within the node's budget.
+                m["fit_by_memory_size"] = int(self.args.node_gib * 1024 // self.args.memory)
+                res["python_n"] = m
+                log(
+                    f"  {n} idle Python environments: PSS {m['pss_kib'] / 1024:.1f} MiB in {m['processes']} processes, "
+                    f"{m['pss_per_env_mib']} MiB each; server PSS grew {m['server_pss_growth_kib'] / 1024:.1f} MiB"
+                )
+            except Exception as e:
+                res["python_n"] = {"error": f"{type(e).__name__}: {e}", "deployed": len(names)}
+                log(f"  {n} Python environments FAILED: {e}")
+            finally:
+                for name in names:
+                    self.delete_quietly(name)
+        return res
 
-def parse_wrk(out: str) -> dict:
-    """Reads p50/p90/p99, req/s, request count and errors from wrk's --latency report."""
-    res: dict = {"raw": out}
-    for pct in ("50", "75", "90", "99"):
-        m = re.search(rf"^\s*{pct}(?:\.000)?%\s+(\S+)\s*$", out, re.M)
-        res[f"p{pct}_ms"] = to_ms(m.group(1)) if m else None
-    m = re.search(r"^Requests/sec:\s+([0-9.]+)", out, re.M)
-    res["rps"] = float(m.group(1)) if m else None
-    m = re.search(r"^\s*(\d+) requests in", out, re.M)
-    res["requests"] = int(m.group(1)) if m else None
-    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    res["non_2xx"] = int(m.group(1)) if m else 0
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    res["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
-    return res
+    def delete_quietly(self, name: str) -> None:
+        try:
+            self.client.delete_function(FunctionName=name)
+        except Exception as e:
+            log(f"  delete of {name} failed: {e}")
 
 
 def check_wrk(r: dict, label: str) -> None:
@@ -437,7 +505,52 @@ def markdown(results: dict) -> str:
         "bench/README.md says what each number measures.",
         "",
     ]
+    lines += memory_markdown(results)
     return "\n".join(lines)
+
+
+def memory_markdown(results: dict) -> list[str]:
+    mem = results.get("memory")
+    if not mem:
+        return []
+    idle = mem["server_idle"]
+    lines = [
+        "## Memory",
+        "",
+        f"- Server at idle (no functions, no environments; /proc/<pid>/smaps_rollup): RSS {idle['rss_mib']} MiB, "
+        f"PSS {idle['pss_mib']} MiB (anonymous {idle['pss_anon_mib']} MiB), {idle['child_processes']} child processes",
+        "",
+        "| runtime | one warm idle environment: PSS (MiB) | of it anonymous (MiB) | RSS (MiB) | processes "
+        "| peak RSS during warm runs, server + environments (MiB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    labels = {r["key"]: r for r in results["runtimes"]}
+    for key, m in mem.get("per_runtime", {}).items():
+        r = labels.get(key, {"label": key})
+        peak = (r.get("warm") or {}).get("peak_rss_mib")
+        if "error" in m:
+            lines.append(f"| {r['label']} | failed: {cell(m['error'])} | | | | {fmt(peak, 1)} |")
+        else:
+            lines.append(
+                f"| {r['label']} | {m['pss_mib']:.1f} | {m.get('pss_anon_mib', 0):.1f} | {m['rss_mib']:.1f} "
+                f"| {m['processes']} | {fmt(peak, 1)} |"
+            )
+    n = mem.get("python_n")
+    if n:
+        lines.append("")
+        if "error" in n:
+            lines.append(f"- Idle Python environments together: failed: {cell(n['error'])}")
+        else:
+            lines.append(
+                f"- {n['environments']} idle warm Python environments (one function each, measured together): "
+                f"PSS {n['pss_kib'] / 1024:.1f} MiB (anonymous {n['pss_anon_kib'] / 1024:.1f} MiB) in {n['processes']} "
+                f"processes, {n['pss_per_env_mib']:.2f} MiB per environment; the server's own PSS changed by {n['server_pss_growth_kib'] / 1024:.1f} MiB. "
+                f"Extrapolated (not measured) to a {n['node_gib']:g} GiB node: about {n['fit_by_pss']:,} idle Python "
+                f"environments fit by PSS, while Updraft admits {n['fit_by_memory_size']:,} at MemorySize "
+                f"{results['parameters']['memory_mb']} MB (its budget is the sum of MemorySize, default the host's memory)."
+            )
+    lines.append("")
+    return lines
 
 
 def main() -> int:
@@ -455,6 +568,9 @@ def main() -> int:
     ap.add_argument("--memory", type=int, default=128, help="MemorySize of the functions (MB)")
     ap.add_argument("--binary", default="target/release/updraft", help="the updraft binary, as recorded")
     ap.add_argument("--only", default="", help="comma-separated subset of python,node,rust")
+    ap.add_argument("--server-pid", type=int, default=0, help="the server's pid, for the memory readings")
+    ap.add_argument("--mem-envs", type=int, default=50, help="idle warm Python environments to measure together")
+    ap.add_argument("--node-gib", type=float, default=24.0, help="node memory the environment count is extrapolated to")
     args = ap.parse_args()
     if not args.access_key or not args.secret_key:
         ap.error("credentials missing (--access-key/--secret-key or UPDRAFT_ACCESS_KEY_ID/UPDRAFT_SECRET_ACCESS_KEY)")
@@ -480,6 +596,10 @@ def main() -> int:
     }
     only = {s for s in args.only.split(",") if s}
     failures = 0
+    if args.server_pid:
+        idle = bench.server_memory()
+        results["memory"] = {"server_idle": idle}
+        log(f"idle server: RSS {idle['rss_mib']} MiB, PSS {idle['pss_mib']} MiB, {idle['child_processes']} child processes")
     for rt in runtimes(args.rust_bootstrap):
         if only and rt["key"] not in only:
             continue
@@ -512,9 +632,14 @@ def main() -> int:
         except Exception as e:
             log(f"  delete of {name} failed: {e}")
 
+    if args.server_pid:
+        log("memory: one warm environment per runtime, then idle Python environments together")
+        selected = [rt for rt in runtimes(args.rust_bootstrap) if not only or rt["key"] in only]
+        results["memory"].update(bench.memory(selected))
     for r in results["runtimes"]:
         for w in (r.get("warm") or {}).values():
-            w.pop("raw", None)
+            if isinstance(w, dict):
+                w.pop("raw", None)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     md = markdown(results)
     (args.out / "results.md").write_text(md)

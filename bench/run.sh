@@ -1,16 +1,33 @@
 #!/usr/bin/env bash
-# Updraft's benchmark: warm invoke latency/throughput and cold starts for Python, Node.js and Rust hello
-# functions, measured against the release binary on this machine. Writes bench/out/results.{md,json} and
-# prints the table. See bench/README.md.
+# Updraft's benchmark: warm invoke latency/throughput, cold starts and memory for Python, Node.js and Rust hello
+# functions, measured against the release binary on this machine, then the same hello on its peers (raw hyper
+# and Node.js servers, serverless-offline, lambda-local, workerd, cargo-lambda's emulator) in the same run.
+# Writes bench/out/results.{md,json}, bench/out/latency.png and prints the tables. See bench/README.md.
+#
+# Usage: bench/run.sh [--peers | --no-peers]     (peers are measured unless --no-peers or BENCH_PEERS=none)
 #
 # Environment knobs (all optional):
 #   UPDRAFT_BIN        binary to benchmark (default: target/release/updraft, built with `cargo build --release`)
-#   BENCH_SKIP_BUILD=1 use the existing binaries as they are (no cargo at all)
+#   BENCH_SKIP_BUILD=1 no `cargo build` of Updraft; the bench's own small Rust programs (rust-hello, hyper-floor)
+#                      are built only when their binary is missing
+#   BENCH_PEERS        comma-separated subset of hyper-floor,node-floor,serverless-offline,lambda-local,workerd,
+#                      cargo-lambda, or `none` (default: all)
+#   BENCH_MEM_ENVS     idle warm Python environments measured together (default 50; 0 skips)
 #   BENCH_DURATION     seconds per measured wrk run (default 10)
 #   BENCH_COLD_SAMPLES cold starts per runtime (default 20)
 #   BENCH_ONLY         comma-separated subset of python,node,rust
 #   BENCH_OUT          output directory (default bench/out)
 set -euo pipefail
+
+PEERS=${BENCH_PEERS:-all}
+for arg in "$@"; do
+  case "$arg" in
+    --peers) [ "$PEERS" = none ] && PEERS=all ;;
+    --no-peers) PEERS=none ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
@@ -41,16 +58,35 @@ else
 fi
 "$PY" -c 'import boto3' || { say "boto3 is missing for $PY"; exit 1; }
 
-# --- builds ------------------------------------------------------------------------------------------------
-if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-  if [ -z "${UPDRAFT_BIN:-}" ]; then
-    say "cargo build --release (updraft)"
-    cargo build --release --quiet
+# The peers' driver and the chart run in the bench's own venv; matplotlib (the chart) and cargo-lambda (a peer)
+# come from PyPI into it. Either may fail to install: the chart or that peer is then reported as missing.
+VENV="$BENCH_DIR/.venv"
+if [ "$PEERS" != none ]; then
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating $VENV"
+    python3 -m venv "$VENV" || say "cannot create $VENV"
   fi
+  if [ -x "$VENV/bin/python" ]; then
+    while read -r req; do
+      case "$req" in ''|'#'*) continue ;; esac
+      name=${req%%==*}
+      if ! "$VENV/bin/python" -m pip show -q "$name" >/dev/null 2>&1; then
+        say "pip install $req (bench/.venv)"
+        timeout 900 "$VENV/bin/python" -m pip install -q "$req" >&2 || say "pip install $req failed"
+      fi
+    done <"$BENCH_DIR/requirements.txt"
+  fi
+fi
+# --- builds ------------------------------------------------------------------------------------------------
+BOOTSTRAP="$RUST_TARGET/release/bootstrap"
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ] && [ -z "${UPDRAFT_BIN:-}" ]; then
+  say "cargo build --release (updraft)"
+  cargo build --release --quiet
+fi
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ] || [ ! -x "$BOOTSTRAP" ]; then
   say "cargo build --release (bench/functions/rust-hello, target dir bench/.build)"
   cargo build --release --quiet --locked --manifest-path "$RUST_FN/Cargo.toml" --target-dir "$RUST_TARGET"
 fi
-BOOTSTRAP="$RUST_TARGET/release/bootstrap"
 [ -x "$BIN" ] || { say "no updraft binary at $BIN"; exit 1; }
 [ -x "$BOOTSTRAP" ] || say "no Rust bootstrap at $BOOTSTRAP: the Rust rows will fail"
 
@@ -61,14 +97,26 @@ export UPDRAFT_ACCESS_KEY_ID=AKIAUPDRAFTBENCH0001
 UPDRAFT_SECRET_ACCESS_KEY=$("$PY" -c 'import secrets; print(secrets.token_hex(20))')
 export UPDRAFT_SECRET_ACCESS_KEY
 SERVER_PID=""
+PEERS_PID=""
 
-cleanup() {
+stop_server() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
   fi
+  SERVER_PID=""
+}
+
+cleanup() {
+  # peers.py stops its own peers on SIGTERM; it is only killed outright when it does not exit in time.
+  if [ -n "$PEERS_PID" ] && kill -0 "$PEERS_PID" 2>/dev/null; then
+    kill -TERM "$PEERS_PID" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$PEERS_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$PEERS_PID" 2>/dev/null || true
+  fi
+  stop_server
   mkdir -p "$OUT"
   cp "$WORK/server.log" "$OUT/server.log" 2>/dev/null || true
   rm -rf "$WORK"
@@ -89,7 +137,10 @@ done
 
 say "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 # The driver is bounded on its own; this is the outer limit of a whole run.
+STATUS=0
 timeout 1800 "$PY" "$BENCH_DIR/bench.py" \
+  --server-pid "$SERVER_PID" \
+  --mem-envs "${BENCH_MEM_ENVS:-50}" \
   --endpoint "http://127.0.0.1:$PORT" \
   --rust-bootstrap "$BOOTSTRAP" \
   --wrk "$WRK" \
@@ -97,4 +148,31 @@ timeout 1800 "$PY" "$BENCH_DIR/bench.py" \
   --out "$OUT" \
   --duration "$DURATION" \
   --cold-samples "$COLD_SAMPLES" \
-  ${BENCH_ONLY:+--only "$BENCH_ONLY"}
+  ${BENCH_ONLY:+--only "$BENCH_ONLY"} || STATUS=$?
+
+# Updraft's server and its environments are gone before the peers run, so that nothing but the peer under
+# measurement (and wrk) uses the CPUs.
+stop_server
+if [ "$PEERS" = none ]; then
+  exit "$STATUS"
+fi
+PEERS_PY="$VENV/bin/python"
+[ -x "$PEERS_PY" ] || PEERS_PY=$(command -v python3)
+ONLY_PEERS=""
+[ "$PEERS" != all ] && ONLY_PEERS="$PEERS"
+say "peers (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+timeout 2400 "$PEERS_PY" "$BENCH_DIR/peers.py" run \
+  --out "$OUT" \
+  --build-dir "$BENCH_DIR/.build" \
+  --wrk "$WRK" \
+  --rust-bootstrap "$BOOTSTRAP" \
+  --duration "$DURATION" \
+  --cargo-lambda-req "$(grep -E '^cargo-lambda==' "$BENCH_DIR/requirements.txt" || echo cargo-lambda)" \
+  ${BENCH_SKIP_BUILD:+$([ "$BENCH_SKIP_BUILD" = 1 ] && echo --skip-build)} \
+  ${ONLY_PEERS:+--only "$ONLY_PEERS"} &
+PEERS_PID=$!
+wait "$PEERS_PID" || STATUS=$?
+PEERS_PID=""
+"$PEERS_PY" "$BENCH_DIR/peers.py" report --out "$OUT" >/dev/null || STATUS=$?
+cat "$OUT/results.md"
+exit "$STATUS"
