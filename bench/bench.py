@@ -12,6 +12,10 @@ For each runtime (Python, Node.js, Rust on provided.al2023) the driver
      waits for the update, then times one Invoke with LogType Tail from the client and reads the server's
      `Init Duration` from the REPORT line.
 
+For the Python and Node.js hellos it also measures a Function URL (AuthType NONE, public by a resource-policy
+statement): after checking that one GET answers 200 with the function's JSON and the same warm-up as the Invoke
+runs, wrk sends unsigned GETs to the path form `/lambda-url/<url-id>/` at 1 and 10 connections.
+
 Memory (with --server-pid): the server's RSS/PSS at idle before anything is deployed, the peak RSS of the server
 and all its environments during each runtime's warm runs, the PSS of one warm environment per runtime, and the
 summed PSS of N idle warm Python environments (one function each), extrapolated to a node's memory.
@@ -35,6 +39,8 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 import zipfile
 from pathlib import Path
@@ -61,6 +67,9 @@ WRK_GRACE_S = 30
 UPDATE_WAIT_S = 30
 INIT_RE = re.compile(r"Init Duration: ([0-9.]+) ms")
 DURATION_RE = re.compile(r"\tDuration: ([0-9.]+) ms")
+# Runtimes whose hello is also measured through a Function URL.
+URL_RUNTIMES = ("python", "node")
+URL_ID_RE = re.compile(r"^[a-z0-9]{32}$")
 
 
 def log(msg: str) -> None:
@@ -262,6 +271,76 @@ class Bench:
             (out / "raw").mkdir(exist_ok=True)
             (out / "raw" / f"wrk-{rt['key']}-{label}.txt").write_text(r["raw"])
             check_wrk(r, label)
+            result[label] = r
+            log(f"    p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  {r['rps']:.1f} req/s")
+        req_file.unlink(missing_ok=True)
+        return result
+
+    # ---- Function URL ---------------------------------------------------------------------------------
+
+    def url_get(self, url: str) -> float:
+        """One GET of a Function URL; returns client-side milliseconds. Raises unless it answers 200 + hello."""
+        t0 = time.perf_counter()
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=30) as resp:
+                status, body = resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            status, body = e.code, e.read()
+        ms = (time.perf_counter() - t0) * 1000.0
+        try:
+            got = json.loads(body)
+        except ValueError:
+            got = body
+        if status != 200 or got != EXPECTED:
+            raise RuntimeError(f"GET {url}: HTTP {status} {body[:500]!r}")
+        return ms
+
+    def create_url(self, name: str) -> dict:
+        """A public Function URL for `name`; returns its FunctionUrl, url-id and the path-form URL on 127.0.0.1."""
+        cfg = self.client.create_function_url_config(FunctionName=name, AuthType="NONE")
+        self.client.add_permission(
+            FunctionName=name,
+            StatementId="public-url",
+            Action="lambda:InvokeFunctionUrl",
+            Principal="*",
+            FunctionUrlAuthType="NONE",
+        )
+        function_url = cfg["FunctionUrl"]
+        host = urlparse(function_url).hostname or ""
+        url_id = host.split(".lambda-url.", 1)[0]
+        if ".lambda-url." not in host or not URL_ID_RE.match(url_id):
+            raise RuntimeError(f"{name}: unexpected FunctionUrl {function_url!r}")
+        return {"function_url": function_url, "url_id": url_id, "path": f"/lambda-url/{url_id}/"}
+
+    def url(self, rt: dict, name: str, out: Path) -> dict:
+        roots = [self.args.server_pid] if self.args.server_pid else []
+        with PeakRss(roots) as peak:
+            result = self.url_runs(rt, name, out)
+        if roots:
+            result["peak_rss_mib"] = round(peak.peak_kib / 1024, 1)
+            result["peak_rss_processes"] = peak.peak_procs
+        return result
+
+    def url_runs(self, rt: dict, name: str, out: Path) -> dict:
+        result = self.create_url(name)
+        url = f"{self.endpoint}{result['path']}"
+        result["first_get_ms"] = round(self.url_get(url), 3)
+        # The same warm-up as the Invoke runs: sequential, ten at once, then an unmeasured wrk run.
+        for _ in range(5):
+            self.url_get(url)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=10) as ex:
+            for f in [ex.submit(self.url_get, url) for _ in range(10)]:
+                f.result(timeout=60)
+        req_file = out / f"request-url-{rt['key']}.txt"
+        host = urlparse(self.endpoint).netloc
+        req_file.write_bytes(f"GET {result['path']}\nHost: {host}\n\n".encode())
+        check_wrk(self.wrk(req_file, 2, 10, self.args.warmup), "url warm-up")
+        for label, threads, conns in (("c1", 1, 1), ("c10", 2, 10)):
+            log(f"  wrk -t{threads} -c{conns} -d{self.args.duration}s {rt['key']} Function URL")
+            r = self.wrk(req_file, threads, conns, self.args.duration)
+            (out / "raw").mkdir(exist_ok=True)
+            (out / "raw" / f"wrk-url-{rt['key']}-{label}.txt").write_text(r["raw"])
+            check_wrk(r, f"url {label}")
             result[label] = r
             log(f"    p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  {r['rps']:.1f} req/s")
         req_file.unlink(missing_ok=True)
@@ -482,6 +561,7 @@ def markdown(results: dict) -> str:
             f"| {r['label']} | {fmt(c1['p50_ms'])} | {fmt(c1['p99_ms'])} | {fmt(c1['rps'], 0)} "
             f"| {fmt(c10['p50_ms'])} | {fmt(c10['p99_ms'])} | {fmt(c10['rps'], 0)} |"
         )
+    lines += url_markdown(results)
     lines += [
         "",
         f"## Cold start ({p['cold_samples']} new environments per runtime)",
@@ -507,6 +587,37 @@ def markdown(results: dict) -> str:
     ]
     lines += memory_markdown(results)
     return "\n".join(lines)
+
+
+def url_markdown(results: dict) -> list[str]:
+    p = results["parameters"]
+    rows = [r for r in results["runtimes"] if "url" in r or "url_error" in r]
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"## Function URL (wrk, {p['duration_s']} s per run, unsigned GET of `/lambda-url/<url-id>/`, AuthType NONE)",
+        "",
+        "| runtime | 1 conn p50 (ms) | 1 conn p99 (ms) | 1 conn req/s | 10 conn p50 (ms) | 10 conn p99 (ms) "
+        "| 10 conn req/s | peak RSS (MiB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        u = r.get("url")
+        if not u:
+            lines.append(f"| {r['label']} | failed: {cell(r.get('url_error', ''))} | | | | | | |")
+            continue
+        c1, c10 = u["c1"], u["c10"]
+        lines.append(
+            f"| {r['label']} | {fmt(c1['p50_ms'])} | {fmt(c1['p99_ms'])} | {fmt(c1['rps'], 0)} "
+            f"| {fmt(c10['p50_ms'])} | {fmt(c10['p99_ms'])} | {fmt(c10['rps'], 0)} | {fmt(u.get('peak_rss_mib'), 1)} |"
+        )
+    lines += [
+        "",
+        "Each request becomes a payload format 2.0 event and runs through the same Invoke path; the function's "
+        "object comes back as the 200 body. The peers section compares these rows with the raw Node.js http server.",
+    ]
+    return lines
 
 
 def memory_markdown(results: dict) -> list[str]:
@@ -568,6 +679,8 @@ def main() -> int:
     ap.add_argument("--memory", type=int, default=128, help="MemorySize of the functions (MB)")
     ap.add_argument("--binary", default="target/release/updraft", help="the updraft binary, as recorded")
     ap.add_argument("--only", default="", help="comma-separated subset of python,node,rust")
+    ap.add_argument("--urls", type=int, choices=(0, 1), default=1,
+                    help="1: also measure the Python and Node.js hellos through a Function URL")
     ap.add_argument("--server-pid", type=int, default=0, help="the server's pid, for the memory readings")
     ap.add_argument("--mem-envs", type=int, default=50, help="idle warm Python environments to measure together")
     ap.add_argument("--node-gib", type=float, default=24.0, help="node memory the environment count is extrapolated to")
@@ -591,6 +704,7 @@ def main() -> int:
             "wrk_c1": "wrk -t1 -c1 --latency",
             "wrk_c10": "wrk -t2 -c10 --latency",
             "body": BODY.decode(),
+            "function_urls": bool(args.urls),
         },
         "runtimes": [],
     }
@@ -612,6 +726,8 @@ def main() -> int:
             bench.invoke(name)
         except Exception as e:  # a broken runtime must not hide the others' numbers
             entry["warm_error"] = entry["cold_error"] = f"{type(e).__name__}: {e}"
+            if args.urls and rt["key"] in URL_RUNTIMES:
+                entry["url_error"] = entry["warm_error"]
             log(f"  FAILED: {entry['warm_error']}")
             failures += 1
             continue
@@ -621,6 +737,13 @@ def main() -> int:
             entry["warm_error"] = f"{type(e).__name__}: {e}"
             log(f"  warm FAILED: {entry['warm_error']}")
             failures += 1
+        if args.urls and rt["key"] in URL_RUNTIMES:
+            try:
+                entry["url"] = bench.url(rt, name, args.out)
+            except Exception as e:
+                entry["url_error"] = f"{type(e).__name__}: {e}"
+                log(f"  Function URL FAILED: {entry['url_error']}")
+                failures += 1
         try:
             entry["cold"] = bench.cold(rt, name)
         except Exception as e:
@@ -637,7 +760,7 @@ def main() -> int:
         selected = [rt for rt in runtimes(args.rust_bootstrap) if not only or rt["key"] in only]
         results["memory"].update(bench.memory(selected))
     for r in results["runtimes"]:
-        for w in (r.get("warm") or {}).values():
+        for w in [*(r.get("warm") or {}).values(), *(r.get("url") or {}).values()]:
             if isinstance(w, dict):
                 w.pop("raw", None)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

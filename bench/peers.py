@@ -474,6 +474,21 @@ def cell(text: str) -> str:
     return " ".join(str(text).replace("|", "/").split())[:160]
 
 
+# The peer Updraft's Function URL rows are compared with: an HTTP server answering the JSON, nothing else.
+URL_FLOOR = "node-floor"
+
+
+def url_rows(results: dict) -> list[dict]:
+    """Updraft's measured Function URL rows, as {key, label, c1, c10, peak_rss_mib}."""
+    rows = []
+    for r in results.get("runtimes", []):
+        u = r.get("url")
+        if u and "c1" in u and "c10" in u:
+            rows.append({"key": r["key"], "label": f"{r['label']}, Function URL", "c1": u["c1"], "c10": u["c10"],
+                         "peak_rss_mib": u.get("peak_rss_mib")})
+    return rows
+
+
 def systems(results: dict, peers: dict) -> list[dict]:
     """Every measured row, Updraft's first, as {label, compare, c1, c10, peak_rss_mib, updraft}."""
     rows = []
@@ -482,6 +497,9 @@ def systems(results: dict, peers: dict) -> list[dict]:
         if w:
             rows.append({"label": f"Updraft, {r['label']}", "short": f"Updraft {r['key']}", "compare": r["key"],
                          "c1": w["c1"], "c10": w["c10"], "peak_rss_mib": w.get("peak_rss_mib"), "updraft": True})
+    for u in url_rows(results):
+        rows.append({"label": f"Updraft, {u['label']}", "short": f"Updraft {u['key']} URL", "compare": u["key"],
+                     "c1": u["c1"], "c10": u["c10"], "peak_rss_mib": u["peak_rss_mib"], "updraft": True})
     for p in peers.get("peers", []):
         for row in p.get("rows", []):
             if "c1" in row and "c10" in row:
@@ -498,10 +516,11 @@ def peers_markdown(results: dict, peers: dict) -> str:
         f"- Peers measured after Updraft, {peers['date_utc']} UTC; load average when they started "
         f"{' '.join(peers['loadavg_at_start'])}; wrk as above ({peers['duration_s']} s per run after a "
         f"{peers['warmup_s']} s unmeasured run at 10 connections), every server on 127.0.0.1",
-        "- Updraft rows are SigV4-signed Invoke calls through the whole server and an execution environment; "
-        "peers get unsigned POSTs with body `{}`. Peak RSS: Updraft's is the server plus all its environments "
-        "during that runtime's warm runs; a peer's is the sum over all its processes (ps, sampled each second) "
-        "from start to stop.",
+        "- Updraft rows are SigV4-signed Invoke calls through the whole server and an execution environment, "
+        "except the Function URL rows: unsigned GETs of the public URL's `/lambda-url/<url-id>/`, through the same "
+        "server and environments; peers get unsigned POSTs with body `{}`. Peak RSS: Updraft's is the server plus "
+        "all its environments during that runtime's warm (or URL) runs; a peer's is the sum over all its processes "
+        "(ps, sampled each second) from start to stop.",
         "",
         "| system | version | 1 conn p50 (ms) | 1 conn p99 (ms) | 1 conn req/s | 10 conn p50 (ms) | 10 conn p99 (ms) "
         "| 10 conn req/s | peak RSS (MiB) |",
@@ -515,6 +534,12 @@ def peers_markdown(results: dict, peers: dict) -> str:
                 f"| {fmt(w['c1']['p99_ms'])} | {fmt(w['c1']['rps'], 0)} | {fmt(w['c10']['p50_ms'])} "
                 f"| {fmt(w['c10']['p99_ms'])} | {fmt(w['c10']['rps'], 0)} | {fmt(w.get('peak_rss_mib'), 1)} |"
             )
+    for u in url_rows(results):
+        lines.append(
+            f"| **Updraft**, {u['label']} | `{results['machine']['updraft_commit']}` | {fmt(u['c1']['p50_ms'])} "
+            f"| {fmt(u['c1']['p99_ms'])} | {fmt(u['c1']['rps'], 0)} | {fmt(u['c10']['p50_ms'])} "
+            f"| {fmt(u['c10']['p99_ms'])} | {fmt(u['c10']['rps'], 0)} | {fmt(u['peak_rss_mib'], 1)} |"
+        )
     for p in peers.get("peers", []):
         if p["status"] != "measured":
             lines.append(f"| {p['label']} | {cell(p.get('version', ''))} | {cell(p['status'])} | | | | | | |")
@@ -536,12 +561,24 @@ def peers_markdown(results: dict, peers: dict) -> str:
         "",
         "Latency: Updraft ÷ peer (above 1× Updraft is slower); throughput: peer ÷ Updraft (above 1× the peer serves "
         "more). Each peer is compared with Updraft's function of the same language (the Node.js hello for the "
-        "JavaScript peers, the Rust lambda_runtime hello for the Rust ones); no peer runs Python.",
+        "JavaScript peers, the Rust lambda_runtime hello for the Rust ones); no peer runs Python. The raw Node.js "
+        "http server is also compared with Updraft's Function URLs (Python and Node.js), as both are plain HTTP "
+        "requests with no signature.",
         "",
         "| peer | compared with | p50 1 conn | p99 1 conn | p50 10 conn | p99 10 conn | req/s 1 conn | req/s 10 conn |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     updraft = {r["key"]: r["warm"] for r in results.get("runtimes", []) if r.get("warm")}
+    urls = url_rows(results)
+
+    def ratio_line(row: dict, what: str, u: dict) -> str:
+        return (
+            f"| {row['label']} | {what} "
+            f"| {ratio(u['c1']['p50_ms'], row['c1']['p50_ms'])} | {ratio(u['c1']['p99_ms'], row['c1']['p99_ms'])} "
+            f"| {ratio(u['c10']['p50_ms'], row['c10']['p50_ms'])} | {ratio(u['c10']['p99_ms'], row['c10']['p99_ms'])} "
+            f"| {ratio(row['c1']['rps'], u['c1']['rps'])} | {ratio(row['c10']['rps'], u['c10']['rps'])} |"
+        )
+
     for p in peers.get("peers", []):
         u = updraft.get(p["compare"])
         for row in p.get("rows", []):
@@ -549,13 +586,11 @@ def peers_markdown(results: dict, peers: dict) -> str:
                 continue
             if not u:
                 lines.append(f"| {row['label']} | Updraft {names[p['compare']]}: not measured | | | | | | |")
-                continue
-            lines.append(
-                f"| {row['label']} | Updraft {names[p['compare']]} "
-                f"| {ratio(u['c1']['p50_ms'], row['c1']['p50_ms'])} | {ratio(u['c1']['p99_ms'], row['c1']['p99_ms'])} "
-                f"| {ratio(u['c10']['p50_ms'], row['c10']['p50_ms'])} | {ratio(u['c10']['p99_ms'], row['c10']['p99_ms'])} "
-                f"| {ratio(row['c1']['rps'], u['c1']['rps'])} | {ratio(row['c10']['rps'], u['c10']['rps'])} |"
-            )
+            else:
+                lines.append(ratio_line(row, f"Updraft {names[p['compare']]}", u))
+            if p["key"] == URL_FLOOR:
+                for url in urls:
+                    lines.append(ratio_line(row, f"Updraft {names[url['key']]}, Function URL", url))
     lines.append("")
     return "\n".join(lines)
 

@@ -2,6 +2,7 @@
 # Updraft's benchmark: warm invoke latency/throughput, cold starts and memory for Python, Node.js and Rust hello
 # functions, measured against the release binary on this machine, then the same hello on its peers (raw hyper
 # and Node.js servers, serverless-offline, lambda-local, workerd, cargo-lambda's emulator) in the same run.
+# Also measures the Python and Node.js hellos through a Function URL.
 # Writes bench/out/results.{md,json}, bench/out/latency.png and prints the tables. See bench/README.md.
 #
 # Usage: bench/run.sh [--peers | --no-peers]     (peers are measured unless --no-peers or BENCH_PEERS=none)
@@ -13,6 +14,8 @@
 #   BENCH_PEERS        comma-separated subset of hyper-floor,node-floor,serverless-offline,lambda-local,workerd,
 #                      cargo-lambda, or `none` (default: all)
 #   BENCH_MEM_ENVS     idle warm Python environments measured together (default 50; 0 skips)
+#   BENCH_URLS=0       no Function URL runs (by default the Python and Node.js hellos are also measured through
+#                      a public Function URL)
 #   BENCH_DURATION     seconds per measured wrk run (default 10)
 #   BENCH_COLD_SAMPLES cold starts per runtime (default 20)
 #   BENCH_ONLY         comma-separated subset of python,node,rust
@@ -148,6 +151,7 @@ timeout 1800 "$PY" "$BENCH_DIR/bench.py" \
   --out "$OUT" \
   --duration "$DURATION" \
   --cold-samples "$COLD_SAMPLES" \
+  --urls "$([ "${BENCH_URLS:-1}" = 0 ] && echo 0 || echo 1)" \
   ${BENCH_ONLY:+--only "$BENCH_ONLY"} || STATUS=$?
 
 # Updraft's server and its environments are gone before the peers run, so that nothing but the peer under
