@@ -166,6 +166,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                     latest_revision,
                 } => engine.retire(function_arn, Some(latest_revision)),
                 Change::Deleted { function_arn } => engine.retire(function_arn, None),
+                // Provisioned concurrency is handed over below, once the front door's state
+                // (its spec cache) exists.
+                Change::Provisioned { .. } => {}
             });
         }
         let keys = Arc::new(KeyRing::default());
@@ -190,6 +193,30 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             Credentials::new("UPDRAFTCODELINK", code_secret),
             args.region.clone(),
         );
+        {
+            // Provisioned pools are kept by `retire`; what a function wants provisioned is
+            // handed to the engine again after every change that may alter it. A weak
+            // reference: the control plane (which keeps the callback) is part of the state.
+            let weak = Arc::downgrade(&state);
+            state.control.subscribe(move |change| {
+                let Some(state) = weak.upgrade() else { return };
+                match change {
+                    Change::Deleted { function_arn } => {
+                        updraft_api::provisioned::sync(&state, function_arn);
+                        // Pools whose provisioning just ended drain like the others.
+                        state.engine.retire(function_arn, None);
+                    }
+                    Change::Provisioned { function_arn } => {
+                        updraft_api::provisioned::sync(&state, function_arn);
+                    }
+                    Change::Updated { .. } => {}
+                }
+            });
+            // The configurations survive restarts: provision them again.
+            for function_arn in state.control.provisioned_functions() {
+                updraft_api::provisioned::sync(&state, &function_arn);
+            }
+        }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;

@@ -247,6 +247,20 @@ async fn route(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResu
             blocking(move || Ok(s.control.delete_concurrency(&c.account_id, &f)?)).await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
+        (Method::PUT, ["functions", f, "provisioned-concurrency"]) => {
+            crate::provisioned::put(state, caller, &req, f).await
+        }
+        (Method::GET, ["functions", f, "provisioned-concurrency"])
+            if req.param("List").is_some() =>
+        {
+            crate::provisioned::list(state, caller, &req, f)
+        }
+        (Method::GET, ["functions", f, "provisioned-concurrency"]) => {
+            crate::provisioned::get(state, caller, &req, f)
+        }
+        (Method::DELETE, ["functions", f, "provisioned-concurrency"]) => {
+            crate::provisioned::delete(state, caller, &req, f).await
+        }
         (Method::GET, ["account-settings"]) => {
             let u = state.control.account_usage(&caller.account_id)?;
             let limits = state.control.code_store().limits();

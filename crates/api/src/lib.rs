@@ -16,6 +16,7 @@ mod invoke;
 mod lambda;
 pub mod payload_v2;
 mod policy;
+pub mod provisioned;
 mod streaming;
 mod urls;
 pub mod wire;

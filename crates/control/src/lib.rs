@@ -13,6 +13,7 @@
 //! - [`code`]: the code store and safe extraction of hostile zips;
 //! - [`url`]: Function URL configurations;
 //! - [`policy`]: resource-based policies and their evaluation;
+//! - [`provisioned`]: provisioned concurrency configurations;
 //! - [`error`]: errors by Lambda error category, with no HTTP in sight.
 
 pub mod accounts;
@@ -21,6 +22,7 @@ pub mod code;
 pub mod error;
 pub mod model;
 pub mod policy;
+pub mod provisioned;
 pub mod url;
 pub mod validate;
 

@@ -15,6 +15,7 @@ use crate::code::{CodeArtifact, CodeError, CodeStore};
 use crate::error::{ControlError, ErrorKind, Result};
 use crate::model::{Alias, CodeRef, FunctionConfig, FunctionDoc, FunctionKey, Logging};
 use crate::policy::{PermissionInput, Policy, Statement};
+use crate::provisioned::{self, ProvisionedConfig, ProvisionedView, StoredProvisioned};
 use crate::url::{InvokeMode, UrlAuthType, UrlConfig, UrlInput};
 use crate::validate;
 
@@ -36,6 +37,8 @@ struct Entry {
     urls: BTreeMap<String, UrlConfig>,
     /// Resource policies by qualifier (`""` = the function itself).
     policies: BTreeMap<String, Policy>,
+    /// Provisioned concurrency configurations by qualifier (a version number or an alias name).
+    provisioned: BTreeMap<String, ProvisionedConfig>,
 }
 
 impl Entry {
@@ -61,6 +64,10 @@ pub enum Change {
     },
     /// The function (or one of its versions) is gone.
     Deleted { function_arn: String },
+    /// The provisioned concurrency the function wants changed (a configuration was written or
+    /// deleted, or an alias that has one moved or went away); see
+    /// [`ControlPlane::provisioned_targets`].
+    Provisioned { function_arn: String },
 }
 
 type Listener = Box<dyn Fn(&Change) + Send + Sync>;
@@ -263,6 +270,8 @@ impl ControlPlane {
         let mut state: HashMap<FunctionKey, Entry> = HashMap::new();
         for row in snap.functions {
             let doc: FunctionDoc = serde_json::from_str(&row.doc).map_err(ControlError::service)?;
+            let extra: StoredProvisioned =
+                serde_json::from_str(&row.doc).map_err(ControlError::service)?;
             state.insert(
                 FunctionKey {
                     account_id: row.account_id,
@@ -277,6 +286,7 @@ impl ControlPlane {
                     aliases: BTreeMap::new(),
                     urls: doc.urls,
                     policies: doc.policies,
+                    provisioned: extra.provisioned_concurrency,
                 },
             );
         }
@@ -416,10 +426,26 @@ impl ControlPlane {
     }
 
     fn put_function_op(key: &FunctionKey, entry: &Entry) -> Result<Op> {
+        /// The function document with the provisioned-concurrency configurations beside its
+        /// own fields.
+        #[derive(serde::Serialize)]
+        struct Stored<'a> {
+            #[serde(flatten)]
+            doc: FunctionDoc,
+            #[serde(flatten)]
+            provisioned: &'a StoredProvisioned,
+        }
+        let provisioned = StoredProvisioned {
+            provisioned_concurrency: entry.provisioned.clone(),
+        };
+        let stored = Stored {
+            doc: entry.doc(),
+            provisioned: &provisioned,
+        };
         Ok(Op::PutFunction {
             account_id: key.account_id.clone(),
             name: key.name.clone(),
-            doc: serde_json::to_string(&entry.doc()).map_err(ControlError::service)?,
+            doc: serde_json::to_string(&stored).map_err(ControlError::service)?,
         })
     }
 
@@ -580,6 +606,7 @@ impl ControlPlane {
             aliases: BTreeMap::new(),
             urls: BTreeMap::new(),
             policies: BTreeMap::new(),
+            provisioned: BTreeMap::new(),
         };
         let mut published = None;
         let mut ops = Vec::new();
@@ -1107,8 +1134,10 @@ impl ControlPlane {
                     name: key.name.clone(),
                     version: n,
                 }];
-                // A version's policy goes with it.
-                if entry.policies.remove(q).is_some() {
+                // A version's policy and provisioned concurrency go with it.
+                let had_policy = entry.policies.remove(q).is_some();
+                let had_provisioned = entry.provisioned.remove(q).is_some();
+                if had_policy || had_provisioned {
                     ops.push(Self::put_function_op(&key, &entry)?);
                 }
                 self.persist(&ops)?;
@@ -1297,11 +1326,30 @@ impl ControlPlane {
             &alias.function_version,
             &alias.additional_version_weights,
         )?;
+        let moved = entry.provisioned.contains_key(name)
+            && alias.function_version != current.function_version;
+        if moved {
+            if alias.function_version == "$LATEST" {
+                return Err(ControlError::invalid(provisioned::UNPUBLISHED));
+            }
+            provisioned::check_overlap(
+                name,
+                &alias.function_version,
+                &entry.provisioned,
+                &entry.aliases,
+            )?;
+        }
         alias.revision_id = new_revision();
         self.persist(&[Self::put_alias_op(&key, &alias)?])?;
         let mut entry = entry.clone();
         entry.aliases.insert(name.to_string(), alias.clone());
         state.insert(key, entry);
+        drop(state);
+        if moved {
+            self.notify(Change::Provisioned {
+                function_arn: self.arn(account_id, &r.name),
+            });
+        }
         Ok(alias)
     }
 
@@ -1322,10 +1370,11 @@ impl ControlPlane {
             name: key.name.clone(),
             alias: name.to_string(),
         }];
-        // The alias's URL and policy go with it, as on Lambda.
+        // The alias's URL, policy and provisioned concurrency go with it, as on Lambda.
         let had_url = entry.urls.remove(name).is_some();
         let had_policy = entry.policies.remove(name).is_some();
-        if had_url || had_policy {
+        let had_provisioned = entry.provisioned.remove(name).is_some();
+        if had_url || had_policy || had_provisioned {
             ops.push(Self::put_function_op(&key, &entry)?);
         }
         self.persist(&ops)?;
@@ -1333,6 +1382,12 @@ impl ControlPlane {
             self.reindex_urls(&key, Some(&entry));
         }
         state.insert(key, entry);
+        drop(state);
+        if had_provisioned {
+            self.notify(Change::Provisioned {
+                function_arn: self.arn(account_id, &r.name),
+            });
+        }
         Ok(())
     }
 
@@ -1341,6 +1396,21 @@ impl ControlPlane {
             .iter()
             .filter(|(k, _)| k.account_id == account_id && k.name != except)
             .filter_map(|(_, e)| e.reserved_concurrency)
+            .sum()
+    }
+
+    /// Concurrency set aside by the account's functions other than `except`: a function's
+    /// reserved concurrency, or its provisioned concurrency when it reserves none.
+    fn committed_total(state: &HashMap<FunctionKey, Entry>, account_id: &str, except: &str) -> u64 {
+        state
+            .iter()
+            .filter(|(k, _)| k.account_id == account_id && k.name != except)
+            .map(|(_, e)| {
+                u64::from(
+                    e.reserved_concurrency
+                        .unwrap_or_else(|| provisioned::total(&e.provisioned)),
+                )
+            })
             .sum()
     }
 
@@ -1361,7 +1431,13 @@ impl ControlPlane {
         let mut state = self.write()?;
         let (key, entry) = self.lookup(&state, account_id, &r.name)?;
         let key = key.clone();
-        let others = Self::reserved_total(&state, account_id, &r.name);
+        let provisioned_here = provisioned::total(&entry.provisioned);
+        if reserved < i64::from(provisioned_here) {
+            return Err(ControlError::invalid(format!(
+                "ReservedConcurrentExecutions ({reserved}) must not be less than the function's provisioned concurrency ({provisioned_here})."
+            )));
+        }
+        let others = Self::committed_total(&state, account_id, &r.name);
         let limit = self.config.account_concurrency;
         if others as i64 + reserved > limit.saturating_sub(MIN_UNRESERVED_CONCURRENCY) as i64 {
             return Err(ControlError::invalid(format!(
@@ -1908,6 +1984,254 @@ impl ControlError {
     }
 }
 
+/// One version a function wants provisioned, resolved as for an invocation.
+#[derive(Debug, Clone)]
+pub struct ProvisionedTarget {
+    pub resolved: Resolved,
+    /// Environments wanted: the version's own configuration plus those of aliases whose primary
+    /// version it is.
+    pub count: u32,
+}
+
+impl ControlPlane {
+    /// The version number or alias a provisioned-concurrency operation names (required; never
+    /// `$LATEST`) and the version it provisions.
+    fn provisioned_qualifier(
+        &self,
+        account_id: &str,
+        entry: &Entry,
+        r: &FunctionRef,
+        param: Option<&str>,
+    ) -> Result<(String, String)> {
+        let q = Self::qualifier(r, param)?.ok_or_else(|| {
+            ControlError::invalid(
+                "A qualifier (a function version or an alias) is required for provisioned concurrency.",
+            )
+        })?;
+        if q == "$LATEST" {
+            return Err(ControlError::invalid(provisioned::UNPUBLISHED));
+        }
+        let version = provisioned::target_version(&q, &entry.aliases)
+            .ok_or_else(|| self.not_found(account_id, &r.name, Some(&q)))?;
+        if version == "$LATEST" {
+            return Err(ControlError::invalid(provisioned::UNPUBLISHED));
+        }
+        let exists =
+            parse_version_number(&version).is_some_and(|n| entry.versions.contains_key(&n));
+        if !exists {
+            return Err(self.not_found(account_id, &r.name, Some(&q)));
+        }
+        Ok((q, version))
+    }
+
+    fn provisioned_view(
+        &self,
+        account_id: &str,
+        entry: &Entry,
+        q: &str,
+        config: &ProvisionedConfig,
+    ) -> ProvisionedView {
+        let name = &entry.latest.name;
+        ProvisionedView {
+            function_name: name.clone(),
+            qualifier: q.to_string(),
+            function_arn: self.qualified_arn(account_id, name, q),
+            version: provisioned::target_version(q, &entry.aliases).unwrap_or_default(),
+            config: config.clone(),
+        }
+    }
+
+    /// `PutProvisionedConcurrencyConfig`.
+    pub fn put_provisioned(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        qualifier: Option<&str>,
+        requested: i64,
+    ) -> Result<ProvisionedView> {
+        let r = self.parse(account_id, function_name)?;
+        let requested = provisioned::check_count(requested)?;
+        let mut state = self.write()?;
+        let (key, entry) = self.lookup(&state, account_id, &r.name)?;
+        let key = key.clone();
+        let (q, version) = self.provisioned_qualifier(account_id, entry, &r, qualifier)?;
+        provisioned::check_overlap(&q, &version, &entry.provisioned, &entry.aliases)?;
+        let mut entry = entry.clone();
+        entry.provisioned.insert(
+            q.clone(),
+            ProvisionedConfig {
+                requested,
+                last_modified: now_lambda(),
+            },
+        );
+        let total = provisioned::total(&entry.provisioned);
+        match entry.reserved_concurrency {
+            Some(reserved) if total > reserved => {
+                return Err(ControlError::invalid(format!(
+                    "Requested Provisioned Concurrency should not be greater than the reservedConcurrentExecution for function ({reserved})."
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let others = Self::committed_total(&state, account_id, &r.name);
+                let limit = self.config.account_concurrency;
+                if others + u64::from(total)
+                    > u64::from(limit.saturating_sub(MIN_UNRESERVED_CONCURRENCY))
+                {
+                    return Err(ControlError::invalid(format!(
+                        "Specified ConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{MIN_UNRESERVED_CONCURRENCY}]."
+                    )));
+                }
+            }
+        }
+        self.persist(&[Self::put_function_op(&key, &entry)?])?;
+        let view = self.provisioned_view(account_id, &entry, &q, &entry.provisioned[&q]);
+        state.insert(key, entry);
+        drop(state);
+        self.notify(Change::Provisioned {
+            function_arn: self.arn(account_id, &r.name),
+        });
+        Ok(view)
+    }
+
+    /// `GetProvisionedConcurrencyConfig`; `None` when the qualifier has no configuration.
+    pub fn get_provisioned(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Option<ProvisionedView>> {
+        let r = self.parse(account_id, function_name)?;
+        let state = self.read()?;
+        let (_, entry) = self.lookup(&state, account_id, &r.name)?;
+        let (q, _) = self.provisioned_qualifier(account_id, entry, &r, qualifier)?;
+        Ok(entry
+            .provisioned
+            .get(&q)
+            .map(|c| self.provisioned_view(account_id, entry, &q, c)))
+    }
+
+    /// `DeleteProvisionedConcurrencyConfig` (deleting a configuration that does not exist
+    /// succeeds).
+    pub fn delete_provisioned(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<()> {
+        let r = self.parse(account_id, function_name)?;
+        let mut state = self.write()?;
+        let (key, entry) = self.lookup(&state, account_id, &r.name)?;
+        let key = key.clone();
+        let (q, _) = self.provisioned_qualifier(account_id, entry, &r, qualifier)?;
+        if !entry.provisioned.contains_key(&q) {
+            return Ok(());
+        }
+        let mut entry = entry.clone();
+        entry.provisioned.remove(&q);
+        self.persist(&[Self::put_function_op(&key, &entry)?])?;
+        state.insert(key, entry);
+        drop(state);
+        self.notify(Change::Provisioned {
+            function_arn: self.arn(account_id, &r.name),
+        });
+        Ok(())
+    }
+
+    /// `ListProvisionedConcurrencyConfigs`.
+    pub fn list_provisioned(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        marker: Option<&str>,
+        max_items: Option<i64>,
+    ) -> Result<Page<ProvisionedView>> {
+        if let Some(m) = max_items
+            && !(1..=50).contains(&m)
+        {
+            return Err(ControlError::validation(format!(
+                "1 validation error detected: Value '{m}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 50"
+            )));
+        }
+        let r = self.parse(account_id, function_name)?;
+        Self::unqualified(&r)?;
+        let state = self.read()?;
+        let (_, entry) = self.lookup(&state, account_id, &r.name)?;
+        let items: Vec<(String, ProvisionedView)> = entry
+            .provisioned
+            .iter()
+            .map(|(q, c)| (q.clone(), self.provisioned_view(account_id, entry, q, c)))
+            .collect();
+        drop(state);
+        paginate(items, marker, max_items)
+    }
+
+    fn targets_of(&self, key: &FunctionKey, entry: &Entry) -> Vec<ProvisionedTarget> {
+        let mut out = Vec::new();
+        for (version, count) in provisioned::per_version(&entry.provisioned, &entry.aliases) {
+            let Some(config) = parse_version_number(&version).and_then(|n| entry.versions.get(&n))
+            else {
+                continue;
+            };
+            let Some(code_dir) = self.code.tree_dir(&config.code.sha256_hex) else {
+                tracing::error!(
+                    "invalid code address in configuration of {}:{version}",
+                    key.name
+                );
+                continue;
+            };
+            out.push(ProvisionedTarget {
+                resolved: Resolved {
+                    account_id: key.account_id.clone(),
+                    function_arn: self.arn(&key.account_id, &key.name),
+                    config: config.clone(),
+                    executed_version: version,
+                    reserved_concurrency: entry.reserved_concurrency,
+                    code_dir,
+                },
+                count,
+            });
+        }
+        out
+    }
+
+    /// What a function wants provisioned, by version (empty when the function is gone or wants
+    /// nothing). `function_arn` is the unqualified ARN a [`Change`] carries.
+    pub fn provisioned_targets(&self, function_arn: &str) -> Vec<ProvisionedTarget> {
+        let Ok(r) = parse_function_ref(function_arn) else {
+            return Vec::new();
+        };
+        let Some(account_id) = r.account_id else {
+            return Vec::new();
+        };
+        let Ok(state) = self.read() else {
+            return Vec::new();
+        };
+        let key = FunctionKey {
+            account_id,
+            name: r.name,
+        };
+        state
+            .get(&key)
+            .map(|e| self.targets_of(&key, e))
+            .unwrap_or_default()
+    }
+
+    /// Unqualified ARNs of every function with provisioned concurrency (to provision on start).
+    pub fn provisioned_functions(&self) -> Vec<String> {
+        let Ok(state) = self.read() else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = state
+            .iter()
+            .filter(|(_, e)| !e.provisioned.is_empty())
+            .map(|(k, _)| self.arn(&k.account_id, &k.name))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2086,6 +2410,83 @@ mod tests {
             }
         }
         assert_eq!(seen, ["fn0", "fn1", "fn2", "fn3", "fn4"]);
+    }
+
+    #[test]
+    fn provisioned_configs_are_checked_kept_and_survive_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let p = plane(d.path());
+            create(&p, "f");
+            p.publish_version(ACCT, "f", None, None, None).unwrap();
+            p.create_alias(ACCT, "f", "live", "1", None, BTreeMap::new())
+                .unwrap();
+            p.create_alias(ACCT, "f", "dev", "$LATEST", None, BTreeMap::new())
+                .unwrap();
+            let changes = Arc::new(std::sync::Mutex::new(Vec::new()));
+            {
+                let changes = changes.clone();
+                p.subscribe(move |c| {
+                    if let Change::Provisioned { function_arn } = c {
+                        changes.lock().unwrap().push(function_arn.clone());
+                    }
+                });
+            }
+            let e = p
+                .put_provisioned(ACCT, "f", Some("$LATEST"), 1)
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidParameter);
+            assert_eq!(e.message, provisioned::UNPUBLISHED);
+            let e = p.put_provisioned(ACCT, "f", Some("dev"), 1).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidParameter);
+            let e = p.put_provisioned(ACCT, "f", Some("1"), 0).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Validation);
+            let e = p.put_provisioned(ACCT, "f", Some("7"), 1).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::NotFound);
+            assert!(p.get_provisioned(ACCT, "f", Some("1")).unwrap().is_none());
+
+            let v = p.put_provisioned(ACCT, "f", Some("1"), 2).unwrap();
+            assert_eq!(v.function_arn, format!("{}:1", p.arn(ACCT, "f")));
+            assert_eq!(v.config.requested, 2);
+            assert_eq!(changes.lock().unwrap().len(), 1);
+            // The alias on version 1 conflicts with version 1's configuration.
+            let e = p.put_provisioned(ACCT, "f", Some("live"), 1).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Conflict);
+            // The account keeps 100 unreserved.
+            let e = p.put_provisioned(ACCT, "f", Some("1"), 901).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidParameter);
+            assert!(e.message.contains("[100]"), "{}", e.message);
+            // Reserved concurrency may not drop below the provisioned.
+            assert!(p.put_concurrency(ACCT, "f", 1).is_err());
+            p.put_concurrency(ACCT, "f", 2).unwrap();
+            assert!(p.put_provisioned(ACCT, "f", Some("1"), 3).is_err());
+            p.delete_concurrency(ACCT, "f").unwrap();
+
+            let targets = p.provisioned_targets(&p.arn(ACCT, "f"));
+            assert_eq!(targets.len(), 1);
+            assert_eq!(targets[0].resolved.executed_version, "1");
+            assert_eq!(targets[0].count, 2);
+            assert_eq!(p.provisioned_functions(), vec![p.arn(ACCT, "f")]);
+            let page = p.list_provisioned(ACCT, "f", None, None).unwrap();
+            assert_eq!(page.items.len(), 1);
+        }
+        let p = plane(d.path());
+        let got = p.get_provisioned(ACCT, "f", Some("1")).unwrap().unwrap();
+        assert_eq!(got.config.requested, 2);
+        p.delete_provisioned(ACCT, "f", Some("1")).unwrap();
+        assert!(p.get_provisioned(ACCT, "f", Some("1")).unwrap().is_none());
+        assert!(p.provisioned_targets(&p.arn(ACCT, "f")).is_empty());
+        // An alias's configuration provisions its version, and goes with the alias.
+        p.put_provisioned(ACCT, "f", Some("live"), 1).unwrap();
+        let targets = p.provisioned_targets(&p.arn(ACCT, "f"));
+        assert_eq!(targets[0].resolved.executed_version, "1");
+        p.delete_alias(ACCT, "f", "live").unwrap();
+        assert!(
+            p.list_provisioned(ACCT, "f", None, None)
+                .unwrap()
+                .items
+                .is_empty()
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use updraft_sandbox::{ExitInfo, JailSpec};
 
@@ -120,6 +120,62 @@ impl Drop for Counted {
     }
 }
 
+/// Marks an environment as one of its pool's provisioned environments: counted in the pool's
+/// allocated provisioned concurrency while it lives. Dropping it (the environment stopped or
+/// died) tells the pool's provisioner, which starts a replacement.
+pub(crate) struct ProvisionedSlot {
+    allocated: Arc<AtomicUsize>,
+    wake: Arc<Notify>,
+    held: bool,
+}
+
+impl ProvisionedSlot {
+    pub(crate) fn new(allocated: Arc<AtomicUsize>, wake: Arc<Notify>) -> ProvisionedSlot {
+        allocated.fetch_add(1, Ordering::AcqRel);
+        ProvisionedSlot {
+            allocated,
+            wake,
+            held: true,
+        }
+    }
+
+    /// Gives the slot up when the pool holds more than `want` provisioned environments (the
+    /// requested count went down); returns whether it did. Check and decrement are one step, so
+    /// environments released at the same time never take the count below `want`.
+    pub(crate) fn release_if_surplus(&mut self, want: usize) -> bool {
+        if !self.held {
+            return false;
+        }
+        let mut n = self.allocated.load(Ordering::Acquire);
+        loop {
+            if n <= want {
+                return false;
+            }
+            match self.allocated.compare_exchange_weak(
+                n,
+                n - 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.held = false;
+                    return true;
+                }
+                Err(now) => n = now,
+            }
+        }
+    }
+}
+
+impl Drop for ProvisionedSlot {
+    fn drop(&mut self) {
+        if self.held {
+            self.allocated.fetch_sub(1, Ordering::AcqRel);
+            self.wake.notify_one();
+        }
+    }
+}
+
 /// Everything needed to start an environment.
 pub(crate) struct EnvLaunch {
     pub launcher: Arc<dyn Launcher>,
@@ -149,6 +205,8 @@ pub(crate) struct Env {
     capacity: Arc<Capacity>,
     /// The last reading of the peak memory (MiB) and when it was taken.
     peak: Option<(Instant, u64)>,
+    /// `Some` for a provisioned environment: the idle reaper and memory eviction leave it alone.
+    pub provisioned: Option<ProvisionedSlot>,
     _memory: MemoryLease,
     _counted: Counted,
 }
@@ -194,6 +252,7 @@ impl Env {
             dead: Arc::new(AtomicBool::new(false)),
             capacity: req.capacity,
             peak: None,
+            provisioned: None,
             _memory: req.memory,
             _counted: Counted::new(req.pool_live),
         };

@@ -28,6 +28,9 @@ pub(crate) struct EnvContext<'a> {
     pub family: Family,
     /// Interpreter `bin` directories, put on `PATH` ahead of the system directories.
     pub path_dirs: &'a [PathBuf],
+    /// Started ahead of any invocation for provisioned concurrency (Lambda tells the function
+    /// through `AWS_LAMBDA_INITIALIZATION_TYPE`).
+    pub provisioned: bool,
 }
 
 /// An ordered set of variables: setting an existing name replaces its value in place.
@@ -84,7 +87,14 @@ pub(crate) fn lambda_environment(
     if ctx.family != Family::Provided {
         vars.set("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", spec.runtime));
     }
-    vars.set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand");
+    vars.set(
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        if ctx.provisioned {
+            "provisioned-concurrency"
+        } else {
+            "on-demand"
+        },
+    );
     vars.set("AWS_LAMBDA_RUNTIME_API", RUNTIME_API_ADDR);
     vars.set("_HANDLER", spec.handler.as_str());
     vars.set("LAMBDA_TASK_ROOT", "/var/task");
@@ -146,6 +156,7 @@ mod tests {
             log_stream: "2024/01/02/[$LATEST]0123456789abcdef0123456789abcdef",
             family,
             path_dirs: dirs,
+            provisioned: false,
         }
     }
 
@@ -217,6 +228,20 @@ mod tests {
             )
         );
         assert_eq!(get(&v, "AWS_EXECUTION_ENV"), Some("AWS_Lambda_nodejs20.x"));
+    }
+
+    #[test]
+    fn provisioned_environments_say_so() {
+        let s = spec("python3.12", &[("AWS_LAMBDA_INITIALIZATION_TYPE", "mine")]);
+        let mut c = ctx(Family::Python, &[]);
+        c.provisioned = true;
+        let v = lambda_environment(&s, &c);
+        assert_eq!(
+            get(&v, "AWS_LAMBDA_INITIALIZATION_TYPE"),
+            Some("provisioned-concurrency")
+        );
+        let v = lambda_environment(&s, &ctx(Family::Python, &[]));
+        assert_eq!(get(&v, "AWS_LAMBDA_INITIALIZATION_TYPE"), Some("on-demand"));
     }
 
     #[test]

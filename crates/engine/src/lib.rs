@@ -11,7 +11,8 @@
 //!   responses (`Lambda-Runtime-Function-Response-Mode: streaming`) are handed on unread.
 //! - `pool`: one pool of environments per (function, version, generation); admission (account and
 //!   reserved concurrency, the node's memory budget), cold starts, warm reuse, timeouts, crashes,
-//!   idle reaping and retirement.
+//!   idle reaping and retirement; `pool::provision` keeps provisioned environments
+//!   ([`Engine::set_provisioned`]).
 //! - `env`: one execution environment: the jail, its Runtime API server, its log pumps and the
 //!   thread that notices its exit.
 //! - `logs`: per-environment log stream files with Lambda's `START`/`END`/`REPORT` lines, the tail
@@ -246,9 +247,26 @@ pub struct PoolStats {
     pub live: usize,
 }
 
+/// Provisioned-concurrency counts of one pool, for the API's status of a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionedStats {
+    pub function_arn: String,
+    pub version: String,
+    pub generation: String,
+    /// Environments requested with [`Engine::set_provisioned`].
+    pub requested: u32,
+    /// Provisioned environments alive and initialised (idle or busy).
+    pub allocated: u32,
+    /// Provisioned environments idle right now, ready for an invocation.
+    pub available: u32,
+    /// Why starting an environment failed, while the failures go on (`None` once one starts).
+    pub failure: Option<String>,
+}
+
 /// The engine of one node. Create it once with [`Engine::new`] inside a tokio runtime.
 pub struct Engine {
     inner: Arc<pool::Inner>,
+    handle: tokio::runtime::Handle,
 }
 
 impl Engine {
@@ -273,7 +291,7 @@ impl Engine {
             .map_err(|e| EngineError::CreateDir(logs_dir.clone(), e))?;
         let inner = pool::Inner::new(cfg, registry, launcher, timings);
         pool::spawn_reaper(&handle, &inner);
-        Ok(Arc::new(Engine { inner }))
+        Ok(Arc::new(Engine { inner, handle }))
     }
 
     /// Every runtime id Updraft knows, whether it can run here and the interpreter it uses.
@@ -336,8 +354,33 @@ impl Engine {
 
     /// Drains (stops once idle) all environments of this function whose generation differs from
     /// `keep_generation`, or all of them if `None`. Busy environments finish their invocation first.
+    /// Pools with provisioned concurrency are kept (see [`Engine::set_provisioned`]).
     pub fn retire(&self, function_arn: &str, keep_generation: Option<&str>) {
         self.inner.retire(function_arn, keep_generation);
+    }
+
+    /// Keeps `count` initialised environments of `spec`'s (function, version, generation) pool:
+    /// they start in the background (never on an invocation's path) with
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency`, invocations of that pool take
+    /// them like any idle environment, the idle reaper and memory eviction never stop them, and
+    /// one that dies is replaced. [`Engine::retire`] leaves a provisioned pool alone. A lower
+    /// count stops the surplus (busy ones once their invocation ends); `0` removes the
+    /// provisioning and stops its environments. The memory budget counts them.
+    pub fn set_provisioned(&self, spec: Arc<FunctionSpec>, count: u32) {
+        self.inner.set_provisioned(&self.handle, spec, count);
+    }
+
+    /// Makes `targets` (spec and count, as for [`Engine::set_provisioned`]) the whole
+    /// provisioned concurrency of `function_arn` (unqualified): pools of the function that are
+    /// provisioned but not among the targets stop being provisioned.
+    pub fn sync_provisioned(&self, function_arn: &str, targets: Vec<(Arc<FunctionSpec>, u32)>) {
+        self.inner
+            .sync_provisioned(&self.handle, function_arn, targets);
+    }
+
+    /// Counts of every provisioned pool of `function_arn` (unqualified), by version.
+    pub fn provisioned_stats(&self, function_arn: &str) -> Vec<ProvisionedStats> {
+        self.inner.provisioned_stats(function_arn)
     }
 
     /// Stops every environment (busy ones are killed; their invocations fail) and refuses new

@@ -32,7 +32,8 @@
 //! idle environment waits for it (at most `finishing_wait`) instead of starting a new one.
 //!
 //! A background reaper stops environments idle longer than `idle_timeout` and forgets empty
-//! pools. Locks are `std` locks held for a few instructions and never across an await; the lock
+//! pools. Provisioned environments (see `provision`) are ordinary idle environments of their pool
+//! that the reaper, memory eviction and `retire` leave alone. Locks are `std` locks held for a few instructions and never across an await; the lock
 //! order is pools map → one pool's idle list → capacity. The warm path takes the pools map for
 //! reading only, and counts running invocations with atomics (no lock shared between functions).
 
@@ -168,6 +169,8 @@ pub(crate) struct Pool {
     /// Running invocations of the pool's function (all versions and generations share it), for
     /// reserved concurrency.
     running: Arc<AtomicU32>,
+    /// Provisioned concurrency of the pool.
+    provision: provision::PoolProvision,
 }
 
 impl Pool {
@@ -329,6 +332,8 @@ pub(crate) struct Inner {
     running: Mutex<HashMap<String, Weak<AtomicU32>>>,
     capacity: Arc<Capacity>,
     shutting_down: AtomicBool,
+    /// Pools with provisioned concurrency, each with its provisioner's handle.
+    provisioners: Mutex<HashMap<PoolKey, provision::Provisioner>>,
     ro_paths: Vec<PathBuf>,
     path_dirs: Vec<PathBuf>,
 }
@@ -396,6 +401,7 @@ impl Inner {
             pools: RwLock::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
+            provisioners: Mutex::new(HashMap::new()),
         })
     }
 
@@ -558,6 +564,7 @@ impl Inner {
                     finishing: AtomicUsize::new(0),
                     returned: Notify::new(),
                     running: self.running_counter(&spec.function_arn),
+                    provision: provision::PoolProvision::default(),
                 });
                 pools.insert(pool.key.clone(), pool.clone());
                 pool
@@ -581,7 +588,11 @@ impl Inner {
     fn put_back(&self, pool: &Pool, mut env: Env) {
         env.last_used = Instant::now();
         let mut idle = pool.lock_idle();
-        if pool.retired.load(Ordering::Acquire) || self.is_shutting_down() {
+        let surplus = env
+            .provisioned
+            .as_mut()
+            .is_some_and(|slot| slot.release_if_surplus(pool.provision.want()));
+        if surplus || pool.retired.load(Ordering::Acquire) || self.is_shutting_down() {
             drop(idle);
             drop(env);
             return;
@@ -609,8 +620,9 @@ impl Inner {
                     if key == own {
                         continue;
                     }
+                    // Provisioned environments are kept: they are what the budget was promised to.
                     let idle = pool.lock_idle();
-                    if let Some(oldest) = idle.first()
+                    if let Some(oldest) = idle.iter().find(|e| e.provisioned.is_none())
                         && best.is_none_or(|(_, t)| oldest.last_used < t)
                     {
                         best = Some((pool, oldest.last_used));
@@ -618,7 +630,8 @@ impl Inner {
                 }
                 best.and_then(|(pool, _)| {
                     let mut idle = pool.lock_idle();
-                    (!idle.is_empty()).then(|| idle.remove(0))
+                    let at = idle.iter().position(|e| e.provisioned.is_none())?;
+                    Some(idle.remove(at))
                 })
             };
             match victim {
@@ -635,7 +648,14 @@ impl Inner {
         }
     }
 
-    fn jail_spec(&self, spec: &FunctionSpec, launch: &Launch, id: &str, stream: &str) -> JailSpec {
+    fn jail_spec(
+        &self,
+        spec: &FunctionSpec,
+        launch: &Launch,
+        id: &str,
+        stream: &str,
+        provisioned: bool,
+    ) -> JailSpec {
         let env = lambda_environment(
             spec,
             &EnvContext {
@@ -643,6 +663,7 @@ impl Inner {
                 log_stream: stream,
                 family: launch.family,
                 path_dirs: &self.path_dirs,
+                provisioned,
             },
         );
         JailSpec {
@@ -676,7 +697,7 @@ impl Inner {
         let stream = logs::stream_name(SystemTime::now(), &spec.version, &id);
         let dir = logs::function_dir(&self.logs_dir, &spec.account_id, &spec.function_name)
             .map_err(|e| InvokeError::Internal(e.to_string()))?;
-        let jail = self.jail_spec(spec, launch, &id, &stream);
+        let jail = self.jail_spec(spec, launch, &id, &stream, false);
         let t0 = Instant::now();
         let mut env = Env::launch(EnvLaunch {
             launcher: self.launcher.clone(),
@@ -980,12 +1001,15 @@ impl Inner {
     pub(crate) fn retire(&self, function_arn: &str, keep_generation: Option<&str>) {
         let retired: Vec<Arc<Pool>> = {
             let mut pools = self.lock_pools();
+            // Provisioned pools stay: only `set_provisioned` stops them.
             let keys: Vec<PoolKey> = pools
-                .keys()
-                .filter(|k| {
-                    k.function_arn == function_arn && Some(k.generation.as_str()) != keep_generation
+                .iter()
+                .filter(|(k, p)| {
+                    k.function_arn == function_arn
+                        && Some(k.generation.as_str()) != keep_generation
+                        && p.provision.want() == 0
                 })
-                .cloned()
+                .map(|(k, _)| k.clone())
                 .collect();
             keys.iter().filter_map(|k| pools.remove(k)).collect()
         };
@@ -995,6 +1019,7 @@ impl Inner {
 
     pub(crate) async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
+        self.stop_provisioners();
         let pools: Vec<Arc<Pool>> = self.lock_pools().drain().map(|(_, p)| p).collect();
         let envs: Vec<Env> = pools.iter().flat_map(|p| p.retire()).collect();
         drop(envs);
@@ -1018,7 +1043,9 @@ impl Inner {
                 let mut idle = pool.lock_idle();
                 let mut i = 0;
                 while i < idle.len() {
-                    if idle[i].is_dead() || now.duration_since(idle[i].last_used) >= ttl {
+                    let expired_here = idle[i].provisioned.is_none()
+                        && now.duration_since(idle[i].last_used) >= ttl;
+                    if idle[i].is_dead() || expired_here {
                         expired.push(idle.remove(i));
                     } else {
                         i += 1;
@@ -1198,6 +1225,7 @@ pub(crate) fn spawn_reaper(handle: &tokio::runtime::Handle, inner: &Arc<Inner>) 
     });
 }
 
+pub(crate) mod provision;
 pub(crate) mod stream;
 
 #[cfg(test)]
@@ -1205,3 +1233,6 @@ mod tests;
 
 #[cfg(test)]
 mod stream_tests;
+
+#[cfg(test)]
+mod provision_tests;

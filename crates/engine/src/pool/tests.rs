@@ -10,12 +10,12 @@ use std::os::unix::fs::PermissionsExt;
 const RT_PY: &str = include_str!("../../tests/fixtures/rt.py");
 const BOOTSTRAP: &str = "#!/bin/sh\nexec python3 \"$LAMBDA_TASK_ROOT/rt.py\"\n";
 
-struct Fixture {
-    engine: Arc<Engine>,
+pub(super) struct Fixture {
+    pub(super) engine: Arc<Engine>,
     dir: tempfile::TempDir,
 }
 
-fn fixture_with(
+pub(super) fn fixture_with(
     budget_mb: u64,
     concurrency: u32,
     idle: Duration,
@@ -53,7 +53,7 @@ impl Fixture {
         code
     }
 
-    fn spec(&self, name: &str) -> FunctionSpec {
+    pub(super) fn spec(&self, name: &str) -> FunctionSpec {
         FunctionSpec {
             account_id: "123456789012".into(),
             function_name: name.into(),
@@ -86,14 +86,14 @@ impl Fixture {
 
     /// Waits until the pool of `name` has these (idle, live) counts: the caller gets its answer
     /// before the environment is back in its pool.
-    async fn settled(&self, name: &str, want: (usize, usize)) {
+    pub(super) async fn settled(&self, name: &str, want: (usize, usize)) {
         eventually(&format!("{name} to have (idle, live) = {want:?}"), || {
             self.stats(name) == want
         })
         .await;
     }
 
-    fn stats(&self, name: &str) -> (usize, usize) {
+    pub(super) fn stats(&self, name: &str) -> (usize, usize) {
         self.engine
             .pool_stats()
             .iter()
@@ -102,7 +102,7 @@ impl Fixture {
     }
 }
 
-fn inv(event: Value, tail: bool) -> Invocation {
+pub(super) fn inv(event: Value, tail: bool) -> Invocation {
     Invocation {
         request_id: uuid::Uuid::new_v4().to_string(),
         payload: Bytes::from(event.to_string()),
@@ -114,12 +114,12 @@ fn inv(event: Value, tail: bool) -> Invocation {
     }
 }
 
-fn json(out: &InvokeOutcome) -> Value {
+pub(super) fn json(out: &InvokeOutcome) -> Value {
     serde_json::from_slice(&out.payload)
         .unwrap_or_else(|e| panic!("payload {:?}: {e}", String::from_utf8_lossy(&out.payload)))
 }
 
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+pub(super) async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..300 {
         if f() {
             return;
