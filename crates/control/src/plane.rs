@@ -211,6 +211,16 @@ fn parse_version_number(q: &str) -> Option<u64> {
     }
 }
 
+/// Operations whose pages are smaller than the general 10,000 accept fewer `MaxItems`.
+fn max_items_at_most(max_items: Option<i64>, limit: i64) -> Result<()> {
+    match max_items {
+        Some(m) if !(1..=limit).contains(&m) => Err(ControlError::validation(format!(
+            "1 validation error detected: Value '{m}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and {limit}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn paginate<T: Clone>(
     items: Vec<(String, T)>,
     marker: Option<&str>,
@@ -1806,13 +1816,7 @@ impl ControlPlane {
         marker: Option<&str>,
         max_items: Option<i64>,
     ) -> Result<Page<UrlView>> {
-        if let Some(m) = max_items
-            && !(1..=50).contains(&m)
-        {
-            return Err(ControlError::validation(format!(
-                "1 validation error detected: Value '{m}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 50"
-            )));
-        }
+        max_items_at_most(max_items, 50)?;
         let r = self.parse(account_id, function_name)?;
         let state = self.read()?;
         let (_, entry) = self.lookup(&state, account_id, &r.name)?;
@@ -2146,13 +2150,7 @@ impl ControlPlane {
         marker: Option<&str>,
         max_items: Option<i64>,
     ) -> Result<Page<ProvisionedView>> {
-        if let Some(m) = max_items
-            && !(1..=50).contains(&m)
-        {
-            return Err(ControlError::validation(format!(
-                "1 validation error detected: Value '{m}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 50"
-            )));
-        }
+        max_items_at_most(max_items, 50)?;
         let r = self.parse(account_id, function_name)?;
         Self::unqualified(&r)?;
         let state = self.read()?;
