@@ -435,6 +435,26 @@ impl ControlPlane {
         self.store.apply(ops).map_err(ControlError::from)
     }
 
+    /// Changes one function's document: `f` edits a copy, which is persisted and only then
+    /// replaces the in-memory entry, so a refused edit or a failed write changes nothing.
+    /// Returns `$LATEST`'s revision after the change.
+    fn change_doc(
+        &self,
+        account_id: &str,
+        name: &str,
+        f: impl FnOnce(&mut Entry) -> Result<()>,
+    ) -> Result<String> {
+        let mut state = self.write()?;
+        let (key, entry) = self.lookup(&state, account_id, name)?;
+        let key = key.clone();
+        let mut entry = entry.clone();
+        f(&mut entry)?;
+        self.persist(&[Self::put_function_op(&key, &entry)?])?;
+        let revision = entry.latest.revision_id.clone();
+        state.insert(key, entry);
+        Ok(revision)
+    }
+
     fn put_function_op(key: &FunctionKey, entry: &Entry) -> Result<Op> {
         /// The function document with the provisioned-concurrency configurations beside its
         /// own fields.
@@ -1479,19 +1499,14 @@ impl ControlPlane {
     pub fn delete_concurrency(&self, account_id: &str, function_name: &str) -> Result<()> {
         let r = self.parse(account_id, function_name)?;
         Self::unqualified(&r)?;
-        let mut state = self.write()?;
-        let (key, entry) = self.lookup(&state, account_id, &r.name)?;
-        let key = key.clone();
-        let mut entry = entry.clone();
-        entry.reserved_concurrency = None;
-        self.persist(&[Self::put_function_op(&key, &entry)?])?;
-        let change = Change::Updated {
+        let latest_revision = self.change_doc(account_id, &r.name, |e| {
+            e.reserved_concurrency = None;
+            Ok(())
+        })?;
+        self.notify(Change::Updated {
             function_arn: self.arn(account_id, &r.name),
-            latest_revision: entry.latest.revision_id.clone(),
-        };
-        state.insert(key, entry);
-        drop(state);
-        self.notify(change);
+            latest_revision,
+        });
         Ok(())
     }
 
@@ -1542,29 +1557,22 @@ impl ControlPlane {
         tags: BTreeMap<String, String>,
     ) -> Result<()> {
         let name = self.tag_target(account_id, resource)?;
-        let mut state = self.write()?;
-        let (key, entry) = self.lookup(&state, account_id, &name)?;
-        let key = key.clone();
-        let mut entry = entry.clone();
-        entry.tags.extend(tags);
-        validate::tags(&entry.tags)?;
-        self.persist(&[Self::put_function_op(&key, &entry)?])?;
-        state.insert(key, entry);
+        self.change_doc(account_id, &name, |e| {
+            e.tags.extend(tags);
+            validate::tags(&e.tags)
+        })?;
         Ok(())
     }
 
     /// `UntagResource`.
     pub fn untag_resource(&self, account_id: &str, resource: &str, keys: &[String]) -> Result<()> {
         let name = self.tag_target(account_id, resource)?;
-        let mut state = self.write()?;
-        let (key, entry) = self.lookup(&state, account_id, &name)?;
-        let key = key.clone();
-        let mut entry = entry.clone();
-        for k in keys {
-            entry.tags.remove(k);
-        }
-        self.persist(&[Self::put_function_op(&key, &entry)?])?;
-        state.insert(key, entry);
+        self.change_doc(account_id, &name, |e| {
+            for k in keys {
+                e.tags.remove(k);
+            }
+            Ok(())
+        })?;
         Ok(())
     }
 
