@@ -681,6 +681,7 @@ impl Inner {
             argv: launch.argv.clone(),
             env,
             cwd: "/var/task".to_string(),
+            start: updraft_sandbox::Start::Now,
         }
     }
 

@@ -414,6 +414,34 @@ impl EnvCgroup {
         }
     }
 
+    /// Sets a new memory limit on a live environment (a pre-warmed one given to a function).
+    /// With cgroup v1 the memory+swap limit may never be below the memory limit, so it is
+    /// written on both sides of the memory limit: the first write succeeds when the limit
+    /// grows, the last when it shrinks.
+    pub(crate) fn set_memory_limit(&self, bytes: u64) -> io::Result<()> {
+        let Some(d) = self.memory_dir() else {
+            return Ok(());
+        };
+        let limits = Limits {
+            memory_bytes: bytes,
+            pids_max: 0,
+        };
+        let writes = limit_writes(d.version, "memory", limits);
+        let (primary, value, _) = &writes[0];
+        let memsw = d.path.join("memory.memsw.limit_in_bytes");
+        let v1_swap = d.version == Version::V1 && memsw.exists();
+        if v1_swap {
+            let _ = write_file(&memsw, value);
+        }
+        write_file(&d.path.join(primary), value)
+            .map_err(|e| io::Error::new(e.kind(), format!("writing {primary}: {e}")))?;
+        if v1_swap {
+            write_file(&memsw, value)
+                .map_err(|e| io::Error::new(e.kind(), format!("writing memsw limit: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// Whether the memory cgroup hit its limit and the OOM killer acted.
     pub(crate) fn oom_killed(&self) -> bool {
         let Some(d) = self.memory_dir() else {

@@ -16,7 +16,7 @@
 
 use std::convert::Infallible;
 use std::fmt::Display;
-use std::io::{self, Read};
+use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -31,13 +31,17 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid, fork, pipe2, setresgid, setresuid, setsid};
 
 use crate::mounts::{self, RealHost};
-use crate::protocol::{self, HelperMsg, SetupRequest};
+use crate::protocol::{self, HelperMsg, PipeAssignment, ServerMsg, SetupRequest};
 use crate::{
-    JailSpec, RUNTIME_API_ADDR, SANDBOX_GID, SANDBOX_UID, Step, cgroup, seccomp, sys, tmpdisk,
+    ASSIGNMENT_FD_VAR, JailSpec, RUNTIME_API_ADDR, SANDBOX_GID, SANDBOX_UID, Start, Step, cgroup,
+    seccomp, sys, tmpdisk,
 };
 
 /// Where [`spawn`](crate::spawn) puts the helper's end of the control socket.
 pub(crate) const CONTROL_FD: RawFd = 3;
+
+/// Where a runtime template finds the assignment pipe.
+const ASSIGNMENT_FD: RawFd = 3;
 
 /// Size of the tmpfs that becomes `/`: it only holds directories, symlinks and a few small
 /// generated files.
@@ -189,6 +193,10 @@ fn helper(ctl: &OwnedFd, spec: &JailSpec, scratch: &Path) -> Result<i32, Failure
         );
     }
 
+    // Identifies the host's root, to make sure the code of an assignment is never mounted
+    // anywhere but inside the environment (see `assign`).
+    let host_root = root_identity().map_err(fail(Step::Unshare, "stat /"))?;
+
     // No core dumps of the helper, and no ptrace of it by same-uid processes. Only now: a
     // non-dumpable process cannot write its own /proc/self/uid_map.
     let _ = nix::sys::prctl::set_dumpable(false);
@@ -212,6 +220,12 @@ fn helper(ctl: &OwnedFd, spec: &JailSpec, scratch: &Path) -> Result<i32, Failure
     drop(listener);
 
     let (status_r, status_w) = pipe2(OFlag::O_CLOEXEC).map_err(fail(Step::Fork, "pipe"))?;
+    let assignment = match spec.start {
+        Start::Now => None,
+        Start::Deferred | Start::Template => {
+            Some(pipe2(OFlag::O_CLOEXEC).map_err(fail(Step::Fork, "assignment pipe"))?)
+        }
+    };
     // Lets pid 1 notice a helper that died before pid 1 armed its parent-death signal.
     let self_pidfd = sys::pidfd_open(std::process::id() as libc::pid_t).ok();
     // SAFETY: this process is a fresh exec that started no threads, so the child is a full
@@ -219,6 +233,7 @@ fn helper(ctl: &OwnedFd, spec: &JailSpec, scratch: &Path) -> Result<i32, Failure
     match unsafe { fork() }.map_err(fail(Step::Fork, "fork"))? {
         ForkResult::Child => {
             drop(status_r);
+            let assignment_r = assignment.map(|(r, _w)| r);
             let status = StatusPipe(status_w);
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 pid1(
@@ -227,6 +242,7 @@ fn helper(ctl: &OwnedFd, spec: &JailSpec, scratch: &Path) -> Result<i32, Failure
                     !root,
                     tmp.as_ref().map(|d| d.path.as_path()),
                     self_pidfd.as_ref(),
+                    assignment_r.as_ref(),
                     &status,
                 )
             }));
@@ -248,21 +264,9 @@ fn helper(ctl: &OwnedFd, spec: &JailSpec, scratch: &Path) -> Result<i32, Failure
             // Pid 1 holds its own descriptor until its mount holds the device; from then on the
             // mount alone keeps it, and its end detaches the device (auto-clear).
             drop(tmp);
-            let mut text = String::new();
-            let _ = std::fs::File::from(status_r).read_to_string(&mut text);
-            let mut failure = None;
-            for line in text.lines() {
-                match serde_json::from_str::<StatusLine>(line) {
-                    Ok(StatusLine::Warn(w)) => warnings.push(w),
-                    Ok(StatusLine::Failed(f)) => failure = Some(f),
-                    Err(e) => {
-                        failure = Some(Failure {
-                            step: Step::Exec,
-                            message: format!("garbled setup report from pid 1: {e}"),
-                        })
-                    }
-                }
-            }
+            let assignment_w = assignment.map(|(_r, w)| w);
+            let mut status = io::BufReader::new(std::fs::File::from(status_r));
+            let failure = read_status(&mut status, &mut warnings);
             if let Some(f) = failure {
                 let _ = kill(child, Signal::SIGKILL);
                 let _ = waitpid(child, None);
@@ -276,7 +280,13 @@ fn helper(ctl: &OwnedFd, spec: &JailSpec, scratch: &Path) -> Result<i32, Failure
             if protocol::send_msg(ctl.as_fd(), &msg, fd).is_err() {
                 let _ = kill(child, Signal::SIGKILL);
             }
-            Ok(supervise(ctl, child, child_pidfd))
+            let pending = assignment_w.map(|pipe| Pending {
+                pipe,
+                // A deferred pid 1 still has to exec; its status pipe tells whether it did.
+                status: (spec.start == Start::Deferred).then_some(status),
+                host_root,
+            });
+            Ok(supervise(ctl, child, child_pidfd, pending))
         }
     }
 }
@@ -302,6 +312,52 @@ fn enter_user_namespace() -> io::Result<()> {
 enum StatusLine {
     Warn(String),
     Failed(Failure),
+    /// A deferred pid 1 is set up and waits for its assignment.
+    Parked,
+}
+
+/// Reads pid 1's report up to end of file (it exec'd or died) or `Parked`; returns the failure
+/// it reported, if any.
+fn read_status(
+    status: &mut io::BufReader<std::fs::File>,
+    warnings: &mut Vec<String>,
+) -> Option<Failure> {
+    use std::io::BufRead;
+    let mut failure = None;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match status.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                failure = Some(Failure {
+                    step: Step::Exec,
+                    message: format!("reading pid 1's setup report: {e}"),
+                });
+                break;
+            }
+        }
+        match serde_json::from_str::<StatusLine>(line.trim_end()) {
+            Ok(StatusLine::Warn(w)) => warnings.push(w),
+            Ok(StatusLine::Failed(f)) => failure = Some(f),
+            Ok(StatusLine::Parked) => break,
+            Err(e) => {
+                failure = Some(Failure {
+                    step: Step::Exec,
+                    message: format!("garbled setup report from pid 1: {e}"),
+                })
+            }
+        }
+    }
+    failure
+}
+
+/// Device and inode of the calling process's root directory.
+fn root_identity() -> nix::Result<(u64, u64)> {
+    let st = nix::sys::stat::stat("/")?;
+    Ok((st.st_dev, st.st_ino))
 }
 
 struct StatusPipe(OwnedFd);
@@ -393,6 +449,7 @@ fn pid1(
     userns: bool,
     tmp_device: Option<&Path>,
     helper: Option<&OwnedFd>,
+    assignment: Option<&OwnedFd>,
     status: &StatusPipe,
 ) -> Result<Infallible, Failure> {
     die_with_helper(helper)?;
@@ -480,13 +537,51 @@ fn pid1(
         .iter()
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
-    let env = spec
+    let mut env = spec
         .env
         .iter()
         .map(|(k, v)| cstr(&format!("{k}={v}")))
         .collect::<Result<Vec<_>, _>>()?;
+    let missing_pipe = || Failure {
+        step: Step::Exec,
+        message: "no assignment pipe".into(),
+    };
+    if spec.start == Start::Template {
+        let pipe = assignment.ok_or_else(missing_pipe)?;
+        place_for_exec(pipe, ASSIGNMENT_FD)?;
+        env.push(cstr(&format!("{ASSIGNMENT_FD_VAR}={ASSIGNMENT_FD}"))?);
+    }
 
     seccomp::install().map_err(fail(Step::Seccomp, ""))?;
+    if spec.start == Start::Deferred {
+        // Everything above is the environment, built before any function is known; what runs
+        // in it arrives now.
+        let pipe = assignment.ok_or_else(missing_pipe)?;
+        status.line(&StatusLine::Parked);
+        let a = read_assignment(pipe)?;
+        nix::unistd::chdir(Path::new(&a.cwd)).map_err(fail(Step::Chdir, "chdir"))?;
+        let argv = a
+            .argv
+            .iter()
+            .map(|s| cstr(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let env = a
+            .env
+            .iter()
+            .map(|(k, v)| cstr(&format!("{k}={v}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(program) = argv.first() else {
+            return Err(Failure {
+                step: Step::Exec,
+                message: "the assignment has no program".into(),
+            });
+        };
+        let err = nix::unistd::execve(program, &argv, &env).unwrap_err();
+        return Err(Failure {
+            step: Step::Exec,
+            message: format!("{}: {err}", a.argv[0]),
+        });
+    }
     let err = nix::unistd::execve(&argv[0], &argv, &env).unwrap_err();
     Err(Failure {
         step: Step::Exec,
@@ -494,21 +589,123 @@ fn pid1(
     })
 }
 
+/// Puts `fd` on descriptor `target` without close-on-exec, so the runtime inherits it there.
+fn place_for_exec(fd: &OwnedFd, target: RawFd) -> Result<(), Failure> {
+    if fd.as_raw_fd() == target {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))
+            .map_err(fail(Step::Exec, "assignment pipe flags"))?;
+        return Ok(());
+    }
+    // SAFETY: dup2 onto a fixed number replaces whatever pid 1 had there (an inherited copy of
+    // the control socket, which pid 1 must not keep anyway); the new descriptor is not
+    // close-on-exec.
+    if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+        return Err(fail(Step::Exec, "placing the assignment pipe")(
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the assignment pipe to its end and parses what it carried.
+fn read_assignment(pipe: &OwnedFd) -> Result<PipeAssignment, Failure> {
+    let mut text = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match nix::unistd::read(pipe, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(fail(Step::Assign, "reading the assignment")(e)),
+        }
+    }
+    serde_json::from_slice(&text).map_err(fail(Step::Assign, "parsing the assignment"))
+}
+
+/// What a pre-warmed environment still needs: the write end of its assignment pipe and, for a
+/// deferred one, pid 1's status pipe.
+struct Pending {
+    pipe: OwnedFd,
+    status: Option<io::BufReader<std::fs::File>>,
+    host_root: (u64, u64),
+}
+
+/// Carries out one assignment: mounts the code, hands argv and environment over, and for a
+/// deferred environment waits until pid 1 exec'd.
+fn assign(pending: Pending, msg: ServerMsg, code: Option<OwnedFd>) -> Result<Vec<String>, Failure> {
+    let ServerMsg::Assign { argv, env, cwd, .. } = msg;
+    let code = code.ok_or_else(|| Failure {
+        step: Step::Assign,
+        message: "assignment without the code's mount".into(),
+    })?;
+    // pivot_root moved the helper's root along with pid 1's (both were the namespace's root);
+    // should it ever not have, "/var/task" would name the host's, so refuse.
+    let root = root_identity().map_err(fail(Step::Assign, "stat /"))?;
+    if root == pending.host_root {
+        return Err(Failure {
+            step: Step::Assign,
+            message: "the helper is not inside the environment's root".into(),
+        });
+    }
+    sys::move_mount_to(code.as_fd(), c"/var/task")
+        .map_err(fail(Step::Assign, "mounting the code on /var/task"))?;
+    drop(code);
+    let text = serde_json::to_vec(&PipeAssignment { argv, env, cwd })
+        .map_err(fail(Step::Assign, "encoding"))?;
+    let mut pipe = std::fs::File::from(pending.pipe);
+    std::io::Write::write_all(&mut pipe, &text)
+        .map_err(fail(Step::Assign, "writing the assignment"))?;
+    // End of file tells the reader the assignment is complete.
+    drop(pipe);
+    let mut warnings = Vec::new();
+    if let Some(mut status) = pending.status
+        && let Some(f) = read_status(&mut status, &mut warnings)
+    {
+        return Err(f);
+    }
+    Ok(warnings)
+}
+
 /// Waits for pid 1 while watching the control socket; returns the helper's exit code.
-fn supervise(ctl: &OwnedFd, child: Pid, child_pidfd: Option<OwnedFd>) -> i32 {
+fn supervise(
+    ctl: &OwnedFd,
+    child: Pid,
+    child_pidfd: Option<OwnedFd>,
+    mut pending: Option<Pending>,
+) -> i32 {
     if let Some(pidfd) = child_pidfd {
         let mut watch = ctl.as_raw_fd();
         while let Ok([c, p]) = sys::poll_readable([watch, pidfd.as_raw_fd()], -1) {
             if p != 0 {
                 break;
             }
-            if c != 0 {
-                // The server sends nothing after Ready; end of stream (or anything else) means
-                // it dropped the environment or died.
-                let _ = protocol::recv(ctl.as_fd());
-                let _ = kill(child, Signal::SIGKILL);
-                watch = -1;
+            if c == 0 {
+                continue;
             }
+            // After Ready the server sends at most one assignment; end of stream (or anything
+            // else) means it dropped the environment or died.
+            let got = protocol::recv(ctl.as_fd());
+            let msg = got.as_ref().ok().and_then(|g| {
+                (!g.data.is_empty())
+                    .then(|| serde_json::from_slice::<ServerMsg>(&g.data).ok())
+                    .flatten()
+            });
+            if let (Some(msg), Some(p)) = (msg, pending.take()) {
+                let fd = got.ok().and_then(|g| g.fd);
+                let reply = match assign(p, msg, fd) {
+                    Ok(warnings) => HelperMsg::Assigned { warnings },
+                    Err(f) => HelperMsg::Failed {
+                        step: f.step,
+                        message: f.message,
+                    },
+                };
+                let failed = matches!(reply, HelperMsg::Failed { .. });
+                if protocol::send_msg(ctl.as_fd(), &reply, None).is_ok() && !failed {
+                    continue;
+                }
+            }
+            let _ = kill(child, Signal::SIGKILL);
+            watch = -1;
         }
     }
     let status = loop {

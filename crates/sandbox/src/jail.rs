@@ -25,8 +25,8 @@ use nix::sys::time::TimeVal;
 
 use crate::cgroup::EnvCgroup;
 use crate::helper::CONTROL_FD;
-use crate::protocol::{self, HelperMsg, MAX_MESSAGE, SetupRequest};
-use crate::{ExitInfo, JailSpec, SandboxError, sys};
+use crate::protocol::{self, HelperMsg, MAX_MESSAGE, ServerMsg, SetupRequest};
+use crate::{Assignment, ExitInfo, JailSpec, SandboxError, Start, Step, sys};
 
 /// How long the helper may take from start to exec of the runtime.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,6 +56,8 @@ pub struct Jail {
     helper: Mutex<HelperState>,
     cgroup: EnvCgroup,
     warnings: Vec<String>,
+    /// A pre-warmed environment that has not been given to a function yet.
+    unassigned: bool,
 }
 
 struct HelperState {
@@ -185,6 +187,71 @@ impl Jail {
     pub fn oom_killed(&self) -> bool {
         self.cgroup.oom_killed()
     }
+
+    /// Whether this is a pre-warmed environment still waiting for [`Jail::assign`].
+    pub fn is_unassigned(&self) -> bool {
+        self.unassigned
+    }
+
+    /// Gives a pre-warmed environment (spawned with [`Start::Deferred`] or [`Start::Template`])
+    /// to one function: sets its memory limit, mounts `code_dir` read-only, `nosuid` and
+    /// `nodev` on its `/var/task`, and hands over argv, environment and working directory. Only
+    /// once per environment; on any error the environment is unusable (drop it). Blocking.
+    pub fn assign(&mut self, a: &Assignment) -> Result<(), SandboxError> {
+        a.validate()?;
+        if !std::mem::replace(&mut self.unassigned, false) {
+            return Err(SandboxError::Protocol(
+                "not a pre-warmed environment, or assigned already".into(),
+            ));
+        }
+        let step = |e: io::Error| SandboxError::Setup {
+            step: Step::Assign,
+            message: e.to_string(),
+        };
+        self.cgroup
+            .set_memory_limit(a.memory_mb.saturating_mul(1 << 20))
+            .map_err(step)?;
+        // The mount is cloned here, in the host's mount namespace, where the code directory is
+        // visible; the helper, inside the environment's namespace, only attaches it.
+        let tree = sys::clone_tree_read_only(&a.code_dir).map_err(|e| SandboxError::Setup {
+            step: Step::Assign,
+            message: format!("cloning {}: {e}", a.code_dir.display()),
+        })?;
+        let msg = ServerMsg::Assign {
+            memory_mb: a.memory_mb,
+            argv: a.argv.clone(),
+            env: a.env.clone(),
+            cwd: a.cwd.clone(),
+        };
+        let payload =
+            serde_json::to_vec(&msg).map_err(|e| SandboxError::InvalidSpec(e.to_string()))?;
+        let control = self.control_clone()?;
+        protocol::send(control.as_fd(), &payload, Some(tree.as_raw_fd()))
+            .map_err(SandboxError::SendSpec)?;
+        drop(tree);
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        let (msg, _fd) = recv_before(self, &control, deadline)?;
+        match msg {
+            HelperMsg::Assigned { warnings } => {
+                note(self, warnings);
+                Ok(())
+            }
+            HelperMsg::Failed { step, message } => Err(SandboxError::Setup { step, message }),
+            other => Err(SandboxError::Protocol(format!(
+                "{other:?} in answer to an assignment"
+            ))),
+        }
+    }
+
+    fn control_clone(&self) -> Result<OwnedFd, SandboxError> {
+        let Some(control) = self.control.as_ref() else {
+            return Err(SandboxError::Protocol("control socket missing".into()));
+        };
+        control
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(SandboxError::Control)
+    }
 }
 
 impl Drop for Jail {
@@ -194,6 +261,16 @@ impl Drop for Jail {
         self.wait();
         self.cgroup.remove();
     }
+}
+
+/// Whether this host can pre-warm environments (see [`Start`]): the server runs as root (the
+/// helper must attach a mount made in the host's namespace) and the kernel has the new mount
+/// API (`open_tree`, `mount_setattr`, `move_mount`: Linux 5.12). Probed once.
+pub fn prewarm_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        nix::unistd::Uid::effective().is_root() && sys::clone_tree_read_only(Path::new("/")).is_ok()
+    })
 }
 
 /// Logs each distinct degradation once per process, however many environments hit it.
@@ -319,6 +396,7 @@ pub fn spawn(spec: &JailSpec, helper_exe: &Path) -> Result<Jail, SandboxError> {
         helper: Mutex::new(HelperState { child, exit: None }),
         cgroup: EnvCgroup::default(),
         warnings: Vec::new(),
+        unassigned: spec.start != Start::Now,
     };
     // From here on, returning an error drops `jail`, which kills and reaps the helper and
     // removes whatever cgroup it reported.
@@ -326,18 +404,45 @@ pub fn spawn(spec: &JailSpec, helper_exe: &Path) -> Result<Jail, SandboxError> {
     Ok(jail)
 }
 
-fn handshake(jail: &mut Jail, payload: &[u8]) -> Result<(), SandboxError> {
-    let Some(control) = jail
-        .control
-        .as_ref()
-        .map(|c| c.as_fd().try_clone_to_owned())
-    else {
-        return Err(SandboxError::Protocol("control socket missing".into()));
+/// A helper that died early shows up as a broken or reset socket, not as end of stream.
+fn gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET))
+}
+
+/// Receives the helper's next message, waiting until `deadline` at most.
+fn recv_before(
+    jail: &Jail,
+    control: &OwnedFd,
+    deadline: Instant,
+) -> Result<(HelperMsg, Option<OwnedFd>), SandboxError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(SandboxError::SetupTimeout(SETUP_TIMEOUT));
+    }
+    let tv = TimeVal::new(
+        left.as_secs() as libc::time_t,
+        left.subsec_micros().max(1) as libc::suseconds_t,
+    );
+    setsockopt(control, sockopt::ReceiveTimeout, &tv)
+        .map_err(|e| SandboxError::Control(io_err(e)))?;
+    let got = match protocol::recv(control.as_fd()) {
+        Ok(g) => g,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            return Err(SandboxError::SetupTimeout(SETUP_TIMEOUT));
+        }
+        Err(e) if gone(&e) => return Err(SandboxError::HelperExited(jail.wait())),
+        Err(e) => return Err(SandboxError::Control(e)),
     };
-    let control = control.map_err(SandboxError::Control)?;
-    // A helper that died early shows up as a broken or reset socket, not as end of stream.
-    let gone =
-        |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET));
+    if got.data.is_empty() {
+        return Err(SandboxError::HelperExited(jail.wait()));
+    }
+    let msg: HelperMsg = serde_json::from_slice(&got.data)
+        .map_err(|e| SandboxError::Protocol(format!("undecodable message: {e}")))?;
+    Ok((msg, got.fd))
+}
+
+fn handshake(jail: &mut Jail, payload: &[u8]) -> Result<(), SandboxError> {
+    let control = jail.control_clone()?;
     match protocol::send(control.as_fd(), payload, None) {
         Ok(()) => {}
         Err(e) if gone(&e) => return Err(SandboxError::HelperExited(jail.wait())),
@@ -345,43 +450,21 @@ fn handshake(jail: &mut Jail, payload: &[u8]) -> Result<(), SandboxError> {
     }
     let deadline = Instant::now() + SETUP_TIMEOUT;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(SandboxError::SetupTimeout(SETUP_TIMEOUT));
-        }
-        let tv = TimeVal::new(
-            left.as_secs() as libc::time_t,
-            left.subsec_micros().max(1) as libc::suseconds_t,
-        );
-        setsockopt(&control, sockopt::ReceiveTimeout, &tv)
-            .map_err(|e| SandboxError::Control(io_err(e)))?;
-        let got = match protocol::recv(control.as_fd()) {
-            Ok(g) => g,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(SandboxError::SetupTimeout(SETUP_TIMEOUT));
-            }
-            Err(e) if gone(&e) => return Err(SandboxError::HelperExited(jail.wait())),
-            Err(e) => return Err(SandboxError::Control(e)),
-        };
-        if got.data.is_empty() {
-            return Err(SandboxError::HelperExited(jail.wait()));
-        }
-        let msg: HelperMsg = serde_json::from_slice(&got.data)
-            .map_err(|e| SandboxError::Protocol(format!("undecodable message: {e}")))?;
+        let (msg, fd) = recv_before(jail, &control, deadline)?;
         match msg {
             HelperMsg::Cgroup { dirs, warnings } => {
                 jail.cgroup.dirs = dirs;
                 note(jail, warnings);
             }
             HelperMsg::Listener { warnings } => {
-                let fd = got.fd.ok_or_else(|| {
+                let fd = fd.ok_or_else(|| {
                     SandboxError::Protocol("listener message without a descriptor".into())
                 })?;
                 jail.listener = Some(TcpListener::from(fd));
                 note(jail, warnings);
             }
             HelperMsg::Ready { warnings } => {
-                jail.pid1_pidfd = got.fd;
+                jail.pid1_pidfd = fd;
                 note(jail, warnings);
                 if jail.listener.is_none() {
                     return Err(SandboxError::Protocol(
@@ -392,6 +475,9 @@ fn handshake(jail: &mut Jail, payload: &[u8]) -> Result<(), SandboxError> {
             }
             HelperMsg::Failed { step, message } => {
                 return Err(SandboxError::Setup { step, message });
+            }
+            HelperMsg::Assigned { .. } => {
+                return Err(SandboxError::Protocol("assigned before ready".into()));
             }
         }
     }

@@ -48,7 +48,7 @@ use std::time::Duration;
 
 pub use doctor::{Check, IsolationReport, doctor};
 pub use helper::jail_main;
-pub use jail::{Jail, SETUP_TIMEOUT, spawn};
+pub use jail::{Jail, SETUP_TIMEOUT, prewarm_supported, spawn};
 pub use seccomp::{allowed_syscalls, denied_syscalls};
 pub use tmpdisk::{DEFAULT_SCRATCH_DIR, scratch_dir, set_scratch_dir};
 
@@ -79,6 +79,96 @@ pub struct JailSpec {
     pub env: Vec<(String, String)>,
     /// Working directory inside the jail (normally `/var/task`).
     pub cwd: String,
+    /// Whether the runtime starts now or after an [`Assignment`] (a pre-warmed environment).
+    #[serde(default)]
+    pub start: Start,
+}
+
+/// When an environment's runtime starts.
+///
+/// A pre-warmed environment ([`Start::Deferred`] or [`Start::Template`]) is built completely
+/// (namespaces, cgroup, root, `/tmp`, listener, credentials, seccomp) before any function is
+/// known, with an empty directory at `/var/task`; [`Jail::assign`] later gives it to exactly one
+/// function: the helper mounts that function's code read-only on `/var/task`, sets its memory
+/// limit and passes argv, environment and working directory on the *assignment pipe*. The
+/// environment is that function's for the rest of its life, so nothing is ever shared between
+/// functions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// Exec `argv` as soon as the jail is built.
+    #[default]
+    Now,
+    /// Build the jail, then wait: pid 1 reads argv, environment and working directory from the
+    /// assignment and execs them (`argv` of the spec is ignored). For runtimes that are the
+    /// function's own program (`provided.*`).
+    Deferred,
+    /// Exec `argv` at once with the assignment pipe's read end on fd 3 (and
+    /// [`ASSIGNMENT_FD_VAR`] set): a runtime client that loads its interpreter and itself, then
+    /// reads the assignment (a JSON object with `argv`, `env` as `[name, value]` pairs and
+    /// `cwd`), replaces its environment, changes directory and only then loads the function.
+    Template,
+}
+
+/// Environment variable that tells a runtime template where its assignment arrives.
+pub const ASSIGNMENT_FD_VAR: &str = "_UPDRAFT_ASSIGNMENT_FD";
+
+/// The function a pre-warmed environment is given (see [`Start`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Assignment {
+    /// Extracted function package, mounted read-only at `/var/task`.
+    pub code_dir: PathBuf,
+    /// Memory limit in MiB (cgroup).
+    pub memory_mb: u64,
+    /// Program and arguments ([`Start::Deferred`]); a template already runs its program.
+    pub argv: Vec<String>,
+    /// Complete environment of the runtime.
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the jail.
+    pub cwd: String,
+}
+
+impl Assignment {
+    /// The same checks as [`JailSpec::validate`] for the parts an assignment carries.
+    pub fn validate(&self) -> Result<(), SandboxError> {
+        let bad = |m: String| Err(SandboxError::InvalidSpec(m));
+        if !self.code_dir.is_absolute()
+            || self
+                .code_dir
+                .components()
+                .any(|c| c == Component::ParentDir)
+        {
+            return bad(format!(
+                "code_dir {} is not a plain absolute path",
+                self.code_dir.display()
+            ));
+        }
+        if self.memory_mb == 0 {
+            return bad("memory_mb must be greater than zero".into());
+        }
+        if let Some(p) = self.argv.first()
+            && !p.starts_with('/')
+        {
+            return bad(format!("argv[0] {p:?} is not an absolute path"));
+        }
+        if !self.cwd.starts_with('/') {
+            return bad(format!("cwd {:?} is not an absolute path", self.cwd));
+        }
+        let strings = self
+            .argv
+            .iter()
+            .chain(std::iter::once(&self.cwd))
+            .chain(self.env.iter().map(|(_, v)| v));
+        if strings.into_iter().any(|s| s.contains('\0')) {
+            return bad("argv, env or cwd contains a NUL byte".into());
+        }
+        for (k, _) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return bad(format!("invalid environment variable name {k:?}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Longest accepted environment id: it becomes a cgroup directory name and the hostname, and
@@ -129,6 +219,7 @@ impl JailSpec {
             }
         }
         match self.argv.first() {
+            None if self.start == Start::Deferred => {}
             None => return bad("argv is empty".into()),
             Some(p) if !p.starts_with('/') => {
                 return bad(format!("argv[0] {p:?} is not an absolute path"));
@@ -236,6 +327,8 @@ pub enum Step {
     Seccomp,
     /// Executing the runtime.
     Exec,
+    /// Giving a pre-warmed environment to a function (mounting its code, setting its limits).
+    Assign,
 }
 
 impl fmt::Display for Step {
@@ -259,6 +352,7 @@ impl fmt::Display for Step {
             Step::Chdir => "chdir",
             Step::Seccomp => "seccomp",
             Step::Exec => "exec",
+            Step::Assign => "assign",
         };
         f.write_str(s)
     }
@@ -321,7 +415,7 @@ pub const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    use super::JailSpec;
+    use super::{JailSpec, Start};
     use std::path::PathBuf;
 
     pub(crate) fn spec() -> JailSpec {
@@ -338,6 +432,7 @@ pub(crate) mod test_support {
             argv: vec!["/usr/bin/python3".into(), "-u".into()],
             env: vec![("PATH".into(), "/usr/bin".into())],
             cwd: "/var/task".into(),
+            start: Start::Now,
         }
     }
 }

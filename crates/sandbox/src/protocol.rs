@@ -5,8 +5,11 @@
 //! scratch directory) as JSON; the helper answers, in
 //! this order, [`HelperMsg::Cgroup`], [`HelperMsg::Listener`] (carrying the listening socket as
 //! `SCM_RIGHTS`) and [`HelperMsg::Ready`] once the runtime was exec'd, or [`HelperMsg::Failed`]
-//! at any point. After `Ready` the socket stays open only as a liveness signal: when the server
-//! closes it, the helper kills the environment.
+//! at any point. After `Ready` the socket stays open as a liveness signal: when the server
+//! closes it, the helper kills the environment. A pre-warmed environment (see
+//! [`Start`](crate::Start)) additionally takes one [`ServerMsg::Assign`] (carrying the
+//! function's code as a detached mount) after `Ready`, answered by [`HelperMsg::Assigned`] or
+//! [`HelperMsg::Failed`].
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -28,6 +31,28 @@ pub(crate) struct SetupRequest {
     pub(crate) scratch_dir: std::path::PathBuf,
 }
 
+/// Messages from the server to the helper after `Ready`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum ServerMsg {
+    /// Gives a pre-warmed environment to a function; the code's detached mount travels with it.
+    Assign {
+        memory_mb: u64,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        cwd: String,
+    },
+}
+
+/// What the assignment pipe carries to pid 1 or to a runtime template: one JSON object, then
+/// end of file.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct PipeAssignment {
+    pub(crate) argv: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) cwd: String,
+}
+
 /// Messages from the helper to the server.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -42,6 +67,9 @@ pub(crate) enum HelperMsg {
     /// The runtime was exec'd; a pidfd of pid 1 travels with this message when the kernel
     /// supports pidfds.
     Ready { warnings: Vec<String> },
+    /// The assignment took effect: the code is mounted, the limit set, and the runtime has it
+    /// (a deferred environment's runtime was exec'd).
+    Assigned { warnings: Vec<String> },
     /// A step failed; the helper exits after sending this.
     Failed { step: Step, message: String },
 }

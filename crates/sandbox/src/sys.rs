@@ -426,6 +426,80 @@ pub(crate) fn seccomp_available() -> bool {
     ret == 0
 }
 
+// The new mount API of linux/mount.h (Linux 5.2; mount_setattr 5.12), which libc exposes only
+// as syscall numbers on this target.
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// A detached, read-only, `nosuid`, `nodev` bind mount of the directory `path`
+/// (`open_tree(OPEN_TREE_CLONE)` then `mount_setattr`): a mount that belongs to no namespace
+/// until [`move_mount_to`] attaches it, which another process (the jail helper, inside an
+/// environment's mount namespace) may do with the descriptor. Allocates (the path).
+pub(crate) fn clone_tree_read_only(path: &std::path::Path) -> io::Result<OwnedFd> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call; the flags ask
+    // for a new close-on-exec descriptor and touch no memory of ours.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    })?;
+    // SAFETY: on success the kernel returned a fresh descriptor that nothing else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the empty path with AT_EMPTY_PATH names the descriptor itself; `attr` is a valid
+    // mount_attr whose size is passed along, read by the kernel during the call only.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })?;
+    Ok(tree)
+}
+
+/// Attaches the detached mount `tree` (from [`clone_tree_read_only`]) on top of `target` in the
+/// caller's mount namespace. `target` must be a NUL-terminated absolute path.
+pub(crate) fn move_mount_to(tree: BorrowedFd<'_>, target: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: both strings are valid NUL-terminated strings for the duration of the call; the
+    // empty source path with MOVE_MOUNT_F_EMPTY_PATH names the descriptor itself.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use updraft_sandbox::{ExitInfo, Jail, JailSpec, SandboxError, Step, doctor, jail_main, spawn};
+use updraft_sandbox::{
+    Assignment, ExitInfo, Jail, JailSpec, SandboxError, Start, Step, doctor, jail_main, spawn,
+};
 
 const PYTHON_PREFIX: &str = "/root/.pyenv/versions/3.11.7";
 const CASE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -67,6 +69,7 @@ impl Ctx {
                 ("UPDRAFT_TEST".into(), "1".into()),
             ],
             cwd: "/var/task".into(),
+            start: Start::Now,
         }
     }
 
@@ -915,6 +918,7 @@ fn orphan_main(code_dir: &str) -> ! {
         argv: vec!["/bin/sleep".into(), "1000".into()],
         env: vec![],
         cwd: "/".into(),
+        start: Start::Now,
     };
     let helper = std::env::current_exe().expect("current_exe");
     match spawn(&spec, &helper) {
@@ -1022,6 +1026,140 @@ fn spawn_time_is_reported(ctx: &Ctx) -> Result<(), String> {
     })
 }
 
+// ---- pre-warmed environments -----------------------------------------------------------------
+
+fn assignment(ctx: &Ctx, argv: &[&str]) -> Assignment {
+    Assignment {
+        code_dir: ctx.code.path().to_path_buf(),
+        memory_mb: 96,
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: vec![
+            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+            ("GREETING".into(), "assigned".into()),
+        ],
+        cwd: "/var/task".into(),
+    }
+}
+
+fn memory_limit_of(jail: &Jail) -> Option<u64> {
+    jail.cgroup_paths().iter().find_map(|p| {
+        ["memory.limit_in_bytes", "memory.max"]
+            .iter()
+            .find_map(|f| std::fs::read_to_string(p.join(f)).ok())
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+fn deferred_environment_runs_its_assignment(ctx: &Ctx) -> Result<(), String> {
+    let empty = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut spec = ctx.spec("deferred", &[]);
+    spec.code_dir = empty.path().to_path_buf();
+    spec.start = Start::Deferred;
+    spec.env = vec![("GREETING".into(), "template".into())];
+    let mut jail = ctx.spawn(&spec)?;
+    check(jail.is_unassigned(), || {
+        "not waiting for an assignment".into()
+    })?;
+    check(jail.try_wait().is_none(), || {
+        "exited before its assignment".into()
+    })?;
+    let out = collect(jail.take_stdout());
+    let err = collect(jail.take_stderr());
+    let script = "cat handler.txt; echo $GREETING; pwd; id -u; \
+                  (echo x > /var/task/w) 2>/dev/null || echo read-only";
+    jail.assign(&assignment(ctx, &["/bin/sh", "-c", script]))
+        .map_err(|e| format!("assign: {e}"))?;
+    check(memory_limit_of(&jail) == Some(96 << 20), || {
+        format!("memory limit {:?}", memory_limit_of(&jail))
+    })?;
+    check(!jail.is_unassigned(), || "still unassigned".into())?;
+    let again = jail.assign(&assignment(ctx, &["/bin/true"]));
+    check(matches!(again, Err(SandboxError::Protocol(_))), || {
+        format!("second assignment: {again:?}")
+    })?;
+    let exit = jail.wait();
+    drop(jail);
+    let (out, err) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    check(exit.code == Some(0), || {
+        format!("exit {exit}: {out:?} {err:?}")
+    })?;
+    check(
+        out == "handler code\nassigned\n/var/task\n993\nread-only\n",
+        || format!("got {out:?}, stderr {err:?}"),
+    )
+}
+
+fn deferred_environment_reports_a_failed_exec(ctx: &Ctx) -> Result<(), String> {
+    let empty = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut spec = ctx.spec("deferred-bad", &[]);
+    spec.code_dir = empty.path().to_path_buf();
+    spec.start = Start::Deferred;
+    let mut jail = ctx.spawn(&spec)?;
+    let e = jail
+        .assign(&assignment(ctx, &["/var/task/missing"]))
+        .err()
+        .ok_or("a missing program was assigned")?;
+    check(
+        matches!(&e, SandboxError::Setup { step: Step::Exec, message } if message.contains("missing")),
+        || format!("got {e}"),
+    )
+}
+
+fn template_environment_reads_its_assignment(ctx: &Ctx) -> Result<(), String> {
+    let empty = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // Stands in for a runtime client: starts, shows what it sees, then waits on its assignment.
+    let script = "echo \"before: $(ls -A /var/task) $GREETING\"; \
+                  cat <&$_UPDRAFT_ASSIGNMENT_FD; echo; cd /var/task && cat handler.txt";
+    let mut spec = ctx.sh("template", script);
+    spec.code_dir = empty.path().to_path_buf();
+    spec.start = Start::Template;
+    spec.env.push(("GREETING".into(), "template".into()));
+    let mut jail = ctx.spawn(&spec)?;
+    let mut stdout =
+        std::io::BufReader::new(std::fs::File::from(jail.take_stdout().ok_or("no stdout")?));
+    // The template's first line is written before the assignment is sent.
+    let mut first = String::new();
+    stdout.read_line(&mut first).map_err(|e| e.to_string())?;
+    check(first == "before:  template\n", || format!("got {first:?}"))?;
+    jail.assign(&assignment(ctx, &[]))
+        .map_err(|e| format!("assign: {e}"))?;
+    let exit = jail.wait();
+    drop(jail);
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    check(exit.code == Some(0), || format!("exit {exit}: {out:?}"))?;
+    let lines: Vec<&str> = std::iter::once("").chain(out.lines()).collect();
+    let sent: serde_json::Value = serde_json::from_str(lines.get(1).unwrap_or(&""))
+        .map_err(|e| format!("assignment line: {e}: {out:?}"))?;
+    check(sent["cwd"] == "/var/task", || format!("got {sent}"))?;
+    check(
+        sent["env"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p[0] == "GREETING" && p[1] == "assigned")),
+        || format!("got {sent}"),
+    )?;
+    check(lines.get(2) == Some(&"handler code"), || {
+        format!("got {out:?}")
+    })
+}
+
+fn only_prewarmed_environments_take_assignments(ctx: &Ctx) -> Result<(), String> {
+    let mut jail = ctx.spawn(&ctx.spec("plain", &["/bin/sleep", "1000"]))?;
+    let e = jail.assign(&assignment(ctx, &["/bin/true"]));
+    check(matches!(e, Err(SandboxError::Protocol(_))), || {
+        format!("got {e:?}")
+    })?;
+    let mut bad = assignment(ctx, &["/bin/true"]);
+    bad.code_dir = PathBuf::from("relative/code");
+    let e = jail.assign(&bad);
+    check(matches!(e, Err(SandboxError::InvalidSpec(_))), || {
+        format!("got {e:?}")
+    })
+}
+
 /// What a case needs beyond user namespaces.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Need {
@@ -1120,6 +1258,26 @@ fn main() {
             Nothing,
         ),
         ("privileges_are_dropped", privileges_are_dropped, Nothing),
+        (
+            "deferred_environment_runs_its_assignment",
+            deferred_environment_runs_its_assignment,
+            Root,
+        ),
+        (
+            "deferred_environment_reports_a_failed_exec",
+            deferred_environment_reports_a_failed_exec,
+            Root,
+        ),
+        (
+            "template_environment_reads_its_assignment",
+            template_environment_reads_its_assignment,
+            Root,
+        ),
+        (
+            "only_prewarmed_environments_take_assignments",
+            only_prewarmed_environments_take_assignments,
+            Nothing,
+        ),
         (
             "environment_and_limits_are_exact",
             environment_and_limits_are_exact,
