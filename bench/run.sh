@@ -17,7 +17,8 @@
 #   BENCH_URLS=0       no Function URL runs (by default the Python and Node.js hellos are also measured through
 #                      a public Function URL)
 #   BENCH_DURATION     seconds per measured wrk run (default 10)
-#   BENCH_COLD_SAMPLES cold starts per runtime (default 20)
+#   BENCH_COLD_SAMPLES cold starts per runtime and spacing (default 20 spaced out, 20 back to back)
+#   BENCH_PREWARM      the server's --prewarm, pre-warmed environments per runtime (default 1; 0: none)
 #   BENCH_ONLY         comma-separated subset of python,node,rust
 #   BENCH_OUT          output directory (default bench/out)
 set -euo pipefail
@@ -38,6 +39,7 @@ cd "$REPO"
 
 DURATION=${BENCH_DURATION:-10}
 COLD_SAMPLES=${BENCH_COLD_SAMPLES:-20}
+PREWARM=${BENCH_PREWARM:-1}
 OUT=${BENCH_OUT:-$BENCH_DIR/out}
 RUST_FN="$BENCH_DIR/functions/rust-hello"
 RUST_TARGET="$BENCH_DIR/.build"
@@ -129,7 +131,7 @@ trap 'exit 130' INT TERM
 
 say "starting $BIN serve on 127.0.0.1:$PORT"
 UPDRAFT_LOG=${UPDRAFT_LOG:-warn} "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" \
-  >"$WORK/server.log" 2>&1 </dev/null &
+  --prewarm "$PREWARM" >"$WORK/server.log" 2>&1 </dev/null &
 SERVER_PID=$!
 for i in $(seq 1 300); do
   if curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" 2>/dev/null; then break; fi
@@ -151,6 +153,7 @@ timeout 1800 "$PY" "$BENCH_DIR/bench.py" \
   --out "$OUT" \
   --duration "$DURATION" \
   --cold-samples "$COLD_SAMPLES" \
+  --prewarm "$PREWARM" \
   --urls "$([ "${BENCH_URLS:-1}" = 0 ] && echo 0 || echo 1)" \
   ${BENCH_ONLY:+--only "$BENCH_ONLY"} || STATUS=$?
 

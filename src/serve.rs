@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// Sum of MemorySize of all live environments, in MB (default: the host's memory).
     #[arg(long)]
     memory_budget_mb: Option<u64>,
+    /// Environments kept built and waiting, per runtime, so that cold starts skip building the
+    /// sandbox and starting the interpreter (0 turns pre-warming off).
+    #[arg(long, default_value_t = 1)]
+    prewarm: usize,
 }
 
 /// Root credentials of this node: from the environment, or generated once into the data dir.
@@ -153,6 +157,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         cfg.region = args.region.clone();
         cfg.account_concurrency = args.account_concurrency;
         cfg.idle_timeout = Duration::from_secs(args.idle_timeout);
+        cfg.prewarm = args.prewarm;
         if let Some(m) = args.memory_budget_mb {
             cfg.memory_budget_mb = m;
         }

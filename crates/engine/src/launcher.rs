@@ -26,6 +26,12 @@ pub(crate) trait Sandboxed: Send + Sync {
 /// Starts environments. `launch` blocks (the engine calls it in `spawn_blocking`).
 pub(crate) trait Launcher: Send + Sync {
     fn launch(&self, spec: &JailSpec) -> Result<Box<dyn Sandboxed>, String>;
+    /// Stops whatever the launcher keeps running besides the environments it handed out.
+    fn shutdown(&self) {}
+    /// What pre-warming did, for launchers that pre-warm.
+    fn prewarm_stats(&self) -> Option<crate::prewarm::PrewarmStats> {
+        None
+    }
 }
 
 /// Starts environments with Updraft's sandbox, re-executing `helper_exe __jail`.

@@ -31,6 +31,7 @@ mod logs;
 mod messages;
 mod metering;
 mod pool;
+mod prewarm;
 mod runtime_api;
 mod runtimes;
 
@@ -42,6 +43,7 @@ pub use logs::{LogEvent, read_logs, stream_file_name, stream_name_from_file};
 pub use metering::{UsageOutcome, UsageRecord};
 pub use runtime_api::{MAX_PAYLOAD_BYTES, MAX_STREAMED_RESPONSE_BYTES};
 // The pure head-of-request parts of the Runtime API, public for the fuzz targets only.
+pub use prewarm::PrewarmStats;
 #[doc(hidden)]
 pub use runtime_api::{RuntimeRoute, StreamedError, route as runtime_route, trailer_error};
 pub use runtimes::RuntimeInfo;
@@ -61,6 +63,9 @@ pub struct EngineConfig {
     pub memory_budget_mb: u64,
     /// The `updraft` executable, re-executed as `updraft __jail` to build each environment.
     pub helper_exe: PathBuf,
+    /// Pre-warmed environments kept ready per runtime (0: every cold start builds its
+    /// environment); see `prewarm`. Needs root and Linux 5.12.
+    pub prewarm: usize,
 }
 
 impl EngineConfig {
@@ -74,6 +79,7 @@ impl EngineConfig {
             idle_timeout: Duration::from_secs(300),
             memory_budget_mb: host_memory_mb().unwrap_or(8192),
             helper_exe,
+            prewarm: 1,
         }
     }
 }
@@ -233,6 +239,8 @@ pub enum EngineError {
     InvalidName(String),
     #[error("cannot read log stream {0}: {1}")]
     ReadLogs(PathBuf, std::io::Error),
+    #[error("cannot start the pre-warming thread: {0}")]
+    Prewarm(std::io::Error),
 }
 
 /// Counts of one pool's environments, for `ls`, metrics and tests.
@@ -274,7 +282,24 @@ impl Engine {
     /// `<data_dir>/runtimes/{python,node}/`, creates `<data_dir>/logs/` and starts the idle reaper.
     /// Must be called inside a tokio runtime.
     pub fn new(cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
-        let launcher = Arc::new(launcher::JailLauncher::new(cfg.helper_exe.clone()));
+        let launcher: Arc<dyn launcher::Launcher> = if cfg.prewarm == 0 {
+            Arc::new(launcher::JailLauncher::new(cfg.helper_exe.clone()))
+        } else if !updraft_sandbox::prewarm_supported() {
+            tracing::warn!(
+                "pre-warmed environments need root and Linux 5.12 (open_tree, move_mount): every \
+                 cold start builds its environment"
+            );
+            Arc::new(launcher::JailLauncher::new(cfg.helper_exe.clone()))
+        } else {
+            // What /var/task shows in an environment that waits for its function.
+            let placeholder = cfg.data_dir.join("runtimes").join("empty");
+            std::fs::create_dir_all(&placeholder)
+                .map_err(|e| EngineError::CreateDir(placeholder.clone(), e))?;
+            Arc::new(
+                prewarm::PrewarmLauncher::new(cfg.helper_exe.clone(), placeholder, cfg.prewarm)
+                    .map_err(EngineError::Prewarm)?,
+            )
+        };
         Self::with_launcher(cfg, launcher, pool::Timings::default())
     }
 
@@ -420,6 +445,11 @@ impl Engine {
     /// Sum of `MemorySize` of the live environments, in MiB (out of `memory_budget_mb`).
     pub fn memory_in_use_mb(&self) -> u64 {
         self.inner.memory_used_mb()
+    }
+
+    /// What pre-warming did so far (`None` when environments are not pre-warmed).
+    pub fn prewarm_stats(&self) -> Option<PrewarmStats> {
+        self.inner.launcher.prewarm_stats()
     }
 }
 

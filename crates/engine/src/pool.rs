@@ -323,7 +323,7 @@ pub(crate) struct Inner {
     pub registry: RuntimeRegistry,
     pub logs_dir: PathBuf,
     pub usage: broadcast::Sender<UsageRecord>,
-    launcher: Arc<dyn Launcher>,
+    pub launcher: Arc<dyn Launcher>,
     timings: Timings,
     account: Arc<Semaphore>,
     pools: RwLock<HashMap<PoolKey, Arc<Pool>>>,
@@ -1021,6 +1021,8 @@ impl Inner {
     pub(crate) async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
         self.stop_provisioners();
+        let launcher = self.launcher.clone();
+        let _ = tokio::task::spawn_blocking(move || launcher.shutdown()).await;
         let pools: Vec<Arc<Pool>> = self.lock_pools().drain().map(|(_, p)| p).collect();
         let envs: Vec<Env> = pools.iter().flat_map(|p| p.retire()).collect();
         drop(envs);

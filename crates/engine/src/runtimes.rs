@@ -20,6 +20,8 @@ use crate::EngineError;
 const PYTHON_CLIENT: &str = include_str!("../runtimes/python/bootstrap.py");
 /// The Node.js runtime client, served to functions at `/var/runtime/bootstrap.mjs`.
 const NODE_CLIENT: &str = include_str!("../runtimes/node/bootstrap.mjs");
+/// A module the Node.js client loads while it waits in a pre-warmed environment.
+const NODE_WARMUP: &str = include_str!("../runtimes/node/warmup.cjs");
 
 /// Every runtime id Updraft knows, in the order `Engine::runtimes` lists them.
 pub(crate) const KNOWN_RUNTIMES: &[&str] = &[
@@ -345,7 +347,8 @@ pub(crate) fn node_interpreter(real: PathBuf, version: &str) -> Result<Interpret
 /// can never be changed from inside.
 pub(crate) fn install_clients(data_dir: &Path) -> Result<(), EngineError> {
     install_client(data_dir, "python", "bootstrap.py", PYTHON_CLIENT)?;
-    install_client(data_dir, "node", "bootstrap.mjs", NODE_CLIENT)
+    install_client(data_dir, "node", "bootstrap.mjs", NODE_CLIENT)?;
+    install_client(data_dir, "node", "warmup.cjs", NODE_WARMUP)
 }
 
 /// Directory of one runtime client below `data_dir`.

@@ -93,7 +93,9 @@ pub struct JailSpec {
 /// limit and passes argv, environment and working directory on the *assignment pipe*. The
 /// environment is that function's for the rest of its life, so nothing is ever shared between
 /// functions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Start {
     /// Exec `argv` as soon as the jail is built.
@@ -106,7 +108,7 @@ pub enum Start {
     /// Exec `argv` at once with the assignment pipe's read end on fd 3 (and
     /// [`ASSIGNMENT_FD_VAR`] set): a runtime client that loads its interpreter and itself, then
     /// reads the assignment (a JSON object with `argv`, `env` as `[name, value]` pairs and
-    /// `cwd`), replaces its environment, changes directory and only then loads the function.
+    /// `cwd`), sets the function's environment, changes directory and only then loads the function.
     Template,
 }
 

@@ -626,7 +626,51 @@ def handle_invocation(client, handler, headers, body):
     client.post_response(request_id, payload, content_type)
 
 
+def await_assignment():
+    """In a pre-warmed environment, waits for the function this environment is given.
+
+    The platform starts the interpreter and this client before any function is known, with
+    an empty /var/task and a generic environment. The assignment (JSON: argv, env as
+    [name, value] pairs, cwd) arrives on the descriptor named by _UPDRAFT_ASSIGNMENT_FD once
+    the function's code is mounted; from then on this process is that function's runtime.
+    """
+    fd = os.environ.get("_UPDRAFT_ASSIGNMENT_FD")
+    if fd is None:
+        return
+    fd = int(fd)
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    assignment = json.loads(b"".join(chunks))
+    # The platform started this process with a subset of the function's variables; what else
+    # is set now, Python added itself at start-up (LC_CTYPE by locale coercion), as it would
+    # have in an environment started for the function.
+    del os.environ["_UPDRAFT_ASSIGNMENT_FD"]
+    os.environ.update(dict(assignment["env"]))
+    # The code was mounted over the directory this process started in.
+    os.chdir(assignment["cwd"])
+    importlib.invalidate_caches()
+
+
+def warm_up():
+    """In a pre-warmed environment, runs once what the first connection to the Runtime API
+    would otherwise load and initialise after the function arrived (about half of what is
+    left of a cold start here). Port 9 has no listener in the environment's network."""
+    if os.environ.get("_UPDRAFT_ASSIGNMENT_FD") is None:
+        return
+    try:
+        socket.create_connection(("127.0.0.1", 9), timeout=1).close()
+    except OSError:
+        pass
+
+
 def main():
+    warm_up()
+    await_assignment()
     setup_streams()
     setup_logging()
 
