@@ -53,7 +53,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from bench_wrk import parse_wrk
-from memory import PeakRss, descendants, pss_sum_kib, smaps_rollup
+from memory import PeakRss, cgroup_memory_kib, descendants, environment_inits, pss_sum_kib, smaps_rollup
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -350,8 +350,9 @@ class Bench:
 
     def cold(self, rt: dict, name: str, pause: float) -> dict:
         """Cold starts `pause` seconds apart. Updraft replaces a pre-warmed environment in the background
-        once a cold start took it; with a pause the next cold start finds one ready, back to back (pause 0)
-        most have to build their environment while the replacement is being built."""
+        once a cold start took it; with a pause the next cold start finds one ready (and the previous
+        revision's environment has stopped), back to back (pause 0) most have to build their environment while
+        the replacement is being built and the previous one is being torn down."""
         samples = []
         misses = 0
         deadline = time.monotonic() + self.args.cold_budget
@@ -359,13 +360,14 @@ class Bench:
             if time.monotonic() > deadline:
                 log(f"  cold-start time budget of {self.args.cold_budget}s spent after {i} samples")
                 break
-            if pause:
-                time.sleep(pause)
             self.client.update_function_configuration(
                 FunctionName=name,
                 Environment={"Variables": {"BENCH_COLD": f"{i}-{uuid.uuid4().hex[:8]}"}},
             )
             self.wait_ready(name)
+            if pause:
+                # Lets the previous revision's environment finish stopping, too.
+                time.sleep(pause)
             ms, resp = self.invoke(name, tail=True)
             tail = base64.b64decode(resp.get("LogResult", "")).decode(errors="replace")
             m = INIT_RE.search(tail)
@@ -419,7 +421,16 @@ class Bench:
         # The runtime has answered and is waiting in /next: the environment is idle and warm.
         time.sleep(1.0)
         new = descendants([self.args.server_pid]) - before
-        return {"environments": len(names), **pss_sum_kib(new)}
+        inits = environment_inits(new)
+        charged = [k for k in (cgroup_memory_kib(p) for p in inits) if k is not None]
+        return {
+            "environments": len(names),
+            # Environments alive at the end (one pid 1 each); with pre-warming, the replacement built in the
+            # background is among them and the pre-warmed one the first invoke took is not (it existed before).
+            "alive": len(inits),
+            "cgroup_kib_mean": round(statistics.fmean(charged)) if charged else None,
+            **pss_sum_kib(new),
+        }
 
     def memory(self, rts: list[dict]) -> dict:
         res: dict = {"per_runtime": {}}
@@ -454,12 +465,16 @@ class Bench:
                 node_kib = self.args.node_gib * 1024 * 1024
                 m["node_gib"] = self.args.node_gib
                 m["fit_by_pss"] = int(node_kib // (m["pss_kib"] / n)) if m["pss_kib"] else None
-                # What Updraft's admission itself allows: the sum of MemorySize stays within the node's budget.
-                m["fit_by_memory_size"] = int(self.args.node_gib * 1024 // self.args.memory)
+                # What Updraft's admission allows: idle environments count at what their cgroup is charged once
+                # the budget (default: the host's memory) runs short, busy ones at MemorySize.
+                m["fit_by_admission"] = (
+                    int(node_kib // m["cgroup_kib_mean"]) if m.get("cgroup_kib_mean") else None
+                )
                 res["python_n"] = m
                 log(
                     f"  {n} idle Python environments: PSS {m['pss_kib'] / 1024:.1f} MiB in {m['processes']} processes, "
-                    f"{m['pss_per_env_mib']} MiB each; server PSS grew {m['server_pss_growth_kib'] / 1024:.1f} MiB"
+                    f"{m['pss_per_env_mib']} MiB each; {m['alive']} alive, cgroups charged "
+                    f"{(m['cgroup_kib_mean'] or 0) / 1024:.1f} MiB each; server PSS grew {m['server_pss_growth_kib'] / 1024:.1f} MiB"
                 )
             except Exception as e:
                 res["python_n"] = {"error": f"{type(e).__name__}: {e}", "deployed": len(names)}
@@ -667,10 +682,14 @@ def memory_markdown(results: dict) -> list[str]:
             lines.append(
                 f"- {n['environments']} idle warm Python environments (one function each, measured together): "
                 f"PSS {n['pss_kib'] / 1024:.1f} MiB (anonymous {n['pss_anon_kib'] / 1024:.1f} MiB) in {n['processes']} "
-                f"processes, {n['pss_per_env_mib']:.2f} MiB per environment; the server's own PSS changed by {n['server_pss_growth_kib'] / 1024:.1f} MiB. "
-                f"Extrapolated (not measured) to a {n['node_gib']:g} GiB node: about {n['fit_by_pss']:,} idle Python "
-                f"environments fit by PSS, while Updraft admits {n['fit_by_memory_size']:,} at MemorySize "
-                f"{results['parameters']['memory_mb']} MB (its budget is the sum of MemorySize, default the host's memory)."
+                f"processes, {n['pss_per_env_mib']:.2f} MiB per environment; {n.get('alive', '?')} of them alive at the end "
+                f"(none evicted); each environment's cgroup is charged {(n.get('cgroup_kib_mean') or 0) / 1024:.1f} MiB on "
+                f"average (its processes and the page cache it brought in); the server's own PSS changed by "
+                f"{n['server_pss_growth_kib'] / 1024:.1f} MiB. For a {n['node_gib']:g} GiB node: about "
+                f"{n['fit_by_pss']:,} idle Python environments fit by PSS, and Updraft's admission, which counts idle "
+                f"environments at what their cgroup is charged once its budget (default: the host's memory) runs short, "
+                f"holds about {n.get('fit_by_admission') or 0:,} (MemorySize {results['parameters']['memory_mb']} MB "
+                f"alone would allow {int(n['node_gib'] * 1024 // results['parameters']['memory_mb']):,})."
             )
     lines.append("")
     return lines

@@ -117,3 +117,42 @@ class PeakRss:
         self._stop.set()
         self._thread.join(timeout=15)
         self.sample()
+
+
+def environment_inits(pids: set[int] | list[int]) -> list[int]:
+    """The processes among `pids` that are pid 1 of their own pid namespace: one per execution environment."""
+    inits = []
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("NSpid:"):
+                ids = line.split()[1:]
+                if len(ids) > 1 and ids[-1] == "1":
+                    inits.append(pid)
+                break
+    return inits
+
+
+def cgroup_memory_kib(pid: int) -> int | None:
+    """What the memory cgroup of `pid` is charged (its processes and the page cache they brought in), in KiB: the
+    footprint by which Updraft counts an idle environment when its memory budget runs short."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "" and Path("/sys/fs/cgroup/cgroup.controllers").exists():
+            f = Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.current"
+        elif "memory" in controllers.split(","):
+            f = Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.usage_in_bytes"
+        else:
+            continue
+        try:
+            return int(f.read_text()) // 1024
+        except (OSError, ValueError):
+            return None
+    return None

@@ -44,7 +44,8 @@ pub struct ServeArgs {
     /// Seconds a client has to send a complete request head.
     #[arg(long, default_value_t = 10)]
     header_read_timeout: u64,
-    /// Sum of MemorySize of all live environments, in MB (default: the host's memory).
+    /// Memory environments may hold, in MB (default: the host's memory): MemorySize while they
+    /// run; idle ones count at their measured footprint when this runs short.
     #[arg(long)]
     memory_budget_mb: Option<u64>,
     /// Environments kept built and waiting, per runtime, so that cold starts skip building the
@@ -153,6 +154,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        match updraft_sandbox::raise_open_files_limit() {
+            Ok(n) if n < 16_384 => tracing::warn!(
+                "open files are limited to {n}: at about seven per environment this node holds at \
+                 most {} environments (raise the hard limit, e.g. LimitNOFILE= in a systemd unit)",
+                n / 7
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+        }
         let mut cfg = EngineConfig::new(data_dir.clone(), std::env::current_exe()?);
         cfg.region = args.region.clone();
         cfg.account_concurrency = args.account_concurrency;

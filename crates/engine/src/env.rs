@@ -93,6 +93,28 @@ pub(crate) struct MemoryLease {
     mb: u64,
 }
 
+impl MemoryLease {
+    /// Changes the share to `mb`: always possible downwards, upwards only while the budget has
+    /// room (returns whether the share is `mb` now).
+    pub(crate) fn resize(&mut self, mb: u64) -> bool {
+        let mut used = self
+            .capacity
+            .used_mb
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if mb > self.mb && *used + (mb - self.mb) > self.capacity.budget_mb {
+            return false;
+        }
+        *used = used.saturating_sub(self.mb) + mb;
+        self.mb = mb;
+        true
+    }
+
+    pub(crate) fn mb(&self) -> u64 {
+        self.mb
+    }
+}
+
 impl Drop for MemoryLease {
     fn drop(&mut self) {
         let mut used = self
@@ -207,7 +229,11 @@ pub(crate) struct Env {
     peak: Option<(Instant, u64)>,
     /// `Some` for a provisioned environment: the idle reaper and memory eviction leave it alone.
     pub provisioned: Option<ProvisionedSlot>,
-    _memory: MemoryLease,
+    /// The function's `MemorySize`: what the lease holds while the environment may run.
+    full_mb: u64,
+    /// Counted at its measured footprint instead of `full_mb` (only while idle).
+    shrunk: bool,
+    memory: MemoryLease,
     _counted: Counted,
 }
 
@@ -253,7 +279,9 @@ impl Env {
             capacity: req.capacity,
             peak: None,
             provisioned: None,
-            _memory: req.memory,
+            full_mb: req.memory.mb(),
+            shrunk: false,
+            memory: req.memory,
             _counted: Counted::new(req.pool_live),
         };
         let listener = listener.ok_or("sandbox returned no runtime api listener")?;
@@ -337,6 +365,39 @@ impl Env {
         self.sandbox.as_ref().is_some_and(|s| s.oom_killed())
     }
 
+    /// For an idle environment: counts it in the node's budget at the memory it uses now (its
+    /// cgroup's usage) instead of its `MemorySize`, which it can only need again once it runs.
+    /// Returns the MiB given back (0 when already counted so, or when usage is unknown).
+    pub(crate) fn shrink_to_footprint(&mut self) -> u64 {
+        const MIB: u64 = 1024 * 1024;
+        if self.shrunk {
+            return 0;
+        }
+        let Some(bytes) = self.sandbox.as_ref().and_then(|s| s.memory_current_bytes()) else {
+            return 0;
+        };
+        let footprint = bytes.div_ceil(MIB).clamp(1, self.full_mb);
+        let before = self.memory.mb();
+        if footprint >= before || !self.memory.resize(footprint) {
+            return 0;
+        }
+        self.shrunk = true;
+        before - footprint
+    }
+
+    /// Counts the environment at its full `MemorySize` again, before it runs; `false` when the
+    /// budget has no room for that now.
+    pub(crate) fn regrow(&mut self) -> bool {
+        if !self.shrunk {
+            return true;
+        }
+        if !self.memory.resize(self.full_mb) {
+            return false;
+        }
+        self.shrunk = false;
+        true
+    }
+
     /// Writes out what the runtime has written so far.
     pub(crate) fn flush_logs(&self) {
         logs::flush(&self.pumps);
@@ -385,5 +446,21 @@ mod tests {
         assert!(cap.try_reserve(600).is_some());
         drop(b);
         assert_eq!(cap.used_mb(), 0);
+    }
+
+    #[test]
+    fn leases_shrink_always_and_grow_only_within_the_budget() {
+        let cap = Capacity::new(300);
+        let mut a = cap.try_reserve(128).unwrap();
+        let _b = cap.try_reserve(128).unwrap();
+        assert!(a.resize(12));
+        assert_eq!((a.mb(), cap.used_mb()), (12, 140));
+        let _c = cap.try_reserve(150).unwrap();
+        assert!(!a.resize(128), "no room to grow back");
+        assert_eq!((a.mb(), cap.used_mb()), (12, 290));
+        assert!(a.resize(22));
+        assert_eq!(cap.used_mb(), 300);
+        drop(a);
+        assert_eq!(cap.used_mb(), 278);
     }
 }

@@ -20,6 +20,8 @@ pub(crate) trait Sandboxed: Send + Sync {
     /// Blocks until the environment has exited.
     fn wait(&self) -> ExitInfo;
     fn memory_peak_bytes(&self) -> Option<u64>;
+    /// Memory the environment uses right now, in bytes.
+    fn memory_current_bytes(&self) -> Option<u64>;
     fn oom_killed(&self) -> bool;
 }
 
@@ -71,6 +73,9 @@ impl Sandboxed for Jail {
     }
     fn memory_peak_bytes(&self) -> Option<u64> {
         Jail::memory_peak_bytes(self)
+    }
+    fn memory_current_bytes(&self) -> Option<u64> {
+        Jail::memory_current_bytes(self)
     }
     fn oom_killed(&self) -> bool {
         Jail::oom_killed(self)
@@ -164,6 +169,13 @@ pub(crate) mod host {
         }
         fn memory_peak_bytes(&self) -> Option<u64> {
             None
+        }
+        /// The process's resident set, standing in for a cgroup's usage.
+        fn memory_current_bytes(&self) -> Option<u64> {
+            let pid = self.child.lock().unwrap().id();
+            let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+            let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+            Some(pages * 4096)
         }
         fn oom_killed(&self) -> bool {
             false

@@ -59,7 +59,10 @@ pub struct EngineConfig {
     pub account_concurrency: u32,
     /// How long an idle environment is kept warm before it is stopped.
     pub idle_timeout: Duration,
-    /// Sum of `MemorySize` of all live environments this node may hold.
+    /// Memory the node's environments may hold, in MiB: each counts at its `MemorySize` while it
+    /// starts or runs; when the budget runs short, idle ones count at what their cgroup is charged
+    /// (they need their `MemorySize` again only to run, and get it back first), then the least
+    /// recently used idle ones are stopped.
     pub memory_budget_mb: u64,
     /// The `updraft` executable, re-executed as `updraft __jail` to build each environment.
     pub helper_exe: PathBuf,
@@ -442,7 +445,7 @@ impl Engine {
         self.inner.pool_stats()
     }
 
-    /// Sum of `MemorySize` of the live environments, in MiB (out of `memory_budget_mb`).
+    /// Memory the live environments are counted at, in MiB (out of `memory_budget_mb`).
     pub fn memory_in_use_mb(&self) -> u64 {
         self.inner.memory_used_mb()
     }

@@ -512,7 +512,14 @@ impl Inner {
             _reserved: reserved,
         };
         let started = SystemTime::now();
-        let (env, init) = match pool.0.take_or_wait(self.timings.finishing_wait).await {
+        let mut warm = pool.0.take_or_wait(self.timings.finishing_wait).await;
+        if let Some(env) = warm.as_mut()
+            && !self.regrow(env, &pool.0.key)
+        {
+            // No room to let it run at its MemorySize: the cold-start path throttles.
+            warm = None;
+        }
+        let (env, init) = match warm {
             Some(env) => (env, None),
             None => match self
                 .cold_start(&pool.0, spec, &launch, &inv, started)
@@ -600,8 +607,9 @@ impl Inner {
         idle.push(env);
     }
 
-    /// Reserves memory for a new environment of `own`, evicting idle environments of other pools
-    /// (least recently used first) while the budget is short.
+    /// Reserves memory for a new environment of `own` while the budget is short: first by
+    /// counting idle environments at their measured footprint instead of their `MemorySize`, then
+    /// by evicting idle environments of other pools (least recently used first).
     fn reserve_memory(&self, mb: u64, own: &PoolKey) -> Result<MemoryLease, InvokeError> {
         if mb > self.cfg.memory_budget_mb {
             // Evicting everything would not make room: do not stop anything in vain.
@@ -609,10 +617,62 @@ impl Inner {
                 reason: THROTTLE_CAPACITY,
             });
         }
+        let mut shrunk = false;
         loop {
             if let Some(lease) = self.capacity.try_reserve(mb) {
                 return Ok(lease);
             }
+            if !std::mem::replace(&mut shrunk, true) && self.shrink_idle() > 0 {
+                continue;
+            }
+            if !self.evict_one(own) {
+                return Err(InvokeError::Throttled {
+                    reason: THROTTLE_CAPACITY,
+                });
+            }
+        }
+    }
+
+    /// Lets an idle environment that was counted at its footprint count at its `MemorySize`
+    /// again before it runs, making room the way [`Inner::reserve_memory`] does.
+    fn regrow(&self, env: &mut Env, own: &PoolKey) -> bool {
+        let mut shrunk = false;
+        loop {
+            if env.regrow() {
+                return true;
+            }
+            if !std::mem::replace(&mut shrunk, true) && self.shrink_idle() > 0 {
+                continue;
+            }
+            if !self.evict_one(own) {
+                return false;
+            }
+        }
+    }
+
+    /// Counts every idle environment of the node at its measured footprint (see
+    /// [`Env::shrink_to_footprint`]); returns the MiB given back. Runs only when the budget is
+    /// short, never on a warm invocation.
+    fn shrink_idle(&self) -> u64 {
+        let pools = self.read_pools();
+        let mut freed = 0;
+        for pool in pools.values() {
+            for env in pool.lock_idle().iter_mut() {
+                freed += env.shrink_to_footprint();
+            }
+        }
+        if freed > 0 {
+            tracing::debug!(
+                "memory budget: idle environments counted at their footprint, {freed} MiB freed"
+            );
+        }
+        freed
+    }
+
+    /// Stops the least recently used idle, not provisioned environment of a pool other than
+    /// `own`; `false` when there is none.
+    fn evict_one(&self, own: &PoolKey) -> bool {
+        {
             let victim = {
                 let pools = self.read_pools();
                 let mut best: Option<(&Arc<Pool>, Instant)> = None;
@@ -638,12 +698,9 @@ impl Inner {
                 Some(env) => {
                     tracing::debug!("memory budget: stopping idle environment {}", env.id);
                     drop(env);
+                    true
                 }
-                None => {
-                    return Err(InvokeError::Throttled {
-                        reason: THROTTLE_CAPACITY,
-                    });
-                }
+                None => false,
             }
         }
     }
@@ -1239,3 +1296,6 @@ mod stream_tests;
 
 #[cfg(test)]
 mod provision_tests;
+
+#[cfg(test)]
+mod memory_tests;

@@ -470,6 +470,21 @@ impl EnvCgroup {
             .ok()
     }
 
+    /// Memory in use now, in bytes (memory.usage_in_bytes v1 / memory.current v2): the
+    /// processes' memory and the page cache charged to the environment.
+    pub(crate) fn memory_current(&self) -> Option<u64> {
+        let d = self.memory_dir()?;
+        let file = match d.version {
+            Version::V1 => "memory.usage_in_bytes",
+            Version::V2 => "memory.current",
+        };
+        fs::read_to_string(d.path.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Removes the directories; retries briefly while the last processes leave.
     pub(crate) fn remove(&mut self) {
         for d in self.dirs.drain(..) {

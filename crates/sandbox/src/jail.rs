@@ -183,6 +183,12 @@ impl Jail {
         self.cgroup.memory_peak()
     }
 
+    /// Memory the environment uses right now in bytes (memory.usage_in_bytes v1 /
+    /// memory.current v2); `None` without a memory cgroup.
+    pub fn memory_current_bytes(&self) -> Option<u64> {
+        self.cgroup.memory_current()
+    }
+
     /// Whether the cgroup hit its memory limit and the OOM killer acted.
     pub fn oom_killed(&self) -> bool {
         self.cgroup.oom_killed()

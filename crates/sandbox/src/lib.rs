@@ -262,6 +262,19 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// Raises the calling process's soft limit of open files to its hard limit and returns the new
+/// limit. The server holds about seven descriptors per environment (Runtime API listener, control
+/// socket, output pipes, pidfds), so the common default of 1,024 would cap a node at about a
+/// hundred and forty environments.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard)
+}
+
 /// Removes cgroup directories of environments whose server died without cleaning up: empty
 /// ones created at least `min_age` ago. [`spawn`] does this once per process with a minute's
 /// margin; returns how many were removed.

@@ -72,7 +72,7 @@ impl Fixture {
         }
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         spec: &Arc<FunctionSpec>,
         event: Value,
