@@ -462,6 +462,7 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
             serde_json::to_string_pretty(&json!({
                 "isolation": report,
                 "degraded": report.degraded(),
+                "prewarm": updraft_sandbox::prewarm_supported(),
                 "runtimes": runtimes.iter().map(|r| json!({
                     "id": r.id, "available": r.available,
                     "interpreter": r.interpreter, "version": r.interpreter_version, "reason": r.reason,
@@ -470,6 +471,14 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
         );
     } else {
         println!("{report}");
+        println!(
+            "Pre-warmed environments: {}",
+            if updraft_sandbox::prewarm_supported() {
+                "yes (cold starts take an environment built ahead of time)"
+            } else {
+                "no (needs root and Linux 5.12: every cold start builds its environment)"
+            }
+        );
         println!("Runtimes:");
         for r in &runtimes {
             match (&r.interpreter, r.available) {
