@@ -53,7 +53,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from bench_wrk import parse_wrk
-from memory import PeakRss, cgroup_memory_kib, descendants, environment_inits, pss_sum_kib, smaps_rollup
+from memory import PeakRss, cgroup_memory_kib, descendants, environments, pss_sum_kib, smaps_rollup
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -414,19 +414,27 @@ class Bench:
         }
 
     def new_environments(self, names: list[str]) -> dict:
-        """Invokes each function once (a cold start each) and sums the PSS of the processes that appeared."""
-        before = descendants([self.args.server_pid])
+        """Invokes each function once (a cold start each) and sums the PSS of the environments they got: those
+        that appeared, and pre-warmed ones that were waiting before and are assigned now. Pre-warmed environments
+        still waiting (the replacements built in the background) are not counted."""
+        before = environments(self.args.server_pid)
         for name in names:
             self.invoke(name)
         # The runtime has answered and is waiting in /next: the environment is idle and warm.
         time.sleep(1.0)
-        new = descendants([self.args.server_pid]) - before
-        inits = environment_inits(new)
+        after = environments(self.args.server_pid)
+        inits = [
+            init
+            for init, (_, waiting) in after.items()
+            if not waiting and (init not in before or before[init][1])
+        ]
+        new: set[int] = set()
+        for init in inits:
+            new |= after[init][0]
         charged = [k for k in (cgroup_memory_kib(p) for p in inits) if k is not None]
         return {
             "environments": len(names),
-            # Environments alive at the end (one pid 1 each); with pre-warming, the replacement built in the
-            # background is among them and the pre-warmed one the first invoke took is not (it existed before).
+            # Environments of these functions alive at the end (one pid 1 each).
             "alive": len(inits),
             "cgroup_kib_mean": round(statistics.fmean(charged)) if charged else None,
             **pss_sum_kib(new),

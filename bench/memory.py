@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 from pathlib import Path
@@ -156,3 +157,51 @@ def cgroup_memory_kib(pid: int) -> int | None:
         except (OSError, ValueError):
             return None
     return None
+
+
+def _pipes_above_stdio(pid: int) -> set[str]:
+    """Pipe inodes open on descriptors 3 and up of `pid`."""
+    pipes = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return pipes
+    for fd in fds:
+        if fd.isdigit() and int(fd) >= 3:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("pipe:"):
+                pipes.add(target)
+    return pipes
+
+
+def is_waiting_prewarmed(init: int, table: dict[int, tuple[int, int]]) -> bool:
+    """Whether the environment whose pid 1 is `init` is a pre-warmed one still waiting for its function: its pid 1
+    still runs Updraft's jail helper image (a provided.* environment before it execs the bootstrap), or it shares
+    the assignment pipe with its jail helper (a runtime client blocked reading it). Once assigned, the helper has
+    closed its end and pid 1 runs the runtime."""
+    try:
+        exe = os.path.basename(os.readlink(f"/proc/{init}/exe"))
+    except OSError:
+        return False
+    if exe.startswith("updraft"):
+        return True
+    helper = table.get(init, (0, 0))[0]
+    return bool(helper and _pipes_above_stdio(init) & _pipes_above_stdio(helper))
+
+
+def environments(server_pid: int) -> dict[int, tuple[set[int], bool]]:
+    """Every execution environment under the server: pid 1 -> (its processes with its jail helper, waiting
+    pre-warmed or not)."""
+    table = ps_table()
+    pids = descendants([server_pid], table)
+    out = {}
+    for init in environment_inits(pids):
+        group = descendants([init], table)
+        helper = table.get(init, (0, 0))[0]
+        if helper in pids:
+            group.add(helper)
+        out[init] = (group, is_waiting_prewarmed(init, table))
+    return out

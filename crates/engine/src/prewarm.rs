@@ -354,6 +354,10 @@ fn refill_loop(shared: &Shared) {
         let built = updraft_sandbox::spawn(&spec, &shared.helper_exe);
         st = shared.lock();
         let Some(slot) = st.slots.get_mut(&key) else {
+            // The key was dropped meanwhile (shutdown): stop the environment outside the lock.
+            drop(st);
+            drop(built);
+            st = shared.lock();
             continue;
         };
         slot.building = false;
