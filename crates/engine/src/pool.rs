@@ -738,7 +738,10 @@ impl Inner {
         let end = tokio::time::timeout(self.timings.init_timeout, wait_ready(&mut env)).await;
         let init = t0.elapsed();
         let (payload, error_type, status) = match end {
-            Ok(InitEnd::Ready) => return Ok(ColdStart::Ready(env, init)),
+            Ok(InitEnd::Ready) => {
+                self.note_init(pool, init);
+                return Ok(ColdStart::Ready(env, init));
+            }
             Ok(InitEnd::Error(error_type, body)) => {
                 // A runtime usually prints its reason and exits right after reporting: let it.
                 let _ = tokio::time::timeout(self.timings.barrier, async {

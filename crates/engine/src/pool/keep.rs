@@ -10,10 +10,15 @@
 //! With the adaptive policy (see [`crate::keepalive`]) every invocation that finds its function
 //! idle records the idle time, and the last invocation to end makes the function idle at `t` and
 //! fixes its windows `P` (pre-warm) and `K` (keep-alive). Non-provisioned idle environments of
-//! the function are then kept only in `[t + P, t + P + K)`: with `P > 0` they stop at once, and
-//! at `t + P` the keeper tick pre-warms one environment in the background (initialised without
-//! an invocation, like a provisioned one, but `on-demand` and without a slot), which stops at
-//! `t + P + K` unless an invocation came. While the function has invocations in flight its idle
+//! the function are then kept only in `[t + P - L, t + P + K)`, where `L` is the lead a pre-warm
+//! needs: one and a half times the function's recent init duration (an average over its cold
+//! starts and pre-warms). With `P > L` they stop at once, and at `t + P - L` the keeper tick
+//! pre-warms one environment in the background (initialised without an invocation, like a
+//! provisioned one, but `on-demand` and without a slot), so that it is ready at `t + P`; it
+//! stops at `t + P + K` unless an invocation came. With `P ≤ L` a pre-warm would start at once:
+//! the idle environments are kept instead. The paper's bins are minutes and its cold starts
+//! seconds, so it needs no lead; with bins not much longer than an init, the lead is what makes
+//! a pre-warm arrive in time. While the function has invocations in flight its idle
 //! environments are kept.
 //!
 //! Pre-warms never admit an invocation: they hold no account or reserved concurrency, and they
@@ -79,6 +84,22 @@ struct State {
     prewarmed_env: Option<String>,
     /// The spec of the latest invocation: what a pre-warm starts.
     spec: Option<Arc<FunctionSpec>>,
+    /// Running average of the init durations of the function's new environments.
+    init: Duration,
+}
+
+impl State {
+    /// The window `[start, end)` in which idle environments are kept, and whether a pre-warm
+    /// is wanted at `start`; `None` while the function is busy or has never run.
+    fn window(&self) -> Option<(Instant, Instant, bool)> {
+        if self.in_flight > 0 {
+            return None;
+        }
+        let (t, d) = (self.idle_since?, self.decision?);
+        let lead = self.init * 3 / 2;
+        let start = t + d.prewarm.saturating_sub(lead);
+        Some((start, t + d.prewarm + d.keep_alive, start > t))
+    }
 }
 
 impl Warmth {
@@ -92,18 +113,11 @@ impl Warmth {
         if st.in_flight > 0 {
             return Rule::Keep;
         }
-        match (st.idle_since, st.decision) {
-            (Some(t), Some(d)) => {
-                let from = t + d.prewarm;
-                if from <= now && now < from + d.keep_alive {
-                    Rule::Keep
-                } else {
-                    Rule::Stop
-                }
-            }
-            // Never invoked since the engine started (only a pre-warm could have left an
-            // environment): the fixed policy applies.
-            _ => Rule::Ttl,
+        match st.window() {
+            Some((start, end, _)) if start <= now && now < end => Rule::Keep,
+            Some(_) => Rule::Stop,
+            // Never invoked since the engine started: the fixed policy applies.
+            None => Rule::Ttl,
         }
     }
 }
@@ -172,6 +186,7 @@ impl Inner {
                 prewarm_started: false,
                 prewarmed_env: None,
                 spec: None,
+                init: Duration::ZERO,
             }),
         });
         map.insert((function_arn.to_string(), version.to_string()), w.clone());
@@ -234,6 +249,19 @@ impl Inner {
         }
     }
 
+    /// A new environment of `pool` finished its init in `took`.
+    pub(super) fn note_init(&self, pool: &Pool, took: Duration) {
+        if !self.adaptive() {
+            return;
+        }
+        let mut st = pool.warmth.lock();
+        st.init = if st.init.is_zero() {
+            took
+        } else {
+            (st.init + took) / 2
+        };
+    }
+
     /// What the reaper does with `pool`'s idle environments now.
     pub(super) fn rule_for(&self, pool: &Pool, now: Instant) -> Rule {
         if self.adaptive() {
@@ -284,22 +312,16 @@ impl Inner {
             .fetch_add(total * dt_ms, Ordering::Relaxed);
     }
 
-    /// Starts the pre-warms that are due: functions idle past their pre-warm window, inside
-    /// their keep-alive window, whose pool holds no idle environment.
+    /// Starts the pre-warms that are due: functions idle past the start of their window (pre-warm
+    /// window less the lead), before its end, whose pool holds no idle environment.
     fn start_due_prewarms(self: &Arc<Self>, handle: &tokio::runtime::Handle, now: Instant) {
         let due: Vec<(Arc<Warmth>, Arc<FunctionSpec>)> = {
             let map = self.lock_warmth();
             map.values()
                 .filter_map(|w| {
                     let mut st = w.lock();
-                    let (t, d) = (st.idle_since?, st.decision?);
-                    let from = t + d.prewarm;
-                    if st.in_flight > 0
-                        || st.prewarm_started
-                        || d.prewarm.is_zero()
-                        || now < from
-                        || now >= from + d.keep_alive
-                    {
+                    let (start, end, wanted) = st.window()?;
+                    if !wanted || st.prewarm_started || now < start || now >= end {
                         return None;
                     }
                     st.prewarm_started = true;
@@ -316,8 +338,10 @@ impl Inner {
             self.counters.prewarms.fetch_add(1, Ordering::Relaxed);
             let inner = self.clone();
             handle.spawn(async move {
+                let t0 = Instant::now();
                 match inner.start_ready(&pool.0, &spec, false).await {
                     Ok(mut env) => {
+                        inner.note_init(&pool.0, t0.elapsed());
                         env.last_used = Instant::now();
                         let mut idle = pool.0.lock_idle();
                         if pool.0.retired.load(Ordering::Acquire) || inner.is_shutting_down() {
