@@ -439,3 +439,51 @@ pub(crate) fn spawn_keeper(handle: &tokio::runtime::Handle, inner: &Arc<Inner>) 
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle_state(t: Instant, prewarm_ms: u64, keep_ms: u64, init_ms: u64) -> State {
+        State {
+            hist: IdleHistogram::new(Duration::from_millis(100), 0),
+            in_flight: 0,
+            idle_since: Some(t),
+            decision: Some(Decision {
+                prewarm: Duration::from_millis(prewarm_ms),
+                keep_alive: Duration::from_millis(keep_ms),
+                fallback: false,
+            }),
+            prewarm_started: false,
+            prewarmed_env: None,
+            spec: None,
+            init: Duration::from_millis(init_ms),
+        }
+    }
+
+    #[test]
+    fn the_window_opens_early_by_the_prewarm_lead() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        // Lead 1.5 × 100 ms: the pre-warm starts at 850 ms, ready by 1 s; kept until 1.2 s.
+        let st = idle_state(t, 1000, 200, 100);
+        assert_eq!(st.window(), Some((t + ms(850), t + ms(1200), true)));
+        // A lead longer than the pre-warm window: keep what is there, no pre-warm.
+        let st = idle_state(t, 1000, 200, 800);
+        assert_eq!(st.window(), Some((t, t + ms(1200), false)));
+        // No pre-warm window (fallback or back-to-back calls): kept from the start.
+        let st = idle_state(t, 0, 300, 0);
+        assert_eq!(st.window(), Some((t, t + ms(300), false)));
+    }
+
+    #[test]
+    fn a_busy_or_new_function_has_no_window() {
+        let t = Instant::now();
+        let mut st = idle_state(t, 1000, 200, 100);
+        st.in_flight = 1;
+        assert_eq!(st.window(), None);
+        st.in_flight = 0;
+        st.idle_since = None;
+        assert_eq!(st.window(), None);
+    }
+}
