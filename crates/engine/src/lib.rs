@@ -308,7 +308,7 @@ pub struct FunctionWarmthStats {
     pub idle_samples: u64,
     /// Of those, the ones beyond the histogram's range.
     pub idle_out_of_range: u64,
-    /// The windows of the current idle period (adaptive keep-alive, function idle).
+    /// The windows of the current or last idle period (adaptive keep-alive).
     pub decision: Option<Decision>,
 }
 

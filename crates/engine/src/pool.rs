@@ -1070,7 +1070,9 @@ impl Inner {
                     let expired_here = idle[i].provisioned.is_none()
                         && match rule {
                             keep::Rule::Ttl => now.duration_since(idle[i].last_used) >= ttl,
-                            keep::Rule::Keep => false,
+                            keep::Rule::Keep(horizon) => {
+                                now.duration_since(idle[i].last_used) >= horizon
+                            }
                             keep::Rule::Stop => true,
                         };
                     if idle[i].is_dead() || expired_here {

@@ -19,7 +19,9 @@
 //! the idle environments are kept instead. The paper's bins are minutes and its cold starts
 //! seconds, so it needs no lead; with bins not much longer than an init, the lead is what makes
 //! a pre-warm arrive in time. While the function has invocations in flight its idle
-//! environments are kept.
+//! environments are kept. In both cases an environment that nobody used for `P + K` (the
+//! whole horizon of the last decision) stops: after a burst a function that keeps calling
+//! needs fewer environments than the burst started.
 //!
 //! Pre-warms never admit an invocation: they hold no account or reserved concurrency, and they
 //! take memory only if the budget has it free (they never evict another function's
@@ -76,7 +78,7 @@ struct State {
     in_flight: u32,
     /// When the last invocation in flight ended, while none is.
     idle_since: Option<Instant>,
-    /// The windows fixed when the function became idle.
+    /// The windows fixed when the function last became idle.
     decision: Option<Decision>,
     /// Whether this idle period's pre-warm has been started (or was not needed).
     prewarm_started: bool,
@@ -108,13 +110,19 @@ impl Warmth {
     }
 
     /// Which of this version's idle environments the reaper keeps, at `now`.
-    fn rule(&self, now: Instant) -> Rule {
+    fn rule(&self, now: Instant, idle_timeout: Duration) -> Rule {
         let st = self.lock();
+        // An environment unused for longer than the policy's whole horizon is not needed even
+        // while the function is busy or inside its window: the function keeps calling, but on
+        // other environments (the warmest idle one is always taken first).
+        let horizon = st
+            .decision
+            .map_or(idle_timeout, |d| d.prewarm + d.keep_alive);
         if st.in_flight > 0 {
-            return Rule::Keep;
+            return Rule::Keep(horizon);
         }
         match st.window() {
-            Some((start, end, _)) if start <= now && now < end => Rule::Keep,
+            Some((start, end, _)) if start <= now && now < end => Rule::Keep(horizon),
             Some(_) => Rule::Stop,
             // Never invoked since the engine started: the fixed policy applies.
             None => Rule::Ttl,
@@ -127,8 +135,8 @@ impl Warmth {
 pub(super) enum Rule {
     /// Stop each one `idle_timeout` after its last use.
     Ttl,
-    /// Keep them all.
-    Keep,
+    /// Keep those used within this time.
+    Keep(Duration),
     /// Stop them all now.
     Stop,
 }
@@ -137,8 +145,6 @@ pub(super) enum Rule {
 /// makes the function idle if it was the last one.
 pub(super) struct InFlight {
     warmth: Arc<Warmth>,
-    bins: usize,
-    bin: Duration,
     idle_timeout: Duration,
 }
 
@@ -148,9 +154,6 @@ impl Drop for InFlight {
         st.in_flight = st.in_flight.saturating_sub(1);
         if st.in_flight == 0 {
             st.idle_since = Some(Instant::now());
-            if st.hist.samples() == 0 && self.bins > 0 {
-                st.hist = IdleHistogram::new(self.bin, self.bins);
-            }
             st.decision = Some(st.hist.decide(self.idle_timeout));
             st.prewarm_started = false;
         }
@@ -214,15 +217,12 @@ impl Inner {
             st.hist.record(now.duration_since(t));
         }
         st.in_flight += 1;
-        st.decision = None;
         if st.spec.as_ref().is_none_or(|s| !Arc::ptr_eq(s, spec)) {
             st.spec = Some(spec.clone());
         }
         drop(st);
         Some(InFlight {
             warmth: pool.warmth.clone(),
-            bins: self.cfg.keep_alive.bins,
-            bin: self.cfg.keep_alive.bin,
             idle_timeout: self.cfg.idle_timeout,
         })
     }
@@ -265,7 +265,7 @@ impl Inner {
     /// What the reaper does with `pool`'s idle environments now.
     pub(super) fn rule_for(&self, pool: &Pool, now: Instant) -> Rule {
         if self.adaptive() {
-            pool.warmth.rule(now)
+            pool.warmth.rule(now, self.cfg.idle_timeout)
         } else {
             Rule::Ttl
         }
