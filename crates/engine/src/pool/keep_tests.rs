@@ -151,3 +151,59 @@ async fn the_fixed_policy_counts_starts_and_idle_memory() {
     // The gauge follows at the next tick.
     eventually("no idle memory", || fx.engine.stats().idle_mb_now == 0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_unused_for_the_whole_horizon_stops_while_the_function_keeps_calling() {
+    // Fallback decision while learning: keep-alive 500 ms, so the horizon is 500 ms.
+    let fx = adaptive(Duration::from_millis(500));
+    let spec = Arc::new(fx.spec("busy"));
+    let slow = || inv(serde_json::json!({"op": "sleep", "s": 0.2}), false);
+    let (a, b) = tokio::join!(
+        fx.engine.invoke(spec.clone(), slow()),
+        fx.engine.invoke(spec.clone(), slow())
+    );
+    a.unwrap();
+    b.unwrap();
+    fx.settled("busy", (2, 2)).await;
+    // Calls every 50 ms: the function is never idle for long, so its window never closes, but
+    // they all land on the warmest environment and the other one is not needed.
+    for _ in 0..24 {
+        fx.engine
+            .invoke(spec.clone(), inv(serde_json::json!({}), false))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One environment left (the last call's may still be on its way back to the pool).
+    fx.settled("busy", (1, 1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prewarm_never_evicts_another_function() {
+    // Room for exactly one environment of 128 MB.
+    let fx = fixture_config(Timings::default(), |cfg| {
+        cfg.memory_budget_mb = 128;
+        cfg.idle_timeout = Duration::from_secs(300);
+        cfg.keep_alive.mode = KeepAliveMode::Adaptive;
+    });
+    let other = Arc::new(fx.spec("other"));
+    fx.engine
+        .invoke(other.clone(), inv(serde_json::json!({}), false))
+        .await
+        .unwrap();
+    fx.settled("other", (1, 1)).await;
+    let spec = Arc::new(fx.spec("wanting"));
+    let inner = &fx.engine.inner;
+    let pool = inner.checkout(&spec);
+    let err = inner
+        .start_ready(&pool.0, &spec, false)
+        .await
+        .err()
+        .expect("no room for a pre-warm");
+    assert!(err.contains("memory"), "{err}");
+    assert_eq!(fx.stats("other"), (1, 1));
+    // A provisioned start, by contrast, makes room.
+    let env = inner.start_ready(&pool.0, &spec, true).await.unwrap();
+    assert_eq!(fx.stats("other"), (0, 0));
+    drop(env);
+}
