@@ -320,7 +320,8 @@ pub struct Engine {
 
 impl Engine {
     /// Probes the host's interpreters, writes the embedded runtime clients to
-    /// `<data_dir>/runtimes/{python,node}/`, creates `<data_dir>/logs/` and starts the idle reaper.
+    /// `<data_dir>/runtimes/{python,node}/`, creates `<data_dir>/logs/` and starts the keeper
+    /// (idle reaper, pre-warms, idle-memory sampling).
     /// Must be called inside a tokio runtime.
     pub fn new(cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
         let launcher = Arc::new(launcher::JailLauncher::new(cfg.helper_exe.clone()));
