@@ -1067,15 +1067,7 @@ impl Inner {
                 let mut idle = pool.lock_idle();
                 let mut i = 0;
                 while i < idle.len() {
-                    let expired_here = idle[i].provisioned.is_none()
-                        && match rule {
-                            keep::Rule::Ttl => now.duration_since(idle[i].last_used) >= ttl,
-                            keep::Rule::Keep(horizon) => {
-                                now.duration_since(idle[i].last_used) >= horizon
-                            }
-                            keep::Rule::Stop => true,
-                        };
-                    if idle[i].is_dead() || expired_here {
+                    if idle[i].is_dead() || rule.expires(&idle[i], now, ttl) {
                         expired.push(idle.remove(i));
                     } else {
                         i += 1;

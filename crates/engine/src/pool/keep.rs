@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::{Inner, Pool};
+use crate::env::Env;
 use crate::keepalive::{Decision, IdleHistogram, KeepAliveMode};
 use crate::{EngineStats, FunctionSpec, FunctionWarmthStats};
 
@@ -139,6 +140,21 @@ pub(super) enum Rule {
     Keep(Duration),
     /// Stop them all now.
     Stop,
+}
+
+impl Rule {
+    /// Whether the idle environment `env` stops now under this rule (provisioned ones never do).
+    pub(super) fn expires(self, env: &Env, now: Instant, idle_timeout: Duration) -> bool {
+        if env.provisioned.is_some() {
+            return false;
+        }
+        let unused = now.duration_since(env.last_used);
+        match self {
+            Rule::Ttl => unused >= idle_timeout,
+            Rule::Keep(horizon) => unused >= horizon,
+            Rule::Stop => true,
+        }
+    }
 }
 
 /// One invocation in flight, for the adaptive policy: dropping it when the invocation is over
@@ -288,6 +304,26 @@ impl Inner {
         }
     }
 
+    /// Stops the idle environments the policy no longer keeps. Unlike the reaper it takes the
+    /// pools map only for reading (it forgets no pool), so it may run every tick without holding
+    /// up invocations.
+    fn release_expired(&self, now: Instant) {
+        let mut expired = Vec::new();
+        for pool in self.read_pools().values() {
+            let rule = self.rule_for(pool, now);
+            let mut idle = pool.lock_idle();
+            let mut i = 0;
+            while i < idle.len() {
+                if rule.expires(&idle[i], now, self.cfg.idle_timeout) {
+                    expired.push(idle.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        drop(expired);
+    }
+
     /// Adds `dt` of the current idle memory to the integrals.
     fn sample_idle_memory(&self, dt: Duration) {
         let dt_ms = dt.as_millis() as u64;
@@ -403,7 +439,8 @@ impl Inner {
     }
 }
 
-/// Starts the keeper: a task that samples idle memory, starts due pre-warms and runs the reaper.
+/// Starts the keeper: a task that samples idle memory, starts due pre-warms, stops what the
+/// adaptive policy releases, and runs the reaper.
 /// It ends when the engine is dropped or shut down.
 pub(crate) fn spawn_keeper(handle: &tokio::runtime::Handle, inner: &Arc<Inner>) {
     let weak: Weak<Inner> = Arc::downgrade(inner);
@@ -429,12 +466,14 @@ pub(crate) fn spawn_keeper(handle: &tokio::runtime::Handle, inner: &Arc<Inner>) 
             let now = Instant::now();
             inner.sample_idle_memory(now.duration_since(last_sample));
             last_sample = now;
-            if inner.adaptive() {
-                inner.start_due_prewarms(&handle2, now);
-            }
-            if inner.adaptive() || now.duration_since(last_reap) >= reap_every {
+            if now.duration_since(last_reap) >= reap_every {
                 inner.reap();
                 last_reap = now;
+            } else if inner.adaptive() {
+                inner.release_expired(now);
+            }
+            if inner.adaptive() {
+                inner.start_due_prewarms(&handle2, now);
             }
         }
     });
