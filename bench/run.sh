@@ -2,7 +2,8 @@
 # Updraft's benchmark: warm invoke latency/throughput, cold starts and memory for Python, Node.js and Rust hello
 # functions, measured against the release binary on this machine, then the same hello on its peers (raw hyper
 # and Node.js servers, serverless-offline, lambda-local, workerd, cargo-lambda's emulator) in the same run.
-# Also measures the Python and Node.js hellos through a Function URL.
+# Also measures the Python and Node.js hellos through a Function URL, and replays a bursty trace against the fixed
+# and the adaptive keep-alive (bench/keepalive.py → bench/out/keepalive.{md,json}).
 # Writes bench/out/results.{md,json}, bench/out/latency.png and prints the tables. See bench/README.md.
 #
 # Usage: bench/run.sh [--peers | --no-peers]     (peers are measured unless --no-peers or BENCH_PEERS=none)
@@ -21,6 +22,7 @@
 #   BENCH_PREWARM      the server's --prewarm, pre-warmed environments per runtime (default 1; 0: none)
 #   BENCH_ONLY         comma-separated subset of python,node,rust
 #   BENCH_OUT          output directory (default bench/out)
+#   BENCH_KEEPALIVE=0  no keep-alive replay (bench/keepalive.py: fixed against adaptive keep-alive)
 set -euo pipefail
 
 PEERS=${BENCH_PEERS:-all}
@@ -160,6 +162,13 @@ timeout 1800 "$PY" "$BENCH_DIR/bench.py" \
 # Updraft's server and its environments are gone before the peers run, so that nothing but the peer under
 # measurement (and wrk) uses the CPUs.
 stop_server
+
+# Keep-alive policies: fixed against adaptive on one replayed trace, each on a fresh server that the script
+# starts itself with the right flags (about 6 minutes; BENCH_KEEPALIVE=0 skips it).
+if [ "${BENCH_KEEPALIVE:-1}" != 0 ]; then
+  say "keep-alive replay (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  timeout 900 "$PY" "$BENCH_DIR/keepalive.py" --bin "$BIN" --out "$OUT" >/dev/null || STATUS=$?
+fi
 if [ "$PEERS" = none ]; then
   exit "$STATUS"
 fi

@@ -14,7 +14,7 @@ use updraft_api::auth::KeyRing;
 use updraft_control::accounts::{Accounts, MasterKey};
 use updraft_control::code::{CodeLimits, CodeStore};
 use updraft_control::{Change, ControlConfig, ControlPlane};
-use updraft_engine::{Engine, EngineConfig};
+use updraft_engine::{Engine, EngineConfig, KeepAlive, KeepAliveMode};
 use updraft_sigv4::Credentials;
 use updraft_store::{Op, SqliteStore, Store};
 
@@ -35,9 +35,21 @@ pub struct ServeArgs {
     /// Account-wide concurrency limit.
     #[arg(long, default_value_t = 1000)]
     account_concurrency: u32,
-    /// Seconds an idle execution environment is kept warm.
+    /// Seconds an idle execution environment is kept warm (with `--keep-alive adaptive`: while a
+    /// function's idle-time history is too short or says nothing useful).
     #[arg(long, default_value_t = 300)]
     idle_timeout: u64,
+    /// Keep-alive policy: `fixed` keeps every idle environment for `--idle-timeout`; `adaptive`
+    /// learns each function's idle times and releases early and pre-warms before the next call.
+    #[arg(long, value_enum, default_value_t = KeepAliveArg::Fixed)]
+    keep_alive: KeepAliveArg,
+    /// Width of one bin of the adaptive keep-alive's idle-time histogram, in milliseconds.
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    keep_alive_bin_ms: u64,
+    /// Bins of the adaptive keep-alive's idle-time histogram (idle times beyond bins × bin width
+    /// count as out of range).
+    #[arg(long, default_value_t = 240, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    keep_alive_bins: u64,
     /// Connections served at once (more wait in the accept backlog).
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
@@ -52,6 +64,12 @@ pub struct ServeArgs {
     /// sandbox and starting the interpreter (0 turns pre-warming off).
     #[arg(long, default_value_t = 1)]
     prewarm: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KeepAliveArg {
+    Fixed,
+    Adaptive,
 }
 
 /// Root credentials of this node: from the environment, or generated once into the data dir.
@@ -168,6 +186,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         cfg.account_concurrency = args.account_concurrency;
         cfg.idle_timeout = Duration::from_secs(args.idle_timeout);
         cfg.prewarm = args.prewarm;
+        cfg.keep_alive = KeepAlive {
+            mode: match args.keep_alive {
+                KeepAliveArg::Fixed => KeepAliveMode::Fixed,
+                KeepAliveArg::Adaptive => KeepAliveMode::Adaptive,
+            },
+            bin: Duration::from_millis(args.keep_alive_bin_ms),
+            bins: args.keep_alive_bins as usize,
+        };
         if let Some(m) = args.memory_budget_mb {
             cfg.memory_budget_mb = m;
         }

@@ -1,4 +1,5 @@
-//! The operator's account API under `/updraft/admin/v1/`.
+//! The operator's API under `/updraft/admin/v1/`: accounts and access keys, and the engine's
+//! keep-alive counters.
 //!
 //! Only keys of the root account may call it; any other account is refused with
 //! `AccessDeniedException` before the path is even looked at, so the API's shape is not
@@ -14,6 +15,7 @@
 //! | `POST`   | `accounts/{id}/keys`                   | 201 `{AccountId, AccessKeyId, SecretAccessKey}` |
 //! | `GET`    | `accounts/{id}/keys`                   | `{AccessKeys: [...]}`, ids only         |
 //! | `DELETE` | `accounts/{id}/keys/{AccessKeyId}`     | 204                                     |
+//! | `GET`    | `engine/stats`                         | keep-alive and pre-warming counters, see [`stats_json`] |
 //!
 //! A secret leaves the node exactly once, in the answer that creates it.
 
@@ -23,6 +25,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use updraft_control::accounts::{Account, KeyMaterial};
+use updraft_engine::{EngineStats, KeepAliveMode};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, blocking};
@@ -91,6 +94,9 @@ async fn route(state: &Arc<AppState>, req: Incoming) -> ApiResult<Response> {
                 }),
             ))
         }
+        (Method::GET, ["v1", "engine", "stats"]) => {
+            Ok(json(StatusCode::OK, stats_json(&state.engine.stats())))
+        }
         (Method::DELETE, ["v1", "accounts", id, "keys", key]) => {
             let (id, key) = (id.to_string(), key.to_string());
             blocking(move || Ok(s.accounts.delete_key(&id, &key)?)).await?;
@@ -121,6 +127,52 @@ fn account_json(a: &Account) -> Value {
     })
 }
 
+/// The engine's counters since it started: cold and warm starts, pre-warms, the integral of
+/// idle environments' `MemorySize` (MiB·s) and the idle MiB right now, in total and per function
+/// version with its keep-alive windows (adaptive keep-alive, while the function is idle).
+fn stats_json(s: &EngineStats) -> Value {
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    json!({
+        "KeepAlive": {
+            "Mode": match s.keep_alive.mode {
+                KeepAliveMode::Fixed => "fixed",
+                KeepAliveMode::Adaptive => "adaptive",
+            },
+            "BinMs": ms(s.keep_alive.bin),
+            "Bins": s.keep_alive.bins,
+            "IdleTimeoutMs": ms(s.idle_timeout),
+        },
+        "ColdStarts": s.cold_starts,
+        "WarmStarts": s.warm_starts,
+        "PrewarmsStarted": s.prewarms_started,
+        "PrewarmsUsed": s.prewarms_used,
+        "IdleMiBSeconds": s.idle_mib_seconds,
+        "IdleMiBNow": s.idle_mb_now,
+        "PrewarmedEnvironments": s.prewarmed.map(|p| json!({
+            "Built": p.built,
+            "Used": p.used,
+            "Missed": p.missed,
+            "Ready": p.ready,
+        })),
+        "Functions": s.functions.iter().map(|f| json!({
+            "FunctionArn": f.function_arn,
+            "Version": f.version,
+            "ColdStarts": f.cold_starts,
+            "WarmStarts": f.warm_starts,
+            "PrewarmsStarted": f.prewarms_started,
+            "PrewarmsUsed": f.prewarms_used,
+            "IdleMiBSeconds": f.idle_mib_seconds,
+            "IdleSamples": f.idle_samples,
+            "IdleOutOfRange": f.idle_out_of_range,
+            "Window": f.decision.map(|d| json!({
+                "PrewarmMs": ms(d.prewarm),
+                "KeepAliveMs": ms(d.keep_alive),
+                "Fallback": d.fallback,
+            })),
+        })).collect::<Vec<_>>(),
+    })
+}
+
 fn key_json(k: &KeyMaterial) -> Value {
     json!({
         "AccountId": k.account_id,
@@ -132,6 +184,57 @@ fn key_json(k: &KeyMaterial) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_render_counters_and_windows() {
+        let stats = EngineStats {
+            keep_alive: updraft_engine::KeepAlive {
+                mode: KeepAliveMode::Adaptive,
+                bin: std::time::Duration::from_millis(100),
+                bins: 240,
+            },
+            idle_timeout: std::time::Duration::from_secs(1),
+            cold_starts: 2,
+            warm_starts: 7,
+            prewarms_started: 3,
+            prewarms_used: 2,
+            idle_mib_seconds: 12.5,
+            idle_mb_now: 128,
+            prewarmed: Some(updraft_engine::PrewarmStats {
+                built: 4,
+                used: 3,
+                missed: 1,
+                ready: 1,
+            }),
+            functions: vec![updraft_engine::FunctionWarmthStats {
+                function_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
+                version: "$LATEST".into(),
+                cold_starts: 2,
+                warm_starts: 7,
+                prewarms_started: 3,
+                prewarms_used: 2,
+                idle_mib_seconds: 12.5,
+                idle_samples: 8,
+                idle_out_of_range: 0,
+                decision: Some(updraft_engine::Decision {
+                    prewarm: std::time::Duration::from_millis(810),
+                    keep_alive: std::time::Duration::from_millis(290),
+                    fallback: false,
+                }),
+            }],
+        };
+        let v = stats_json(&stats);
+        assert_eq!(v["KeepAlive"]["Mode"], "adaptive");
+        assert_eq!(v["KeepAlive"]["BinMs"], 100);
+        assert_eq!(v["KeepAlive"]["IdleTimeoutMs"], 1000);
+        assert_eq!(v["ColdStarts"], 2);
+        assert_eq!(v["PrewarmsUsed"], 2);
+        assert_eq!(v["IdleMiBSeconds"], 12.5);
+        assert_eq!(v["Functions"][0]["Window"]["PrewarmMs"], 810);
+        assert_eq!(v["Functions"][0]["Window"]["Fallback"], false);
+        assert_eq!(v["PrewarmedEnvironments"]["Used"], 3);
+        assert_eq!(v["PrewarmedEnvironments"]["Missed"], 1);
+    }
 
     #[test]
     fn names_are_read_from_json() {

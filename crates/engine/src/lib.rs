@@ -18,6 +18,9 @@
 //! - `logs`: per-environment log stream files with Lambda's `START`/`END`/`REPORT` lines, the tail
 //!   returned for `LogType: Tail`, and reading events back for the API.
 //! - `metering`: one [`UsageRecord`] per invocation, published on a broadcast channel.
+//! - `keepalive`: the keep-alive policies (fixed, and adaptive from per-function idle-time
+//!   histograms, with pre-warming); `pool::keep` applies them and counts cold and warm starts,
+//!   pre-warms and idle memory ([`Engine::stats`]).
 //!
 //! Architecture invariants: the engine speaks domain types (AWS wire shapes of the public API live
 //! at the front door; only the Runtime API, which runtimes inside the jail call, has its wire shape
@@ -26,6 +29,7 @@
 
 mod env;
 mod envvars;
+pub mod keepalive;
 mod launcher;
 mod logs;
 mod messages;
@@ -39,6 +43,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use keepalive::{Decision, KeepAlive, KeepAliveMode};
 pub use logs::{LogEvent, read_logs, stream_file_name, stream_name_from_file};
 pub use metering::{UsageOutcome, UsageRecord};
 pub use runtime_api::{MAX_PAYLOAD_BYTES, MAX_STREAMED_RESPONSE_BYTES};
@@ -57,8 +62,11 @@ pub struct EngineConfig {
     pub region: String,
     /// Concurrent invocations of the whole account on this node (Lambda's default is 1000).
     pub account_concurrency: u32,
-    /// How long an idle environment is kept warm before it is stopped.
+    /// How long an idle environment is kept warm before it is stopped (with the adaptive
+    /// keep-alive: while a function's idle-time histogram is not trusted).
     pub idle_timeout: Duration,
+    /// The keep-alive policy (see [`keepalive`]).
+    pub keep_alive: KeepAlive,
     /// Memory the node's environments may hold, in MiB: each counts at its `MemorySize` while it
     /// starts or runs; when the budget runs short, idle ones count at what their cgroup is charged
     /// (they need their `MemorySize` again only to run, and get it back first), then the least
@@ -73,13 +81,14 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     /// A configuration with Lambda's defaults: region `us-east-1`, account concurrency 1000,
-    /// 300 s keep-warm, and a memory budget of the host's total memory (8 GiB when unknown).
+    /// 300 s fixed keep-warm, and a memory budget of the host's total memory (8 GiB when unknown).
     pub fn new(data_dir: PathBuf, helper_exe: PathBuf) -> Self {
         EngineConfig {
             data_dir,
             region: "us-east-1".to_string(),
             account_concurrency: 1000,
             idle_timeout: Duration::from_secs(300),
+            keep_alive: KeepAlive::default(),
             memory_budget_mb: host_memory_mb().unwrap_or(8192),
             helper_exe,
             prewarm: 1,
@@ -274,6 +283,48 @@ pub struct ProvisionedStats {
     pub failure: Option<String>,
 }
 
+/// Engine-wide counters of starts, pre-warms and idle memory since the engine started, with
+/// every function version's share and its keep-alive state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineStats {
+    pub keep_alive: KeepAlive,
+    pub idle_timeout: Duration,
+    /// Invocations that started an environment of their own.
+    pub cold_starts: u64,
+    /// Invocations that took an idle environment (pre-warmed and provisioned ones included).
+    pub warm_starts: u64,
+    /// Environments started by the adaptive keep-alive ahead of an expected invocation.
+    pub prewarms_started: u64,
+    /// Pre-warmed environments that an invocation took.
+    pub prewarms_used: u64,
+    /// Integral over time of the `MemorySize` of idle, non-provisioned environments (MiB·s),
+    /// sampled by the keeper tick.
+    pub idle_mib_seconds: f64,
+    /// `MemorySize` of idle, non-provisioned environments at the last tick (MiB).
+    pub idle_mb_now: u64,
+    /// Environments built before their function was known (`--prewarm`); `None` when off.
+    pub prewarmed: Option<PrewarmStats>,
+    pub functions: Vec<FunctionWarmthStats>,
+}
+
+/// One function version's part of [`EngineStats`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionWarmthStats {
+    pub function_arn: String,
+    pub version: String,
+    pub cold_starts: u64,
+    pub warm_starts: u64,
+    pub prewarms_started: u64,
+    pub prewarms_used: u64,
+    pub idle_mib_seconds: f64,
+    /// Idle times recorded (adaptive keep-alive only).
+    pub idle_samples: u64,
+    /// Of those, the ones beyond the histogram's range.
+    pub idle_out_of_range: u64,
+    /// The windows of the current or last idle period (adaptive keep-alive).
+    pub decision: Option<Decision>,
+}
+
 /// The engine of one node. Create it once with [`Engine::new`] inside a tokio runtime.
 pub struct Engine {
     inner: Arc<pool::Inner>,
@@ -282,7 +333,8 @@ pub struct Engine {
 
 impl Engine {
     /// Probes the host's interpreters, writes the embedded runtime clients to
-    /// `<data_dir>/runtimes/{python,node}/`, creates `<data_dir>/logs/` and starts the idle reaper.
+    /// `<data_dir>/runtimes/{python,node}/`, creates `<data_dir>/logs/` and starts the keeper
+    /// (idle reaper, pre-warms, idle-memory sampling).
     /// Must be called inside a tokio runtime.
     pub fn new(cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
         let launcher: Arc<dyn launcher::Launcher> = if cfg.prewarm == 0 {
@@ -318,7 +370,7 @@ impl Engine {
         std::fs::create_dir_all(&logs_dir)
             .map_err(|e| EngineError::CreateDir(logs_dir.clone(), e))?;
         let inner = pool::Inner::new(cfg, registry, launcher, timings);
-        pool::spawn_reaper(&handle, &inner);
+        pool::keep::spawn_keeper(&handle, &inner);
         Ok(Arc::new(Engine { inner, handle }))
     }
 
@@ -443,6 +495,11 @@ impl Engine {
     /// Environment counts of every pool.
     pub fn pool_stats(&self) -> Vec<PoolStats> {
         self.inner.pool_stats()
+    }
+
+    /// Cold and warm starts, pre-warms and idle memory so far, in total and per function version.
+    pub fn stats(&self) -> EngineStats {
+        self.inner.stats()
     }
 
     /// Memory the live environments are counted at, in MiB (out of `memory_budget_mb`).

@@ -31,8 +31,9 @@
 //! its pool. Meanwhile it counts as *finishing*, and an invocation of the same pool that finds no
 //! idle environment waits for it (at most `finishing_wait`) instead of starting a new one.
 //!
-//! A background reaper stops environments idle longer than `idle_timeout` and forgets empty
-//! pools. Provisioned environments (see `provision`) are ordinary idle environments of their pool
+//! A background reaper stops idle environments when the keep-alive policy says so (`keep`: after
+//! `idle_timeout`, or per function from its idle-time histogram, with pre-warms) and forgets
+//! empty pools. Provisioned environments (see `provision`) are ordinary idle environments of their pool
 //! that the reaper, memory eviction and `retire` leave alone. Locks are `std` locks held for a few instructions and never across an await; the lock
 //! order is pools map → one pool's idle list → capacity. The warm path takes the pools map for
 //! reading only, and counts running invocations with atomics (no lock shared between functions).
@@ -171,6 +172,10 @@ pub(crate) struct Pool {
     running: Arc<AtomicU32>,
     /// Provisioned concurrency of the pool.
     provision: provision::PoolProvision,
+    /// Keep-alive state of the pool's function version (shared by its generations).
+    warmth: Arc<keep::Warmth>,
+    /// `MemorySize` of the pool's environments, for the idle-memory integral.
+    memory_mb: u64,
 }
 
 impl Pool {
@@ -334,6 +339,9 @@ pub(crate) struct Inner {
     shutting_down: AtomicBool,
     /// Pools with provisioned concurrency, each with its provisioner's handle.
     provisioners: Mutex<HashMap<PoolKey, provision::Provisioner>>,
+    /// Keep-alive state per (function ARN, version); outlives the pools.
+    warmth: Mutex<HashMap<(String, String), Arc<keep::Warmth>>>,
+    counters: keep::Counters,
     ro_paths: Vec<PathBuf>,
     path_dirs: Vec<PathBuf>,
 }
@@ -402,6 +410,8 @@ impl Inner {
             running: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             provisioners: Mutex::new(HashMap::new()),
+            warmth: Mutex::new(HashMap::new()),
+            counters: keep::Counters::default(),
         })
     }
 
@@ -478,7 +488,7 @@ impl Inner {
     /// Admits and runs one invocation; an error means it was refused before anything ran.
     async fn try_invoke(
         self: &Arc<Self>,
-        spec: &FunctionSpec,
+        spec: &Arc<FunctionSpec>,
         inv: Invocation,
         sink: &mut Sink,
     ) -> Result<(), InvokeError> {
@@ -511,6 +521,8 @@ impl Inner {
             _account: account,
             _reserved: reserved,
         };
+        // Held until the invocation is over, environment back in its pool included.
+        let _in_flight = self.arrive(&pool.0, spec);
         let started = SystemTime::now();
         let mut warm = pool.0.take_or_wait(self.timings.finishing_wait).await;
         if let Some(env) = warm.as_mut()
@@ -520,7 +532,10 @@ impl Inner {
             warm = None;
         }
         let (env, init) = match warm {
-            Some(env) => (env, None),
+            Some(env) => {
+                self.count_start(&pool.0, &env.id, false);
+                (env, None)
+            }
             None => match self
                 .cold_start(&pool.0, spec, &launch, &inv, started)
                 .await?
@@ -572,6 +587,8 @@ impl Inner {
                     returned: Notify::new(),
                     running: self.running_counter(&spec.function_arn),
                     provision: provision::PoolProvision::default(),
+                    warmth: self.warmth_of(&spec.function_arn, &spec.version),
+                    memory_mb: u64::from(spec.memory_mb),
                 });
                 pools.insert(pool.key.clone(), pool.clone());
                 pool
@@ -774,11 +791,15 @@ impl Inner {
         if self.is_shutting_down() {
             return Err(InvokeError::ShuttingDown);
         }
+        self.count_start(pool, &env.id, true);
 
         let end = tokio::time::timeout(self.timings.init_timeout, wait_ready(&mut env)).await;
         let init = t0.elapsed();
         let (payload, error_type, status) = match end {
-            Ok(InitEnd::Ready) => return Ok(ColdStart::Ready(env, init)),
+            Ok(InitEnd::Ready) => {
+                self.note_init(pool, init);
+                return Ok(ColdStart::Ready(env, init));
+            }
             Ok(InitEnd::Error(error_type, body)) => {
                 // A runtime usually prints its reason and exits right after reporting: let it.
                 let _ = tokio::time::timeout(self.timings.barrier, async {
@@ -1073,6 +1094,7 @@ impl Inner {
         };
         let envs: Vec<Env> = retired.iter().flat_map(|p| p.retire()).collect();
         drop(envs);
+        self.retire_warmth(function_arn, keep_generation);
     }
 
     pub(crate) async fn shutdown(&self) {
@@ -1091,7 +1113,8 @@ impl Inner {
         }
     }
 
-    /// Stops environments idle longer than the keep-warm time, and forgets unused empty pools.
+    /// Stops idle environments the keep-alive policy no longer keeps, and forgets unused empty
+    /// pools.
     fn reap(&self) {
         let now = Instant::now();
         let ttl = self.cfg.idle_timeout;
@@ -1100,12 +1123,11 @@ impl Inner {
             let mut pools = self.lock_pools();
             pools.retain(|_, pool| {
                 let before = expired.len();
+                let rule = self.rule_for(pool, now);
                 let mut idle = pool.lock_idle();
                 let mut i = 0;
                 while i < idle.len() {
-                    let expired_here = idle[i].provisioned.is_none()
-                        && now.duration_since(idle[i].last_used) >= ttl;
-                    if idle[i].is_dead() || expired_here {
+                    if idle[i].is_dead() || rule.expires(&idle[i], now, ttl) {
                         expired.push(idle.remove(i));
                     } else {
                         i += 1;
@@ -1265,26 +1287,7 @@ pub(crate) fn decode_client_context(raw: &str) -> String {
         .unwrap_or_else(|| raw.to_string())
 }
 
-/// Starts the background task that stops expired idle environments. It ends when the engine is
-/// dropped or shut down.
-pub(crate) fn spawn_reaper(handle: &tokio::runtime::Handle, inner: &Arc<Inner>) {
-    let weak: Weak<Inner> = Arc::downgrade(inner);
-    let period =
-        (inner.cfg.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(10));
-    handle.spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(inner) = weak.upgrade() else { return };
-            if inner.is_shutting_down() {
-                return;
-            }
-            inner.reap();
-        }
-    });
-}
-
+pub(crate) mod keep;
 pub(crate) mod provision;
 pub(crate) mod stream;
 
@@ -1299,3 +1302,6 @@ mod provision_tests;
 
 #[cfg(test)]
 mod memory_tests;
+
+#[cfg(test)]
+mod keep_tests;

@@ -243,25 +243,32 @@ impl Inner {
         drop(dead);
     }
 
-    /// Starts one provisioned environment and waits for its init to end. `Err` is the reason,
-    /// in the words `StatusReason` shows.
-    async fn provision_one(
+    /// Starts one environment off the invocation path and waits for its init to end: a
+    /// provisioned one (`provisioned`: it may evict other pools' idle environments to fit the
+    /// memory budget) or a pre-warmed one (only if the budget has room as it is). `Err` is the
+    /// reason, in the words `StatusReason` shows.
+    pub(super) async fn start_ready(
         self: &Arc<Self>,
         pool: &Arc<Pool>,
         spec: &FunctionSpec,
+        provisioned: bool,
     ) -> Result<Env, String> {
         let launch = self
             .registry
             .launch_for(&spec.runtime)
             .map_err(|e| format!("runtime unavailable: {e}"))?;
-        let memory = self
-            .reserve_memory(u64::from(spec.memory_mb), &pool.key)
-            .map_err(|_| "not enough memory left on this node".to_string())?;
+        let mb = u64::from(spec.memory_mb);
+        let memory = if provisioned {
+            self.reserve_memory(mb, &pool.key).ok()
+        } else {
+            self.capacity.try_reserve(mb)
+        }
+        .ok_or_else(|| "not enough memory left on this node".to_string())?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let stream = logs::stream_name(SystemTime::now(), &spec.version, &id);
         let dir = logs::function_dir(&self.logs_dir, &spec.account_id, &spec.function_name)
             .map_err(|e| format!("cannot open log stream: {e}"))?;
-        let jail = self.jail_spec(spec, &launch, &id, &stream, true);
+        let jail = self.jail_spec(spec, &launch, &id, &stream, provisioned);
         let t0 = Instant::now();
         let mut env = Env::launch(EnvLaunch {
             launcher: self.launcher.clone(),
@@ -317,7 +324,12 @@ impl Inner {
             "INIT_REPORT Init Duration: {init_ms:.2} ms\tPhase: init\tStatus: {status}"
         ));
         tracing::warn!(
-            "provisioned environment of {}:{} failed: {reason}",
+            "{} environment of {}:{} failed: {reason}",
+            if provisioned {
+                "provisioned"
+            } else {
+                "pre-warmed"
+            },
             spec.function_name,
             spec.version
         );
@@ -376,7 +388,7 @@ async fn provision_loop(
             let mut starts = JoinSet::new();
             for _ in 0..missing {
                 let (inner, pool, spec) = (inner.clone(), pool.clone(), spec.clone());
-                starts.spawn(async move { inner.provision_one(&pool, &spec).await });
+                starts.spawn(async move { inner.start_ready(&pool, &spec, true).await });
             }
             while let Some(started) = starts.join_next().await {
                 match started {

@@ -29,11 +29,18 @@ pub(super) fn fixture_with(
 }
 
 fn fixture_timed(budget_mb: u64, concurrency: u32, idle: Duration, timings: Timings) -> Fixture {
+    fixture_config(timings, |cfg| {
+        cfg.memory_budget_mb = budget_mb;
+        cfg.account_concurrency = concurrency;
+        cfg.idle_timeout = idle;
+    })
+}
+
+/// A fixture whose engine configuration `edit` adjusts.
+pub(super) fn fixture_config(timings: Timings, edit: impl FnOnce(&mut EngineConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = EngineConfig::new(dir.path().join("data"), PathBuf::from("/nonexistent"));
-    cfg.memory_budget_mb = budget_mb;
-    cfg.account_concurrency = concurrency;
-    cfg.idle_timeout = idle;
+    edit(&mut cfg);
     let engine = Engine::with_launcher(cfg, Arc::new(HostLauncher), timings).unwrap();
     Fixture { engine, dir }
 }
