@@ -20,6 +20,13 @@
 //! out-of-range idle times with a time-series model instead; Updraft keeps the fixed policy
 //! there, which is what it did before.
 //!
+//! One departure from the paper: a window without pre-warm (the function may come back at once)
+//! keeps its environment no longer than the fixed keep-alive would. Such functions are the bursty
+//! and sporadic ones whose 99th percentile is a long quiet period; keeping an environment through
+//! each of them costs more idle memory than the cold starts it saves, and `idle_timeout` is the
+//! operator's bound on how long an idle environment may hold memory. Functions that come back
+//! only after a while (a pre-warm window) are where the policy saves both.
+//!
 //! Everything here is pure: time comes in as durations, nothing is started or stopped.
 
 use std::time::Duration;
@@ -183,9 +190,13 @@ impl IdleHistogram {
         // Integer arithmetic on nanoseconds, so that bin edges give exact windows.
         let prewarm = head * (10 - MARGIN_TENTHS) / 10;
         let end = tail * (10 + MARGIN_TENTHS) / 10;
+        let mut keep_alive = end.saturating_sub(prewarm);
+        if prewarm.is_zero() {
+            keep_alive = keep_alive.min(idle_timeout);
+        }
         Decision {
             prewarm,
-            keep_alive: end.saturating_sub(prewarm),
+            keep_alive,
             fallback: false,
         }
     }
@@ -270,6 +281,25 @@ mod tests {
     }
 
     #[test]
+    fn without_prewarm_the_keep_alive_is_at_most_the_fixed_one() {
+        // Bursts with quiet periods of about 20 s in between: the 99th percentile is a quiet
+        // period, but the function may come back at once, so the fixed keep-alive bounds it.
+        let mut idle = vec![50u64; 40];
+        idle.extend([19_000, 20_000, 21_000]);
+        let h = hist_of(100, 240, &idle);
+        let d = h.decide(Duration::from_secs(1));
+        assert!(!d.fallback);
+        assert_eq!(d.prewarm, Duration::ZERO);
+        assert_eq!(d.keep_alive, Duration::from_secs(1));
+        // With a pre-warm window the keep-alive window is the policy's own.
+        let mut idle = vec![2_000u64; 40];
+        idle.extend([4_000, 4_000]);
+        let d = hist_of(100, 240, &idle).decide(Duration::from_secs(1));
+        assert_eq!(d.prewarm, Duration::from_millis(1800));
+        assert_eq!(d.keep_alive, Duration::from_millis(4100 * 11 / 10 - 1800));
+    }
+
+    #[test]
     fn mostly_out_of_range_falls_back() {
         let h = hist_of(100, 10, &[5000, 6000, 7000, 50, 50, 50]);
         assert_eq!(h.out_of_range(), 3);
@@ -277,7 +307,7 @@ mod tests {
         assert!(h.decide(Duration::from_secs(1)).fallback);
         // A minority beyond the range: the keep-alive runs to the end of the range.
         let h = hist_of(100, 10, &[5000, 50, 50, 50, 50, 50, 50, 50]);
-        let d = h.decide(Duration::from_secs(1));
+        let d = h.decide(Duration::from_secs(2));
         assert!(!d.fallback);
         assert_eq!(d.prewarm, Duration::ZERO);
         assert_eq!(d.keep_alive, Duration::from_millis(1100));

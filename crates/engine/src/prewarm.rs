@@ -38,6 +38,10 @@ use crate::launcher::{JailLauncher, Launcher, Sandboxed};
 const WAITING_MEMORY_MB: u64 = 128;
 /// A template key nobody asked for within this long is dropped, with its environments.
 pub(crate) const UNUSED_KEY_TTL: Duration = Duration::from_secs(600);
+/// How long a refill waits after a cold start took an environment (or found none): building one
+/// takes tens of milliseconds of CPU, which on a small node would slow the very cold start that
+/// triggered it.
+const REFILL_DELAY: Duration = Duration::from_millis(100);
 /// First pause after a failed refill; it doubles on every failure in a row.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(60);
@@ -226,6 +230,7 @@ impl PrewarmLauncher {
                 building: false,
             });
             slot.last_demand = Instant::now();
+            slot.next_try = slot.next_try.max(Instant::now() + REFILL_DELAY);
             let mut found = None;
             while let Some(jail) = slot.ready.pop() {
                 if jail.try_wait().is_none() {
