@@ -41,7 +41,7 @@ pub struct ServeArgs {
     idle_timeout: u64,
     /// Keep-alive policy: `fixed` keeps every idle environment for `--idle-timeout`; `adaptive`
     /// learns each function's idle times and releases early and pre-warms before the next call.
-    #[arg(long, value_enum, default_value_t = KeepAliveArg::Fixed)]
+    #[arg(long, value_enum, default_value_t = KeepAliveArg::Adaptive)]
     keep_alive: KeepAliveArg,
     /// Width of one bin of the adaptive keep-alive's idle-time histogram, in milliseconds.
     #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]

@@ -130,6 +130,7 @@ async fn too_little_history_keeps_the_fixed_keep_alive() {
 async fn the_fixed_policy_counts_starts_and_idle_memory() {
     let fx = fixture_config(Timings::default(), |cfg| {
         cfg.idle_timeout = Duration::from_millis(400);
+        cfg.keep_alive.mode = KeepAliveMode::Fixed;
     });
     let spec = Arc::new(fx.spec("plain"));
     for _ in 0..3 {
