@@ -458,10 +458,15 @@ impl EnvCgroup {
 
     /// Peak memory use in bytes.
     pub(crate) fn memory_peak(&self) -> Option<u64> {
+        self.read_memory_number("memory.max_usage_in_bytes", "memory.peak")
+    }
+
+    /// A number from the memory controller's file `v1` or `v2`, whichever this cgroup has.
+    fn read_memory_number(&self, v1: &str, v2: &str) -> Option<u64> {
         let d = self.memory_dir()?;
         let file = match d.version {
-            Version::V1 => "memory.max_usage_in_bytes",
-            Version::V2 => "memory.peak",
+            Version::V1 => v1,
+            Version::V2 => v2,
         };
         fs::read_to_string(d.path.join(file))
             .ok()?
@@ -473,16 +478,7 @@ impl EnvCgroup {
     /// Memory in use now, in bytes (memory.usage_in_bytes v1 / memory.current v2): the
     /// processes' memory and the page cache charged to the environment.
     pub(crate) fn memory_current(&self) -> Option<u64> {
-        let d = self.memory_dir()?;
-        let file = match d.version {
-            Version::V1 => "memory.usage_in_bytes",
-            Version::V2 => "memory.current",
-        };
-        fs::read_to_string(d.path.join(file))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        self.read_memory_number("memory.usage_in_bytes", "memory.current")
     }
 
     /// Removes the directories; retries briefly while the last processes leave.

@@ -148,29 +148,36 @@ impl Assignment {
         if self.memory_mb == 0 {
             return bad("memory_mb must be greater than zero".into());
         }
-        if let Some(p) = self.argv.first()
-            && !p.starts_with('/')
-        {
-            return bad(format!("argv[0] {p:?} is not an absolute path"));
-        }
-        if !self.cwd.starts_with('/') {
-            return bad(format!("cwd {:?} is not an absolute path", self.cwd));
-        }
-        let strings = self
-            .argv
-            .iter()
-            .chain(std::iter::once(&self.cwd))
-            .chain(self.env.iter().map(|(_, v)| v));
-        if strings.into_iter().any(|s| s.contains('\0')) {
-            return bad("argv, env or cwd contains a NUL byte".into());
-        }
-        for (k, _) in &self.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return bad(format!("invalid environment variable name {k:?}"));
-            }
-        }
-        Ok(())
+        check_program(&self.argv, &self.env, &self.cwd)
     }
+}
+
+/// What execve will be given: an absolute program path (when there is one), an absolute working
+/// directory, no NUL bytes (they become C strings) and usable variable names.
+fn check_program(argv: &[String], env: &[(String, String)], cwd: &str) -> Result<(), SandboxError> {
+    let bad = |m: String| Err(SandboxError::InvalidSpec(m));
+    if let Some(p) = argv.first()
+        && !p.starts_with('/')
+    {
+        return bad(format!("argv[0] {p:?} is not an absolute path"));
+    }
+    if !cwd.starts_with('/') {
+        return bad(format!("cwd {cwd:?} is not an absolute path"));
+    }
+    let strings = argv
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(cwd))
+        .chain(env.iter().map(|(_, v)| v.as_str()));
+    if strings.into_iter().any(|s| s.contains('\0')) {
+        return bad("argv, env or cwd contains a NUL byte".into());
+    }
+    for (k, _) in env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return bad(format!("invalid environment variable name {k:?}"));
+        }
+    }
+    Ok(())
 }
 
 /// Longest accepted environment id: it becomes a cgroup directory name and the hostname, and
@@ -220,31 +227,10 @@ impl JailSpec {
                 return bad(format!("{what} must be greater than zero"));
             }
         }
-        match self.argv.first() {
-            None if self.start == Start::Deferred => {}
-            None => return bad("argv is empty".into()),
-            Some(p) if !p.starts_with('/') => {
-                return bad(format!("argv[0] {p:?} is not an absolute path"));
-            }
-            Some(_) => {}
+        if self.argv.is_empty() && self.start != Start::Deferred {
+            return bad("argv is empty".into());
         }
-        if !self.cwd.starts_with('/') {
-            return bad(format!("cwd {:?} is not an absolute path", self.cwd));
-        }
-        let strings = self
-            .argv
-            .iter()
-            .chain(std::iter::once(&self.cwd))
-            .chain(self.env.iter().map(|(_, v)| v));
-        if strings.into_iter().any(|s| s.contains('\0')) {
-            return bad("argv, env or cwd contains a NUL byte".into());
-        }
-        for (k, _) in &self.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return bad(format!("invalid environment variable name {k:?}"));
-            }
-        }
-        Ok(())
+        check_program(&self.argv, &self.env, &self.cwd)
     }
 
     /// The hostname the environment sees (the id, which [`JailSpec::validate`] keeps short).
