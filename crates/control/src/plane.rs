@@ -435,24 +435,23 @@ impl ControlPlane {
         self.store.apply(ops).map_err(ControlError::from)
     }
 
-    /// Changes one function's document: `f` edits a copy, which is persisted and only then
-    /// replaces the in-memory entry, so a refused edit or a failed write changes nothing.
-    /// Returns `$LATEST`'s revision after the change.
-    fn change_doc(
+    /// Changes one function's document: `f` checks and edits a copy, which is persisted and
+    /// only then replaces the in-memory entry, so a refused edit or a failed write changes
+    /// nothing. Returns what `f` returned.
+    fn change_doc<T>(
         &self,
         account_id: &str,
         name: &str,
-        f: impl FnOnce(&mut Entry) -> Result<()>,
-    ) -> Result<String> {
+        f: impl FnOnce(&mut Entry) -> Result<T>,
+    ) -> Result<T> {
         let mut state = self.write()?;
         let (key, entry) = self.lookup(&state, account_id, name)?;
         let key = key.clone();
         let mut entry = entry.clone();
-        f(&mut entry)?;
+        let out = f(&mut entry)?;
         self.persist(&[Self::put_function_op(&key, &entry)?])?;
-        let revision = entry.latest.revision_id.clone();
         state.insert(key, entry);
-        Ok(revision)
+        Ok(out)
     }
 
     fn put_function_op(key: &FunctionKey, entry: &Entry) -> Result<Op> {
@@ -1501,7 +1500,7 @@ impl ControlPlane {
         Self::unqualified(&r)?;
         let latest_revision = self.change_doc(account_id, &r.name, |e| {
             e.reserved_concurrency = None;
-            Ok(())
+            Ok(e.latest.revision_id.clone())
         })?;
         self.notify(Change::Updated {
             function_arn: self.arn(account_id, &r.name),
@@ -1768,28 +1767,23 @@ impl ControlPlane {
             .as_deref()
             .map(InvokeMode::parse)
             .transpose()?;
-        let mut state = self.write()?;
-        let (key, entry) = self.lookup(&state, account_id, &r.name)?;
-        let key = key.clone();
-        let mut config = entry
-            .urls
-            .get(&q)
-            .cloned()
-            .ok_or_else(|| ControlError::not_found(NO_SUCH_RESOURCE))?;
-        if let Some(a) = auth_type {
-            config.auth_type = a;
-        }
-        if let Some(c) = input.cors {
-            config.cors = Some(c);
-        }
-        if let Some(m) = invoke_mode {
-            config.invoke_mode = m;
-        }
-        config.last_modified_time = crate::url::now_url_time();
-        let mut entry = entry.clone();
-        entry.urls.insert(q.clone(), config.clone());
-        self.persist(&[Self::put_function_op(&key, &entry)?])?;
-        state.insert(key, entry);
+        let config = self.change_doc(account_id, &r.name, |entry| {
+            let config = entry
+                .urls
+                .get_mut(&q)
+                .ok_or_else(|| ControlError::not_found(NO_SUCH_RESOURCE))?;
+            if let Some(a) = auth_type {
+                config.auth_type = a;
+            }
+            if let Some(c) = input.cors {
+                config.cors = Some(c);
+            }
+            if let Some(m) = invoke_mode {
+                config.invoke_mode = m;
+            }
+            config.last_modified_time = crate::url::now_url_time();
+            Ok(config.clone())
+        })?;
         Ok(self.url_view(account_id, &r.name, &q, &config))
     }
 
@@ -1890,35 +1884,31 @@ impl ControlPlane {
     ) -> Result<Statement> {
         let r = self.parse(account_id, function_name)?;
         let q = Self::qualifier(&r, qualifier)?;
-        let mut state = self.write()?;
-        let (key, entry) = self.lookup(&state, account_id, &r.name)?;
-        let key = key.clone();
-        let pk = self.policy_key(account_id, entry, q.as_deref())?;
-        let resource = self.qualified_arn(account_id, &r.name, &pk);
-        let statement = crate::policy::build_statement(&input, &resource)?;
-        let mut policy = entry.policies.get(&pk).cloned().unwrap_or_default();
-        // RevisionId may be the policy's (from GetPolicy) or the function's (from GetFunction).
-        if let Some(want) = &input.revision_id
-            && *want != policy.revision_id
-            && *want != entry.latest.revision_id
-        {
-            return Err(ControlError::precondition(
-                "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the latest Revision Id",
-            ));
-        }
-        if policy.statements.iter().any(|s| s.sid == statement.sid) {
-            return Err(ControlError::conflict(format!(
-                "The statement id ({}) provided already exists. Please provide a new statement id, or remove the existing statement.",
-                statement.sid
-            )));
-        }
-        policy.statements.push(statement.clone());
-        policy.revision_id = new_revision();
-        let mut entry = entry.clone();
-        entry.policies.insert(pk, policy);
-        self.persist(&[Self::put_function_op(&key, &entry)?])?;
-        state.insert(key, entry);
-        Ok(statement)
+        self.change_doc(account_id, &r.name, |entry| {
+            let pk = self.policy_key(account_id, entry, q.as_deref())?;
+            let resource = self.qualified_arn(account_id, &r.name, &pk);
+            let statement = crate::policy::build_statement(&input, &resource)?;
+            let latest_revision = &entry.latest.revision_id;
+            let policy = entry.policies.entry(pk).or_default();
+            // RevisionId may be the policy's (from GetPolicy) or the function's (from GetFunction).
+            if let Some(want) = &input.revision_id
+                && *want != policy.revision_id
+                && want != latest_revision
+            {
+                return Err(ControlError::precondition(
+                    "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the latest Revision Id",
+                ));
+            }
+            if policy.statements.iter().any(|s| s.sid == statement.sid) {
+                return Err(ControlError::conflict(format!(
+                    "The statement id ({}) provided already exists. Please provide a new statement id, or remove the existing statement.",
+                    statement.sid
+                )));
+            }
+            policy.statements.push(statement.clone());
+            policy.revision_id = new_revision();
+            Ok(statement)
+        })
     }
 
     /// `RemovePermission`.
@@ -1932,38 +1922,34 @@ impl ControlPlane {
     ) -> Result<()> {
         let r = self.parse(account_id, function_name)?;
         let q = Self::qualifier(&r, qualifier)?;
-        let mut state = self.write()?;
-        let (key, entry) = self.lookup(&state, account_id, &r.name)?;
-        let key = key.clone();
-        let pk = self.policy_key(account_id, entry, q.as_deref())?;
-        let mut policy = entry.policies.get(&pk).cloned().ok_or_else(|| {
-            ControlError::not_found("No policy is associated with the given resource.")
-        })?;
-        if let Some(want) = revision_id
-            && want != policy.revision_id
-            && want != entry.latest.revision_id
-        {
-            return Err(ControlError::precondition(
-                "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the latest Revision Id",
-            ));
-        }
-        let before = policy.statements.len();
-        policy.statements.retain(|s| s.sid != statement_id);
-        if policy.statements.len() == before {
-            return Err(ControlError::not_found(format!(
-                "Statement {statement_id} is not found in resource policy."
-            )));
-        }
-        let mut entry = entry.clone();
-        if policy.statements.is_empty() {
-            entry.policies.remove(&pk);
-        } else {
-            policy.revision_id = new_revision();
-            entry.policies.insert(pk, policy);
-        }
-        self.persist(&[Self::put_function_op(&key, &entry)?])?;
-        state.insert(key, entry);
-        Ok(())
+        self.change_doc(account_id, &r.name, |entry| {
+            let pk = self.policy_key(account_id, entry, q.as_deref())?;
+            let latest_revision = &entry.latest.revision_id;
+            let policy = entry.policies.get_mut(&pk).ok_or_else(|| {
+                ControlError::not_found("No policy is associated with the given resource.")
+            })?;
+            if let Some(want) = revision_id
+                && want != policy.revision_id
+                && want != latest_revision
+            {
+                return Err(ControlError::precondition(
+                    "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the latest Revision Id",
+                ));
+            }
+            let before = policy.statements.len();
+            policy.statements.retain(|s| s.sid != statement_id);
+            if policy.statements.len() == before {
+                return Err(ControlError::not_found(format!(
+                    "Statement {statement_id} is not found in resource policy."
+                )));
+            }
+            if policy.statements.is_empty() {
+                entry.policies.remove(&pk);
+            } else {
+                policy.revision_id = new_revision();
+            }
+            Ok(())
+        })
     }
 
     /// `GetPolicy`: the policy of the function or of one version or alias.
