@@ -5,9 +5,14 @@
 //! modelled exception class. Internal details never reach the body: they are logged where the
 //! error is created.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use updraft_control::{ControlError, ErrorKind};
+
+use crate::AppState;
+use crate::auth::Caller;
 
 /// An AWS-shaped error answer.
 #[derive(Debug, Clone)]
@@ -114,6 +119,22 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Clones what a [`blocking`] closure needs: the state, the caller, a function name and a
+/// qualifier.
+pub(crate) fn owned(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    f: &str,
+    qualifier: Option<&str>,
+) -> (Arc<AppState>, Caller, String, Option<String>) {
+    (
+        state.clone(),
+        caller.clone(),
+        f.to_string(),
+        qualifier.map(str::to_string),
+    )
+}
 
 /// Runs a blocking control-plane call (it may write the store) off the async workers, so the
 /// invoke path never waits behind a disk write.

@@ -13,7 +13,7 @@ use updraft_control::CodeUpdate;
 use updraft_sigv4::{RequestParts, SigningParams};
 
 use crate::auth::{Caller, header_pairs, verify_error};
-use crate::error::{ApiError, ApiResult, blocking};
+use crate::error::{ApiError, ApiResult, blocking, owned};
 use crate::wire::{self, Phase};
 use crate::{AppState, Incoming, empty, json};
 
@@ -299,21 +299,6 @@ async fn route(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResu
         }
         _ => Err(ApiError::unknown_operation()),
     }
-}
-
-/// Clones what a blocking closure needs.
-fn owned(
-    state: &Arc<AppState>,
-    caller: &Caller,
-    f: &str,
-    qualifier: Option<&str>,
-) -> (Arc<AppState>, Caller, String, Option<String>) {
-    (
-        state.clone(),
-        caller.clone(),
-        f.to_string(),
-        qualifier.map(str::to_string),
-    )
 }
 
 /// The bare function name inside any accepted `FunctionName` form (for rendering alias ARNs).

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use updraft_control::policy::{PermissionInput, Policy, Principal, Statement};
 
 use crate::auth::Caller;
-use crate::error::{ApiResult, blocking};
+use crate::error::{ApiResult, blocking, owned};
 use crate::{AppState, Incoming, empty, json};
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,14 +107,12 @@ pub async fn add(
         invoked_via_function_url: w.invoked_via_function_url,
         revision_id: w.revision_id,
     };
-    let (s, acct, f, q) = (
-        state.clone(),
-        caller.account_id.clone(),
-        f.to_string(),
-        req.param("Qualifier").map(str::to_string),
-    );
-    let statement =
-        blocking(move || Ok(s.control.add_permission(&acct, &f, q.as_deref(), input)?)).await?;
+    let (s, c, f, q) = owned(state, caller, f, req.param("Qualifier"));
+    let statement = blocking(move || {
+        Ok(s.control
+            .add_permission(&c.account_id, &f, q.as_deref(), input)?)
+    })
+    .await?;
     Ok(json(
         StatusCode::CREATED,
         json!({ "Statement": statement_json(&statement).to_string() }),
@@ -129,17 +127,12 @@ pub async fn remove(
     f: &str,
     sid: &str,
 ) -> ApiResult<Response> {
-    let (s, acct, f, sid) = (
-        state.clone(),
-        caller.account_id.clone(),
-        f.to_string(),
-        sid.to_string(),
-    );
-    let q = req.param("Qualifier").map(str::to_string);
+    let (s, c, f, q) = owned(state, caller, f, req.param("Qualifier"));
+    let sid = sid.to_string();
     let rev = req.param("RevisionId").map(str::to_string);
     blocking(move || {
         Ok(s.control
-            .remove_permission(&acct, &f, q.as_deref(), &sid, rev.as_deref())?)
+            .remove_permission(&c.account_id, &f, q.as_deref(), &sid, rev.as_deref())?)
     })
     .await?;
     Ok(empty(StatusCode::NO_CONTENT))

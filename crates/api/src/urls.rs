@@ -27,7 +27,7 @@ use updraft_control::{UrlTarget, UrlView};
 use updraft_engine::{Invocation, StreamEvent, StreamingInvocation};
 
 use crate::auth::{Caller, header_pairs};
-use crate::error::{ApiError, ApiResult, blocking};
+use crate::error::{ApiError, ApiResult, blocking, owned};
 use crate::payload_v2::{self, HttpRequest, IamCaller};
 use crate::{AppState, Incoming, MAX_SYNC_PAYLOAD, empty, json};
 
@@ -797,15 +797,10 @@ pub async fn create(
     f: &str,
 ) -> ApiResult<Response> {
     let input = crate::wire::parse_body::<UrlConfigWire>(&req.body)?.into_input();
-    let (s, acct, f, q) = (
-        state.clone(),
-        caller.account_id.clone(),
-        f.to_string(),
-        req.param("Qualifier").map(str::to_string),
-    );
+    let (s, c, f, q) = owned(state, caller, f, req.param("Qualifier"));
     let v = blocking(move || {
         Ok(s.control
-            .create_url_config(&acct, &f, q.as_deref(), input)?)
+            .create_url_config(&c.account_id, &f, q.as_deref(), input)?)
     })
     .await?;
     Ok(json(
@@ -830,15 +825,10 @@ pub async fn update(
     f: &str,
 ) -> ApiResult<Response> {
     let input = crate::wire::parse_body::<UrlConfigWire>(&req.body)?.into_input();
-    let (s, acct, f, q) = (
-        state.clone(),
-        caller.account_id.clone(),
-        f.to_string(),
-        req.param("Qualifier").map(str::to_string),
-    );
+    let (s, c, f, q) = owned(state, caller, f, req.param("Qualifier"));
     let v = blocking(move || {
         Ok(s.control
-            .update_url_config(&acct, &f, q.as_deref(), input)?)
+            .update_url_config(&c.account_id, &f, q.as_deref(), input)?)
     })
     .await?;
     Ok(json(StatusCode::OK, render(state, &req.host, &v, true)))
@@ -851,13 +841,12 @@ pub async fn delete(
     req: &Incoming,
     f: &str,
 ) -> ApiResult<Response> {
-    let (s, acct, f, q) = (
-        state.clone(),
-        caller.account_id.clone(),
-        f.to_string(),
-        req.param("Qualifier").map(str::to_string),
-    );
-    blocking(move || Ok(s.control.delete_url_config(&acct, &f, q.as_deref())?)).await?;
+    let (s, c, f, q) = owned(state, caller, f, req.param("Qualifier"));
+    blocking(move || {
+        Ok(s.control
+            .delete_url_config(&c.account_id, &f, q.as_deref())?)
+    })
+    .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
