@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use updraft_control::Resolved;
-use updraft_engine::{FunctionSpec, Invocation, InvokeError};
+use updraft_engine::{FunctionSpec, Invocation, InvokeError, random_u64};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -255,24 +255,6 @@ pub(crate) fn rand_unit() -> f64 {
     // Weighted routing needs no cryptographic quality: 53 bits of the fast generator.
     let bits = random_u64() >> 11;
     bits as f64 / (1u64 << 53) as f64
-}
-
-thread_local! {
-    /// SplitMix64 state, seeded once per thread from the OS.
-    static RANDOM: std::cell::Cell<u64> = std::cell::Cell::new(uuid::Uuid::new_v4().as_u64_pair().0);
-}
-
-/// A fast non-cryptographic random number, so that request ids and alias routing cost no
-/// system call per request (ids must be unique, not unguessable).
-pub(crate) fn random_u64() -> u64 {
-    RANDOM.with(|state| {
-        let x = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        state.set(x);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    })
 }
 
 /// A request id in the shape of a version 4 UUID, as Lambda's are.

@@ -48,6 +48,7 @@ pub use logs::{LogEvent, read_logs, stream_file_name, stream_name_from_file};
 pub use metering::{UsageOutcome, UsageRecord};
 pub use runtime_api::{MAX_PAYLOAD_BYTES, MAX_STREAMED_RESPONSE_BYTES};
 // The pure head-of-request parts of the Runtime API, public for the fuzz targets only.
+pub use pool::random_u64;
 pub use prewarm::PrewarmStats;
 #[doc(hidden)]
 pub use runtime_api::{RuntimeRoute, StreamedError, route as runtime_route, trailer_error};

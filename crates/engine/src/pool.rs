@@ -1263,9 +1263,10 @@ thread_local! {
     static RANDOM: std::cell::Cell<u64> = std::cell::Cell::new(uuid::Uuid::new_v4().as_u64_pair().0);
 }
 
-/// A fast non-cryptographic random number: trace ids must be unique, not unguessable, and the
-/// OS's generator would cost a system call on every invocation.
-fn random_u64() -> u64 {
+/// A fast non-cryptographic random number: request and trace ids must be unique, not
+/// unguessable, and the OS's generator would cost a system call on every invocation (the front
+/// door uses it too, for request ids and alias routing).
+pub fn random_u64() -> u64 {
     RANDOM.with(|state| {
         let x = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
         state.set(x);
