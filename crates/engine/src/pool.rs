@@ -634,35 +634,32 @@ impl Inner {
                 reason: THROTTLE_CAPACITY,
             });
         }
-        let mut shrunk = false;
-        loop {
-            if let Some(lease) = self.capacity.try_reserve(mb) {
-                return Ok(lease);
-            }
-            if !std::mem::replace(&mut shrunk, true) && self.shrink_idle() > 0 {
-                continue;
-            }
-            if !self.evict_one(own) {
-                return Err(InvokeError::Throttled {
-                    reason: THROTTLE_CAPACITY,
-                });
-            }
-        }
+        self.with_room(own, || self.capacity.try_reserve(mb))
+            .ok_or(InvokeError::Throttled {
+                reason: THROTTLE_CAPACITY,
+            })
     }
 
     /// Lets an idle environment that was counted at its footprint count at its `MemorySize`
     /// again before it runs, making room the way [`Inner::reserve_memory`] does.
     fn regrow(&self, env: &mut Env, own: &PoolKey) -> bool {
+        self.with_room(own, || env.regrow().then_some(())).is_some()
+    }
+
+    /// Retries `attempt` (a share of the memory budget) while room can be made: first by
+    /// counting idle environments at their footprint (once), then by evicting idle environments
+    /// of pools other than `own`, least recently used first.
+    fn with_room<T>(&self, own: &PoolKey, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
         let mut shrunk = false;
         loop {
-            if env.regrow() {
-                return true;
+            if let Some(got) = attempt() {
+                return Some(got);
             }
             if !std::mem::replace(&mut shrunk, true) && self.shrink_idle() > 0 {
                 continue;
             }
             if !self.evict_one(own) {
-                return false;
+                return None;
             }
         }
     }
