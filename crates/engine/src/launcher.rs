@@ -45,11 +45,17 @@ impl JailLauncher {
     pub(crate) fn new(helper_exe: PathBuf) -> Self {
         JailLauncher { helper_exe }
     }
+
+    /// Builds an environment and hands out the [`Jail`] itself (a pre-warmed one, which is
+    /// assigned later). Blocking.
+    pub(crate) fn spawn(&self, spec: &JailSpec) -> Result<Jail, updraft_sandbox::SandboxError> {
+        updraft_sandbox::spawn(spec, &self.helper_exe)
+    }
 }
 
 impl Launcher for JailLauncher {
     fn launch(&self, spec: &JailSpec) -> Result<Box<dyn Sandboxed>, String> {
-        updraft_sandbox::spawn(spec, &self.helper_exe)
+        self.spawn(spec)
             .map(|j| Box::new(j) as Box<dyn Sandboxed>)
             .map_err(|e| e.to_string())
     }

@@ -169,7 +169,6 @@ struct State {
 
 struct Shared {
     helper: JailLauncher,
-    helper_exe: PathBuf,
     placeholder: PathBuf,
     per_key: usize,
     state: Mutex<State>,
@@ -200,8 +199,7 @@ impl PrewarmLauncher {
         per_key: usize,
     ) -> std::io::Result<PrewarmLauncher> {
         let shared = Arc::new(Shared {
-            helper: JailLauncher::new(helper_exe.clone()),
-            helper_exe,
+            helper: JailLauncher::new(helper_exe),
             placeholder,
             per_key,
             state: Mutex::new(State {
@@ -359,7 +357,7 @@ fn refill_loop(shared: &Shared) {
         }
         drop(st);
         let spec = template_spec(&key, next_id(), &shared.placeholder);
-        let built = updraft_sandbox::spawn(&spec, &shared.helper_exe);
+        let built = shared.helper.spawn(&spec);
         st = shared.lock();
         let Some(slot) = st.slots.get_mut(&key) else {
             // The key was dropped meanwhile (shutdown): stop the environment outside the lock.
