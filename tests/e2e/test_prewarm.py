@@ -120,14 +120,14 @@ def deploy(lam):
     return make
 
 
-def cold_starts(lam, name: str) -> list[tuple[str, dict]]:
-    """GENERATIONS cold starts of `name`, each with its own GEN value; returns (gen, answer) pairs."""
+def cold_starts(lam, name: str, event: dict | None = None, n: int = GENERATIONS) -> list[tuple[str, dict]]:
+    """`n` cold starts of `name` with `event`, each with its own GEN value; returns (gen, answer) pairs."""
     seen = []
-    for i in range(GENERATIONS):
+    for i in range(n):
         gen = f"g{i}-{time.monotonic_ns()}"
         lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"GEN": gen}})
         lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-        seen.append((gen, invoke_ok(lam, name, {})))
+        seen.append((gen, invoke_ok(lam, name, event or {})))
         # The background refill replaces the environment this cold start took.
         time.sleep(PAUSE_S)
     return seen
@@ -194,15 +194,10 @@ def handler(event, context):
     return {"host": socket.gethostname(), "mb": event["mb"]}
 """
     name = deploy({"app.py": hog}, handler="app.handler", runtime="python3.12", MemorySize=512, Timeout=20)
-    hosts = []
-    for i in range(4):
-        lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"GEN": str(i)}})
-        lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-        # 300 MiB: over the limit an environment waits with, under the function's.
-        got = invoke_ok(lam, name, {"mb": 300})
-        assert got["mb"] == 300
-        hosts.append(got["host"])
-        time.sleep(PAUSE_S)
+    # 300 MiB: over the limit an environment waits with, under the function's.
+    seen = cold_starts(lam, name, {"mb": 300}, n=4)
+    assert all(got["mb"] == 300 for _, got in seen), seen
+    hosts = [got["host"] for _, got in seen]
     assert any(h.startswith("pw-") for h in hosts), hosts
 
 
