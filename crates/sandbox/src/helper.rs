@@ -531,25 +531,15 @@ fn pid1(
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(fail(Step::Exec, "signal mask"))?;
 
-    let cstr = |s: &str| std::ffi::CString::new(s).map_err(fail(Step::Exec, "NUL in argument"));
-    let argv = spec
-        .argv
-        .iter()
-        .map(|a| cstr(a))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut env = spec
-        .env
-        .iter()
-        .map(|(k, v)| cstr(&format!("{k}={v}")))
-        .collect::<Result<Vec<_>, _>>()?;
     let missing_pipe = || Failure {
         step: Step::Exec,
         message: "no assignment pipe".into(),
     };
+    let mut extra_env = None;
     if spec.start == Start::Template {
         let pipe = assignment.ok_or_else(missing_pipe)?;
         place_for_exec(pipe, ASSIGNMENT_FD)?;
-        env.push(cstr(&format!("{ASSIGNMENT_FD_VAR}={ASSIGNMENT_FD}"))?);
+        extra_env = Some(format!("{ASSIGNMENT_FD_VAR}={ASSIGNMENT_FD}"));
     }
 
     seccomp::install().map_err(fail(Step::Seccomp, ""))?;
@@ -560,33 +550,43 @@ fn pid1(
         status.line(&StatusLine::Parked);
         let a = read_assignment(pipe)?;
         nix::unistd::chdir(Path::new(&a.cwd)).map_err(fail(Step::Chdir, "chdir"))?;
-        let argv = a
-            .argv
+        return Err(exec(&a.argv, &a.env, None));
+    }
+    Err(exec(&spec.argv, &spec.env, extra_env))
+}
+
+/// Execs `argv` with `env` (and `extra`, a `NAME=value`); returns only why it could not.
+fn exec(argv: &[String], env: &[(String, String)], extra: Option<String>) -> Failure {
+    let cstr = |s: &str| std::ffi::CString::new(s).map_err(fail(Step::Exec, "NUL in argument"));
+    let converted = || -> Result<_, Failure> {
+        let args = argv
             .iter()
-            .map(|s| cstr(s))
+            .map(|a| cstr(a))
             .collect::<Result<Vec<_>, _>>()?;
-        let env = a
-            .env
+        let mut vars = env
             .iter()
             .map(|(k, v)| cstr(&format!("{k}={v}")))
             .collect::<Result<Vec<_>, _>>()?;
-        let Some(program) = argv.first() else {
-            return Err(Failure {
-                step: Step::Exec,
-                message: "the assignment has no program".into(),
-            });
-        };
-        let err = nix::unistd::execve(program, &argv, &env).unwrap_err();
-        return Err(Failure {
+        if let Some(e) = &extra {
+            vars.push(cstr(e)?);
+        }
+        Ok((args, vars))
+    };
+    let (args, vars) = match converted() {
+        Ok(c) => c,
+        Err(f) => return f,
+    };
+    let Some(program) = args.first() else {
+        return Failure {
             step: Step::Exec,
-            message: format!("{}: {err}", a.argv[0]),
-        });
-    }
-    let err = nix::unistd::execve(&argv[0], &argv, &env).unwrap_err();
-    Err(Failure {
+            message: "no program to run".into(),
+        };
+    };
+    let err = nix::unistd::execve(program, &args, &vars).unwrap_err();
+    Failure {
         step: Step::Exec,
-        message: format!("{}: {err}", spec.argv[0]),
-    })
+        message: format!("{}: {err}", argv[0]),
+    }
 }
 
 /// Puts `fd` on descriptor `target` without close-on-exec, so the runtime inherits it there.
