@@ -18,6 +18,9 @@
 //! - `logs`: per-environment log stream files with Lambda's `START`/`END`/`REPORT` lines, the tail
 //!   returned for `LogType: Tail`, and reading events back for the API.
 //! - `metering`: one [`UsageRecord`] per invocation, published on a broadcast channel.
+//! - `launcher` / `prewarm`: how environments are started: built on demand, or taken from the
+//!   environments `prewarm` keeps built per runtime before their function is known and assigned
+//!   to it on a cold start.
 //! - `keepalive`: the keep-alive policies (fixed, and adaptive from per-function idle-time
 //!   histograms, with pre-warming); `pool::keep` applies them and counts cold and warm starts,
 //!   pre-warms and idle memory ([`Engine::stats`]).
