@@ -9,8 +9,9 @@ For each runtime (Python, Node.js, Rust on provided.al2023) the driver
   3. signs one Invoke request with botocore's SigV4Auth and hands the fixed method, path, headers and body to
      wrk through bench/invoke.lua; runs wrk at 1 connection and at 10 connections and parses p50/p99/req/s;
   4. measures cold starts: each sample changes an environment variable (a new revision, hence a new pool),
-     waits for the update, then times one Invoke with LogType Tail from the client and reads the server's
-     `Init Duration` from the REPORT line.
+     waits for the update, then times one plain Invoke from the client (no LogType Tail: a tail makes the
+     answer wait for the runtime's next /next) and reads the server's `Init Duration` from that invocation's
+     REPORT line in the function's log events.
 
 For the Python and Node.js hellos it also measures a Function URL (AuthType NONE, public by a resource-policy
 statement): after checking that one GET answers 200 with the function's JSON and the same warm-up as the Invoke
@@ -348,6 +349,24 @@ class Bench:
 
     # ---- cold starts ------------------------------------------------------------------------------------
 
+    def report_line(self, name: str, request_id: str, since_ms: int) -> str:
+        """The REPORT line of one invocation, read from the function's log events (the route `updraft logs`
+        uses; SigV4-signed). Empty when it does not appear within a few seconds."""
+        url = f"{self.endpoint}/updraft/v1/functions/{name}/logs?since_ms={since_ms}"
+        needle = f"REPORT RequestId: {request_id}"
+        deadline = time.monotonic() + 5
+        while True:
+            req = AWSRequest(method="GET", url=url)
+            SigV4Auth(self.creds, "lambda", REGION).add_auth(req)
+            with urllib.request.urlopen(urllib.request.Request(url, headers=dict(req.headers.items())), timeout=10) as r:
+                events = json.loads(r.read()).get("events", [])
+            for e in events:
+                if e.get("message", "").startswith(needle):
+                    return e["message"]
+            if time.monotonic() > deadline:
+                return ""
+            time.sleep(0.02)
+
     def cold(self, rt: dict, name: str, pause: float) -> dict:
         """Cold starts `pause` seconds apart. Updraft replaces a pre-warmed environment in the background
         once a cold start took it; with a pause the next cold start finds one ready (and the previous
@@ -368,10 +387,11 @@ class Bench:
             if pause:
                 # Lets the previous revision's environment finish stopping, too.
                 time.sleep(pause)
-            ms, resp = self.invoke(name, tail=True)
-            tail = base64.b64decode(resp.get("LogResult", "")).decode(errors="replace")
-            m = INIT_RE.search(tail)
-            d = DURATION_RE.search(tail)
+            since = int(time.time() * 1000) - 1000
+            ms, resp = self.invoke(name)
+            report = self.report_line(name, resp["ResponseMetadata"]["RequestId"], since)
+            m = INIT_RE.search(report)
+            d = DURATION_RE.search(report)
             if m is None:
                 misses += 1
             samples.append(

@@ -665,7 +665,7 @@ def main() -> int:
     ap.add_argument("--wrk", default="wrk")
     ap.add_argument("--node", default=shutil.which("node") or "node")
     ap.add_argument("--npm", default=shutil.which("npm") or "npm")
-    ap.add_argument("--rust-bootstrap", type=Path, default=BENCH / ".build" / "release" / "bootstrap")
+    ap.add_argument("--rust-bootstrap", type=Path, required=True, help="the Rust hello's bootstrap (run.sh builds it)")
     ap.add_argument("--cargo-lambda-req", default="cargo-lambda==1.9.2")
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)

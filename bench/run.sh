@@ -85,14 +85,20 @@ if [ "$PEERS" != none ]; then
   fi
 fi
 # --- builds ------------------------------------------------------------------------------------------------
-BOOTSTRAP="$RUST_TARGET/release/bootstrap"
+# The Rust hello is linked statically (glibc's static-pie, `crt-static`), as Rust functions for provided.* are
+# usually shipped (a musl or static build does not depend on the runtime image's libraries): its process starts
+# without the dynamic loader searching Lambda's LD_LIBRARY_PATH. The explicit --target keeps the flag off
+# build scripts and proc-macros.
+RUST_TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
+BOOTSTRAP="$RUST_TARGET/$RUST_TRIPLE/release/bootstrap"
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ] && [ -z "${UPDRAFT_BIN:-}" ]; then
   say "cargo build --release (updraft)"
   cargo build --release --quiet
 fi
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ] || [ ! -x "$BOOTSTRAP" ]; then
   say "cargo build --release (bench/functions/rust-hello, target dir bench/.build)"
-  cargo build --release --quiet --locked --manifest-path "$RUST_FN/Cargo.toml" --target-dir "$RUST_TARGET"
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --locked --target "$RUST_TRIPLE" \
+    --manifest-path "$RUST_FN/Cargo.toml" --target-dir "$RUST_TARGET"
 fi
 [ -x "$BIN" ] || { say "no updraft binary at $BIN"; exit 1; }
 [ -x "$BOOTSTRAP" ] || say "no Rust bootstrap at $BOOTSTRAP: the Rust rows will fail"
