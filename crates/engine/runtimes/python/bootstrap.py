@@ -23,6 +23,7 @@ import time
 import traceback
 
 API_VERSION = "2018-06-01"
+NEXT_PATH = "/%s/runtime/invocation/next" % API_VERSION
 THIS_FILE = os.path.abspath(__file__)
 
 # Error types the runtime itself reports, named as Lambda names them.
@@ -117,20 +118,22 @@ class RuntimeApiClient:
         self._sock = None
         self._buf = bytearray()
 
-    def _request(self, method, path, body=None, headers=None):
-        """Sends one request and reads the whole answer.
-
-        A stale keep-alive connection fails on first use; the request is then sent
-        once more on a fresh connection.
-        """
-        body = body or b""
+    def _encode(self, method, path, body=b"", headers=None):
         head = ["%s %s HTTP/1.1\r\nHost: %s:%d\r\n" % (method, path, self._host, self._port)]
         if method != "GET" or body:
             head.append("Content-Length: %d\r\n" % len(body))
         for name, value in (headers or {}).items():
             head.append("%s: %s\r\n" % (name, value))
         head.append("\r\n")
-        data = "".join(head).encode("latin-1") + body
+        return "".join(head).encode("latin-1") + body
+
+    def _request(self, method, path, body=None, headers=None):
+        """Sends one request and reads the whole answer.
+
+        A stale keep-alive connection fails on first use; the request is then sent
+        once more on a fresh connection.
+        """
+        data = self._encode(method, path, body or b"", headers)
         for attempt in (0, 1):
             sock = self._connection()
             try:
@@ -218,22 +221,65 @@ class RuntimeApiClient:
         return bytes(body)
 
     def next_invocation(self):
-        resp, body = self._request("GET", "/%s/runtime/invocation/next" % API_VERSION)
+        resp, body = self._request("GET", NEXT_PATH)
+        return self._next_answer(resp, body)
+
+    @staticmethod
+    def _next_answer(resp, body):
         if resp.status != 200:
             raise RuntimeApiError(
                 "GET /runtime/invocation/next answered %d: %r" % (resp.status, body[:512])
             )
         return resp.headers, body
 
-    def post_response(self, request_id, body, content_type):
-        self._post(
+    def finish_and_next(self, outcome):
+        """Posts an invocation's outcome and asks for the next invocation in the same write.
+
+        The two requests are pipelined on the connection: the platform answers the post
+        first, then the long-polling /next. One send and one wake-up of the platform per
+        invocation instead of two round trips.
+        """
+        path, body, headers = outcome
+        data = self._encode("POST", path, body, headers) + self._encode("GET", NEXT_PATH)
+        for attempt in (0, 1):
+            sock = self._connection()
+            try:
+                sock.sendall(data)
+                resp, answer = self._read_response()
+            except (http.client.HTTPException, ConnectionError, BrokenPipeError):
+                self._close()
+                if attempt == 1:
+                    raise
+                continue
+            self._check_post(path, resp, answer)
+            if self._sock is None:
+                # The post's answer closed the connection: /next goes on a new one.
+                return self.next_invocation()
+            try:
+                resp, answer = self._read_response()
+            except (http.client.HTTPException, ConnectionError, BrokenPipeError):
+                self._close()
+                return self.next_invocation()
+            return self._next_answer(resp, answer)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def response_outcome(request_id, body, content_type):
+        """What finish_and_next posts for a result."""
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        return (
             "/%s/runtime/invocation/%s/response" % (API_VERSION, request_id),
             body,
             {"Content-Type": content_type},
         )
 
-    def post_error(self, request_id, error_body, error_type):
-        self._post(
+    @staticmethod
+    def error_outcome(request_id, error_body, error_type):
+        """What finish_and_next posts for an error."""
+        if isinstance(error_body, str):
+            error_body = error_body.encode("utf-8")
+        return (
             "/%s/runtime/invocation/%s/error" % (API_VERSION, request_id),
             error_body,
             {
@@ -256,6 +302,10 @@ class RuntimeApiClient:
         if isinstance(body, str):
             body = body.encode("utf-8")
         resp, data = self._request("POST", path, body=body, headers=headers)
+        self._check_post(path, resp, data)
+
+    @staticmethod
+    def _check_post(path, resp, data):
         if resp.status >= 300:
             # The platform refused what we sent (e.g. payload too large); it has
             # already recorded the outcome, so say why and carry on.
@@ -591,7 +641,8 @@ def load_handler(handler):
 # ---------------------------------------------------------------------------
 
 
-def handle_invocation(client, handler, headers, body):
+def handle_invocation(handler, headers, body):
+    """Runs one invocation; returns the outcome to post (RuntimeApiClient.finish_and_next)."""
     global _current_request_id
     request_id = headers.get("Lambda-Runtime-Aws-Request-Id", "")
     _current_request_id = request_id
@@ -617,13 +668,12 @@ def handle_invocation(client, handler, headers, body):
         error = error_from_exception(e, request_id)
         log_error(error)
         flush_streams()
-        client.post_error(request_id, to_json(error), error["errorType"])
-        return
+        return RuntimeApiClient.error_outcome(request_id, to_json(error), error["errorType"])
 
     # Everything the invocation printed must reach the platform before it closes the
     # invocation's log with END.
     flush_streams()
-    client.post_response(request_id, payload, content_type)
+    return RuntimeApiClient.response_outcome(request_id, payload, content_type)
 
 
 def await_assignment():
@@ -693,14 +743,18 @@ def main():
         client.post_init_error(to_json(error), error["errorType"])
         sys.exit(1)
 
+    outcome = None
     while True:
         try:
-            headers, body = client.next_invocation()
+            if outcome is None:
+                headers, body = client.next_invocation()
+            else:
+                headers, body = client.finish_and_next(outcome)
         except (OSError, http.client.HTTPException, RuntimeApiError) as e:
             # Without the Runtime API this environment has nothing left to do.
             sys.stderr.write("updraft runtime: cannot fetch the next invocation: %s\n" % e)
             sys.exit(1)
-        handle_invocation(client, handler, headers, body)
+        outcome = handle_invocation(handler, headers, body)
 
 
 if __name__ == "__main__":
