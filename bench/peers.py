@@ -309,7 +309,7 @@ def peer_cargo_lambda(ctx: Ctx) -> dict:
     if not cl.exists():
         raise NotMeasured(f"no cargo-lambda in {venv_bin}")
     bootstrap = ctx.args.rust_bootstrap
-    if not bootstrap.exists():
+    if bootstrap is None or not bootstrap.exists():
         raise NotMeasured(f"no Rust bootstrap at {bootstrap}")
     d = ctx.peers_build / "cargo-lambda"
     d.mkdir(parents=True, exist_ok=True)
@@ -665,7 +665,7 @@ def main() -> int:
     ap.add_argument("--wrk", default="wrk")
     ap.add_argument("--node", default=shutil.which("node") or "node")
     ap.add_argument("--npm", default=shutil.which("npm") or "npm")
-    ap.add_argument("--rust-bootstrap", type=Path, required=True, help="the Rust hello's bootstrap (run.sh builds it)")
+    ap.add_argument("--rust-bootstrap", type=Path, help="the Rust hello's bootstrap (run.sh builds it); needed by `run`")
     ap.add_argument("--cargo-lambda-req", default="cargo-lambda==1.9.2")
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
