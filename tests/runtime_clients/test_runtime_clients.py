@@ -962,6 +962,69 @@ def test_node_error_thrown_at_module_init(launch):
     assert "%s:1:" % (s.task_root / "index.js") in body["trace"][1]
 
 
+def test_python_trace_id_is_set_without_setenv():
+    # glibc's setenv(3) keeps every distinct value it was given: a new trace id per invocation
+    # written to the real environment would grow the runtime by ~140 bytes per invocation.
+    code = '''\
+import importlib.util, os, resource, subprocess, sys
+spec = importlib.util.spec_from_file_location("bootstrap", sys.argv[1])
+bootstrap = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bootstrap)
+trace = "Root=1-00000001-aaaaaaaaaaaaaaaaaaaaaaaa;Parent=1111111111111111;Sampled=1"
+bootstrap.set_trace_id(trace)
+child = subprocess.run(["/bin/sh", "-c", 'printf %s "$_X_AMZN_TRACE_ID"'], env=os.environ,
+                       capture_output=True, text=True).stdout
+seen = [os.environ.get("_X_AMZN_TRACE_ID") == trace, os.getenv("_X_AMZN_TRACE_ID") == trace, child == trace]
+bootstrap.set_trace_id(None)
+seen.append("_X_AMZN_TRACE_ID" not in os.environ)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for i in range(300000):
+    bootstrap.set_trace_id("Root=1-%08x-0123456789abcdef01234567;Parent=0123456789abcdef;Sampled=0" % i)
+grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(seen, grew)
+'''
+    out = subprocess.run([PYTHON, "-c", code, str(RUNTIMES / "python" / "bootstrap.py")],
+                         capture_output=True, text=True, check=True).stdout
+    seen, grew = out.rsplit(" ", 1)
+    assert seen == "[True, True, True, True]", out
+    # Through setenv(3) this would be ~40 MiB.
+    assert float(grew) < 15, out
+
+
+def test_node_trace_id_changes_per_invocation_without_setenv(launch):
+    # glibc's setenv(3) keeps every distinct value it was given: a new trace id per invocation
+    # written to the real environment would grow the runtime by ~140 bytes per invocation.
+    code = '''\
+const { execFileSync } = require('child_process');
+exports.handler = async (event) => {
+  const seen = {
+    trace: process.env._X_AMZN_TRACE_ID,
+    has: '_X_AMZN_TRACE_ID' in process.env,
+    listed: Object.keys(process.env).includes('_X_AMZN_TRACE_ID'),
+    child: execFileSync('/bin/sh', ['-c', 'printf %s "$_X_AMZN_TRACE_ID"']).toString(),
+    path: typeof process.env.PATH,
+  };
+  if (event.churn) {
+    const before = process.memoryUsage().rss;
+    for (let i = 0; i < event.churn; i++) process.env._X_AMZN_TRACE_ID = 'Root=1-' + i.toString(16).padStart(8, '0') + '-0123456789abcdef01234567;Parent=0123456789abcdef;Sampled=0';
+    seen.grewMiB = (process.memoryUsage().rss - before) / 1048576;
+  }
+  return seen;
+};
+'''
+    s = launch("node", "index.handler", {"index.js": code})
+    trace_a = "Root=1-00000001-aaaaaaaaaaaaaaaaaaaaaaaa;Parent=1111111111111111;Sampled=1"
+    trace_b = "Root=1-00000002-bbbbbbbbbbbbbbbbbbbbbbbb;Parent=2222222222222222;Sampled=0"
+    _, post = s.invoke({}, extra_headers={"Lambda-Runtime-Trace-Id": trace_a})
+    assert post.json() == {"trace": trace_a, "has": True, "listed": True, "child": trace_a, "path": "string"}
+    _, post = s.invoke({"churn": 500000}, timeout=60, extra_headers={"Lambda-Runtime-Trace-Id": trace_b})
+    body = post.json()
+    grew = body.pop("grewMiB")
+    assert body == {"trace": trace_b, "has": True, "listed": True, "child": trace_b, "path": "string"}
+    # Through setenv(3) this would be ~70 MiB.
+    assert grew < 35, grew
+
+
 def test_node_context_fields_and_remaining_time(launch):
     code = '''\
 exports.handler = async (event, context) => {

@@ -631,6 +631,64 @@ function isPromise(value) {
 // The invocation loop
 // ---------------------------------------------------------------------------
 
+const TRACE_VAR = '_X_AMZN_TRACE_ID';
+
+/**
+ * Shows the invocation's trace id as process.env._X_AMZN_TRACE_ID without writing it to the
+ * process's environment. Assigning to process.env calls setenv(3), and glibc keeps every
+ * distinct value it was ever given: a new trace id per invocation would leak about 140 bytes
+ * each time, never freed, until the environment runs out of memory. process.env becomes a
+ * proxy of itself that answers for this one variable (reads, `in`, keys, assignment, delete);
+ * child_process copies the env object's keys and values, so children see it too. Only
+ * getenv(3) in native code does not.
+ */
+function installTraceIdVariable() {
+  const real = process.env;
+  let value = real[TRACE_VAR];
+  if (value !== undefined) delete real[TRACE_VAR];
+  const isTrace = (key) => key === TRACE_VAR;
+  const proxy = new Proxy(real, {
+    get(target, key) {
+      return isTrace(key) ? value : Reflect.get(target, key);
+    },
+    set(target, key, v) {
+      if (!isTrace(key)) return Reflect.set(target, key, v);
+      value = String(v);
+      return true;
+    },
+    has(target, key) {
+      return isTrace(key) ? value !== undefined : Reflect.has(target, key);
+    },
+    deleteProperty(target, key) {
+      if (!isTrace(key)) return Reflect.deleteProperty(target, key);
+      value = undefined;
+      return true;
+    },
+    ownKeys(target) {
+      const keys = Reflect.ownKeys(target);
+      if (value !== undefined) keys.push(TRACE_VAR);
+      return keys;
+    },
+    getOwnPropertyDescriptor(target, key) {
+      if (!isTrace(key)) return Reflect.getOwnPropertyDescriptor(target, key);
+      return value === undefined
+        ? undefined
+        : { value, writable: true, enumerable: true, configurable: true };
+    },
+    defineProperty(target, key, desc) {
+      if (!isTrace(key)) return Reflect.defineProperty(target, key, desc);
+      value = String(desc.value);
+      return true;
+    },
+  });
+  Object.defineProperty(process, 'env', { value: proxy, writable: true, enumerable: true, configurable: true });
+  return {
+    set(v) {
+      value = v;
+    },
+  };
+}
+
 class Runtime {
   constructor(api, handler) {
     this.api = api;
@@ -641,6 +699,7 @@ class Runtime {
     this.highWaterMark = Number.isFinite(hwm) && hwm > 0 ? hwm : undefined;
     // Request id of the invocation in progress; uncaught errors are reported against it.
     this.currentId = null;
+    this.traceId = installTraceIdVariable();
     // Runs when the event loop has nothing left to do: this is how a callback handler
     // that keeps callbackWaitsForEmptyEventLoop = true gets its response posted.
     this.onEmptyEventLoop = () => {};
@@ -668,11 +727,7 @@ class Runtime {
     if (!id) throw new Error('invocation id is missing from /next');
     this.currentId = id;
     globalThis[REQUEST_ID] = id;
-    if (headers['lambda-runtime-trace-id']) {
-      process.env._X_AMZN_TRACE_ID = headers['lambda-runtime-trace-id'];
-    } else {
-      delete process.env._X_AMZN_TRACE_ID;
-    }
+    this.traceId.set(headers['lambda-runtime-trace-id'] || undefined);
     if (this.streaming) return this.invokeStreaming(id, headers, body);
     return this.invokeBuffered(id, headers, body);
   }

@@ -641,17 +641,39 @@ def load_handler(handler):
 # ---------------------------------------------------------------------------
 
 
+# os.environ's own mapping. Assigning to os.environ calls setenv(3), and glibc keeps every
+# distinct value it was ever given (getenv's callers may still hold the old one): a new trace id
+# per invocation would leak about 140 bytes each time, never freed, until the environment runs
+# out of memory. The trace id is therefore written to the mapping only: os.environ and
+# os.getenv see it, as handlers and the X-Ray SDK read it; the C environment (getenv(3) in
+# extensions, children started without an explicit env) does not.
+_ENVIRON_DATA = getattr(os.environ, "_data", None)
+_TRACE_VAR = "_X_AMZN_TRACE_ID"
+
+
+def set_trace_id(trace_id):
+    """Makes os.environ["_X_AMZN_TRACE_ID"] the invocation's trace id (removed when it has none)."""
+    if _ENVIRON_DATA is None:
+        # An os.environ without the mapping this relies on: the plain, leaking way.
+        if trace_id:
+            os.environ[_TRACE_VAR] = trace_id
+        else:
+            os.environ.pop(_TRACE_VAR, None)
+        return
+    key = os.environ.encodekey(_TRACE_VAR)
+    if trace_id:
+        _ENVIRON_DATA[key] = os.environ.encodevalue(trace_id)
+    else:
+        _ENVIRON_DATA.pop(key, None)
+
+
 def handle_invocation(handler, headers, body):
     """Runs one invocation; returns the outcome to post (RuntimeApiClient.finish_and_next)."""
     global _current_request_id
     request_id = headers.get("Lambda-Runtime-Aws-Request-Id", "")
     _current_request_id = request_id
 
-    trace_id = headers.get("Lambda-Runtime-Trace-Id")
-    if trace_id:
-        os.environ["_X_AMZN_TRACE_ID"] = trace_id
-    else:
-        os.environ.pop("_X_AMZN_TRACE_ID", None)
+    set_trace_id(headers.get("Lambda-Runtime-Trace-Id"))
 
     try:
         context = LambdaContext(
