@@ -640,7 +640,8 @@ const TRACE_VAR = '_X_AMZN_TRACE_ID';
  * each time, never freed, until the environment runs out of memory. process.env becomes a
  * proxy of itself that answers for this one variable (reads, `in`, keys, assignment, delete);
  * child_process copies the env object's keys and values, so children see it too. Only
- * getenv(3) in native code does not.
+ * getenv(3) in native code does not, nor util.inspect (console.log(process.env)), which
+ * shows a proxy's target.
  */
 function installTraceIdVariable() {
   const real = process.env;
