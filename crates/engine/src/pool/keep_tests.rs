@@ -1,7 +1,7 @@
 //! Keep-alive policies on real pools, with runtimes running as plain host processes (the test
 //! launcher of `tests.rs`) and bins of 100 ms.
 
-use super::tests::{eventually, fixture_config, inv};
+use super::tests::{eventually, fixture_config, inv, json};
 use super::*;
 use crate::keepalive::{Decision, KeepAlive, KeepAliveMode};
 use crate::{EngineStats, FunctionWarmthStats};
@@ -81,7 +81,7 @@ async fn a_regular_function_is_released_early_and_prewarmed_before_its_next_call
         )
         .await
         .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&out.payload).unwrap();
+    let body = json(&out);
     // A fresh runtime (the count starts again), started as on-demand, yet no init on this call.
     assert_eq!(body["count"], 1);
     assert_eq!(body["env"]["AWS_LAMBDA_INITIALIZATION_TYPE"], "on-demand");
