@@ -649,6 +649,7 @@ def load_handler(handler):
 # extensions, children started without an explicit env) does not.
 _ENVIRON_DATA = getattr(os.environ, "_data", None)
 _TRACE_VAR = "_X_AMZN_TRACE_ID"
+_TRACE_KEY = os.environ.encodekey(_TRACE_VAR) if _ENVIRON_DATA is not None else None
 
 
 def set_trace_id(trace_id):
@@ -660,11 +661,10 @@ def set_trace_id(trace_id):
         else:
             os.environ.pop(_TRACE_VAR, None)
         return
-    key = os.environ.encodekey(_TRACE_VAR)
     if trace_id:
-        _ENVIRON_DATA[key] = os.environ.encodevalue(trace_id)
+        _ENVIRON_DATA[_TRACE_KEY] = os.environ.encodevalue(trace_id)
     else:
-        _ENVIRON_DATA.pop(key, None)
+        _ENVIRON_DATA.pop(_TRACE_KEY, None)
 
 
 def handle_invocation(handler, headers, body):
