@@ -14,6 +14,7 @@ import queue
 import re
 import shutil
 import socket
+import socketserver
 import subprocess
 import sys
 import threading
@@ -59,6 +60,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        if self.connection.family == socket.AF_UNIX:
+            with self.server.api.lock:
+                self.server.api.unix_connections += 1
+            return
         # Headers and body go out in separate writes; without this, Nagle's algorithm and
         # the client's delayed ACK add ~40 ms to every answer.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -132,18 +137,40 @@ class _Server(ThreadingHTTPServer):
         pass
 
 
+class _UnixServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass
+
+
+def abstract_address(name):
+    """The abstract socket `name` as the platform binds it: padded with NULs to the whole
+    of sun_path."""
+    return ("\0" + name).ljust(108, "\0")
+
+
 class FakeRuntimeApi:
-    def __init__(self):
+    """The fake Runtime API on TCP and, with `unix_name`, also on that abstract Unix socket
+    (what the platform names in _UPDRAFT_RUNTIME_API_SOCKET)."""
+
+    def __init__(self, unix_name=None):
         self.events = queue.Queue()
         self.posts = queue.Queue()
         self.lock = threading.Lock()
         self.connections = 0
+        self.unix_connections = 0
         self.next_calls = 0
         self.closed = False
         self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.api = self
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+        self.unix_server = None
+        if unix_name is not None:
+            self.unix_server = _UnixServer(abstract_address(unix_name), _Handler)
+            self.unix_server.api = self
+            threading.Thread(target=self.unix_server.serve_forever, daemon=True).start()
 
     @property
     def address(self):
@@ -175,6 +202,9 @@ class FakeRuntimeApi:
         self.closed = True
         self.server.shutdown()
         self.server.server_close()
+        if self.unix_server is not None:
+            self.unix_server.shutdown()
+            self.unix_server.server_close()
 
 
 class Session:
@@ -220,11 +250,12 @@ FUNCTION_ENV = {
 
 @pytest.fixture
 def launch(tmp_path):
-    """launch(kind, handler, files, env=None) -> Session, for kind "python" or "node"."""
+    """launch(kind, handler, files, env=None, unix_name=None) -> Session, for kind "python" or
+    "node"; with `unix_name` the fake API also listens on that abstract Unix socket."""
     sessions = []
     apis = []
 
-    def _launch(kind, handler, files, env=None):
+    def _launch(kind, handler, files, env=None, unix_name=None):
         base = tmp_path / ("env%d" % len(sessions))
         task_root = base / "task"
         runtime_dir = base / "runtime"
@@ -248,7 +279,7 @@ def launch(tmp_path):
         else:
             raise ValueError(kind)
 
-        api = FakeRuntimeApi()
+        api = FakeRuntimeApi(unix_name)
         apis.append(api)
         child_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -615,6 +646,39 @@ def handler(event, context):
         results.append(post.json())
     assert results == [1, 2, 3]
     assert s.api.connections == 1
+
+
+COUNTER_HANDLERS = {
+    "python": ("app.handler", {"app.py": "N = 0\ndef handler(event, context):\n    global N\n    N += 1\n    return N\n"}),
+    "node": ("index.handler", {"index.js": "let n = 0;\nexports.handler = async () => ++n;\n"}),
+}
+
+
+@pytest.mark.parametrize("kind", ["python", "node"])
+def test_clients_prefer_the_runtime_api_unix_socket(launch, kind):
+    name = "updraft-test-%s" % uuid.uuid4().hex
+    handler, files = COUNTER_HANDLERS[kind]
+    s = launch(kind, handler, files, env={"_UPDRAFT_RUNTIME_API_SOCKET": "@" + name}, unix_name=name)
+    for expected in (1, 2, 3):
+        rid, post = s.invoke({})
+        assert post.path == response_path(rid)
+        assert post.json() == expected
+    # Every exchange went over the one Unix connection; TCP was never used.
+    assert s.api.unix_connections == 1
+    assert s.api.connections == 0
+
+
+@pytest.mark.parametrize("kind", ["python", "node"])
+def test_clients_fall_back_to_tcp_without_the_unix_socket(launch, kind):
+    handler, files = COUNTER_HANDLERS[kind]
+    missing = "@updraft-test-missing-%s" % uuid.uuid4().hex
+    s = launch(kind, handler, files, env={"_UPDRAFT_RUNTIME_API_SOCKET": missing})
+    for expected in (1, 2):
+        rid, post = s.invoke({})
+        assert post.path == response_path(rid)
+        assert post.json() == expected
+    assert s.api.connections == 1
+    assert s.api.unix_connections == 0
 
 
 def test_python_logging_format(launch):

@@ -258,6 +258,7 @@ impl Env {
             .await
             .map_err(|e| format!("environment start task failed: {e}"))??;
         let listener = sandbox.take_runtime_api_listener();
+        let unix_listener = sandbox.take_runtime_api_unix_listener();
         let stdout = sandbox.take_stdout();
         let stderr = sandbox.take_stderr();
         let sandbox: Arc<dyn Sandboxed> = Arc::from(sandbox);
@@ -286,7 +287,8 @@ impl Env {
         };
         let listener = listener.ok_or("sandbox returned no runtime api listener")?;
         env.server = Some(
-            runtime_api::serve(listener, api).map_err(|e| format!("runtime api listener: {e}"))?,
+            runtime_api::serve(listener, unix_listener, api)
+                .map_err(|e| format!("runtime api listener: {e}"))?,
         );
         for fd in [stdout, stderr].into_iter().flatten() {
             match Pump::spawn(fd, env.log.clone()) {

@@ -18,6 +18,12 @@ use crate::runtimes::Family;
 /// Address of the Runtime API inside every environment (its own network namespace).
 pub(crate) const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
 
+/// Names the abstract Unix socket on which the Runtime API is also served, `@` standing for the
+/// leading NUL of an abstract name (padded, see `updraft_sandbox::abstract_socket_addr`). Set for the runtimes whose client is Updraft's own (Python,
+/// Node.js), which prefer it to TCP: a message on a Unix socket skips the TCP/IP stack that
+/// loopback runs twice per message (send and receive side, both in the sender's time).
+pub(crate) const RUNTIME_API_SOCKET_VAR: &str = "_UPDRAFT_RUNTIME_API_SOCKET";
+
 const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin/:/bin:/opt/bin";
 const LD_LIBRARY_PATH: &str = "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib";
 
@@ -96,6 +102,12 @@ pub(crate) fn lambda_environment(
         },
     );
     vars.set("AWS_LAMBDA_RUNTIME_API", RUNTIME_API_ADDR);
+    if matches!(ctx.family, Family::Python | Family::Node) {
+        vars.set(
+            RUNTIME_API_SOCKET_VAR,
+            format!("@{}", updraft_sandbox::RUNTIME_API_SOCKET_NAME),
+        );
+    }
     vars.set("_HANDLER", spec.handler.as_str());
     vars.set("LAMBDA_TASK_ROOT", "/var/task");
     vars.set("LAMBDA_RUNTIME_DIR", "/var/runtime");
@@ -184,6 +196,10 @@ mod tests {
         assert_eq!(get(&v, "AWS_EXECUTION_ENV"), Some("AWS_Lambda_python3.12"));
         assert_eq!(get(&v, "AWS_LAMBDA_INITIALIZATION_TYPE"), Some("on-demand"));
         assert_eq!(get(&v, "AWS_LAMBDA_RUNTIME_API"), Some("127.0.0.1:9001"));
+        assert_eq!(
+            get(&v, RUNTIME_API_SOCKET_VAR),
+            Some("@updraft-runtime-api")
+        );
         assert_eq!(get(&v, "_HANDLER"), Some("app.handler"));
         assert_eq!(get(&v, "LAMBDA_TASK_ROOT"), Some("/var/task"));
         assert_eq!(get(&v, "LAMBDA_RUNTIME_DIR"), Some("/var/runtime"));
@@ -211,6 +227,7 @@ mod tests {
             &[
                 ("AWS_REGION", "mars-1"),
                 ("_HANDLER", "evil"),
+                (RUNTIME_API_SOCKET_VAR, "@elsewhere"),
                 ("LANG", "C"),
                 ("PATH", "/mine"),
             ],
@@ -218,6 +235,10 @@ mod tests {
         let v = lambda_environment(&s, &ctx(Family::Node, &[]));
         assert_eq!(get(&v, "AWS_REGION"), Some("eu-west-1"));
         assert_eq!(get(&v, "_HANDLER"), Some("app.handler"));
+        assert_eq!(
+            get(&v, RUNTIME_API_SOCKET_VAR),
+            Some("@updraft-runtime-api")
+        );
         // Unreserved ones are the function's to change, as on Lambda.
         assert_eq!(get(&v, "LANG"), Some("C"));
         assert_eq!(get(&v, "PATH"), Some("/mine"));
@@ -250,6 +271,8 @@ mod tests {
         assert_eq!(get(&v, "AWS_EXECUTION_ENV"), None);
         assert_eq!(get(&v, "PYTHONPATH"), None);
         assert_eq!(get(&v, "AWS_LAMBDA_RUNTIME_API"), Some("127.0.0.1:9001"));
+        // Custom runtimes bring their own client, which speaks TCP.
+        assert_eq!(get(&v, RUNTIME_API_SOCKET_VAR), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
 use updraft_sandbox::{ExitInfo, Jail, JailSpec};
@@ -13,6 +14,8 @@ use updraft_sandbox::{ExitInfo, Jail, JailSpec};
 /// on one thread while `kill` may be called from another.
 pub(crate) trait Sandboxed: Send + Sync {
     fn take_runtime_api_listener(&mut self) -> Option<TcpListener>;
+    /// The same API on a Unix socket, for the runtime clients that look for one.
+    fn take_runtime_api_unix_listener(&mut self) -> Option<UnixListener>;
     fn take_stdout(&mut self) -> Option<OwnedFd>;
     fn take_stderr(&mut self) -> Option<OwnedFd>;
     /// Kills every process of the environment; harmless when already dead.
@@ -65,6 +68,9 @@ impl Sandboxed for Jail {
     fn take_runtime_api_listener(&mut self) -> Option<TcpListener> {
         Jail::take_runtime_api_listener(self)
     }
+    fn take_runtime_api_unix_listener(&mut self) -> Option<UnixListener> {
+        Jail::take_runtime_api_unix_listener(self)
+    }
     fn take_stdout(&mut self) -> Option<OwnedFd> {
         Jail::take_stdout(self)
     }
@@ -90,12 +96,16 @@ impl Sandboxed for Jail {
 
 /// Runs the runtime as an ordinary host process: `/var/task` and `/var/runtime` in argv and in the
 /// well-known variables are rewritten to the host directories, and the Runtime API listens on an
-/// ephemeral loopback port. No isolation at all: for tests only.
+/// ephemeral loopback port and, when the spec names a Unix socket, on an abstract socket of a
+/// name unique to the environment (the host's network namespace is shared by every test). No
+/// isolation at all: for tests only.
 #[cfg(test)]
 pub(crate) mod host {
     use super::*;
+    use crate::envvars::RUNTIME_API_SOCKET_VAR;
     use std::process::{Child, Command, Stdio};
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
     pub(crate) struct HostLauncher;
@@ -103,6 +113,7 @@ pub(crate) mod host {
     struct HostProcess {
         child: Mutex<Child>,
         listener: Option<TcpListener>,
+        unix_listener: Option<UnixListener>,
         stdout: Option<OwnedFd>,
         stderr: Option<OwnedFd>,
     }
@@ -119,6 +130,20 @@ pub(crate) mod host {
         fn launch(&self, spec: &JailSpec) -> Result<Box<dyn Sandboxed>, String> {
             let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            let wants_unix = spec.env.iter().any(|(k, _)| k == RUNTIME_API_SOCKET_VAR);
+            let (unix_listener, unix_name) = if wants_unix {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                let name = format!(
+                    "updraft-test-{}-{}",
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                );
+                let sa = updraft_sandbox::abstract_socket_addr(&name).map_err(|e| e.to_string())?;
+                let l = UnixListener::bind_addr(&sa).map_err(|e| e.to_string())?;
+                (Some(l), format!("@{name}"))
+            } else {
+                (None, String::new())
+            };
             let argv: Vec<String> = spec.argv.iter().map(|a| rewrite(a, spec)).collect();
             let mut cmd = Command::new(&argv[0]);
             cmd.args(&argv[1..])
@@ -130,6 +155,7 @@ pub(crate) mod host {
             for (k, v) in &spec.env {
                 let v = match k.as_str() {
                     "AWS_LAMBDA_RUNTIME_API" => addr.to_string(),
+                    RUNTIME_API_SOCKET_VAR => unix_name.clone(),
                     "LAMBDA_TASK_ROOT" | "LAMBDA_RUNTIME_DIR" | "PYTHONPATH" => rewrite(v, spec),
                     _ => v.clone(),
                 };
@@ -141,6 +167,7 @@ pub(crate) mod host {
             Ok(Box::new(HostProcess {
                 child: Mutex::new(child),
                 listener: Some(listener),
+                unix_listener,
                 stdout,
                 stderr,
             }))
@@ -150,6 +177,9 @@ pub(crate) mod host {
     impl Sandboxed for HostProcess {
         fn take_runtime_api_listener(&mut self) -> Option<TcpListener> {
             self.listener.take()
+        }
+        fn take_runtime_api_unix_listener(&mut self) -> Option<UnixListener> {
+            self.unix_listener.take()
         }
         fn take_stdout(&mut self) -> Option<OwnedFd> {
             self.stdout.take()

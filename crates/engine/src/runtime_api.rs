@@ -1,7 +1,10 @@
 //! The Lambda Runtime API (version 2018-06-01) of one execution environment.
 //!
-//! Served with hyper (HTTP/1.1, keep-alive) on the listener the sandbox bound at `127.0.0.1:9001`
-//! inside the environment's own network namespace, so only that environment's processes reach it.
+//! Served with hyper (HTTP/1.1, keep-alive) on the listeners the sandbox bound inside the
+//! environment's own network namespace, so only that environment's processes reach it:
+//! `127.0.0.1:9001` (`AWS_LAMBDA_RUNTIME_API`, what every runtime client speaks) and the abstract
+//! Unix socket `updraft-runtime-api` (`_UPDRAFT_RUNTIME_API_SOCKET`, which Updraft's own Python
+//! and Node.js clients prefer). Both serve the same API with the same state.
 //!
 //! | request | answer |
 //! | --- | --- |
@@ -37,7 +40,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use updraft_sandbox::ExitInfo;
@@ -245,42 +248,71 @@ impl RuntimeApi {
     }
 }
 
-/// Serves `api` on `listener` until the returned task is aborted; aborting it also ends every
-/// connection (they live in the task's `JoinSet`).
+/// Serves `api` on `listener` and, when given, on `unix` (the same API on the environment's Unix
+/// socket) until the returned task is aborted; aborting it also ends every connection (they live
+/// in the task's `JoinSet`).
 pub(crate) fn serve(
     listener: std::net::TcpListener,
+    unix: Option<std::os::unix::net::UnixListener>,
     api: Arc<RuntimeApi>,
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
-    Ok(tokio::spawn(accept_loop(listener, api)))
+    let unix = match unix {
+        Some(u) => {
+            u.set_nonblocking(true)?;
+            Some(UnixListener::from_std(u)?)
+        }
+        None => None,
+    };
+    Ok(tokio::spawn(accept_loop(listener, unix, api)))
 }
 
-async fn accept_loop(listener: TcpListener, api: Arc<RuntimeApi>) {
+async fn accept_unix(listener: Option<&UnixListener>) -> std::io::Result<UnixStream> {
+    match listener {
+        Some(l) => l.accept().await.map(|(s, _)| s),
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_loop(listener: TcpListener, unix: Option<UnixListener>, api: Arc<RuntimeApi>) {
     let mut conns = JoinSet::new();
     loop {
-        tokio::select! {
+        let failed = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     // Small request/response exchanges: never wait for Nagle.
                     let _ = stream.set_nodelay(true);
-                    let api = api.clone();
-                    conns.spawn(async move {
-                        let svc = service_fn(move |req| handle(api.clone(), req));
-                        let _ = http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    });
+                    conns.spawn(serve_connection(stream, api.clone()));
+                    None
                 }
-                Err(e) => {
-                    tracing::debug!("runtime api accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
+                Err(e) => Some(e),
             },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = accept_unix(unix.as_ref()) => match accepted {
+                Ok(stream) => {
+                    conns.spawn(serve_connection(stream, api.clone()));
+                    None
+                }
+                Err(e) => Some(e),
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => None,
+        };
+        if let Some(e) = failed {
+            tracing::debug!("runtime api accept: {e}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
+}
+
+async fn serve_connection<S>(stream: S, api: Arc<RuntimeApi>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| handle(api.clone(), req));
+    let _ = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -771,7 +803,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (ev_tx, events) = mpsc::unbounded_channel();
         let (api, next_tx) = RuntimeApi::new(ev_tx);
-        let server = serve(listener, api).unwrap();
+        let server = serve(listener, None, api).unwrap();
         Harness {
             addr,
             next_tx,
@@ -859,6 +891,54 @@ mod tests {
         );
         assert!(headers.get("lambda-runtime-cognito-identity").is_none());
         assert!(matches!(h.events.recv().await, Some(RuntimeEvent::Next)));
+    }
+
+    #[tokio::test]
+    async fn the_unix_socket_serves_the_same_api_and_state() {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("updraft-runtime-api-test-{}", std::process::id());
+        let sa = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+        let unix = std::os::unix::net::UnixListener::bind_addr(&sa).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ev_tx, mut events) = mpsc::unbounded_channel();
+        let (api, next_tx) = RuntimeApi::new(ev_tx);
+        let server = serve(listener, Some(unix), api).unwrap();
+        let _h = Harness {
+            addr,
+            next_tx: next_tx.clone(),
+            events: mpsc::unbounded_channel().1,
+            server,
+        };
+
+        let stream = std::os::unix::net::UnixStream::connect_addr(&sa).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let stream = UnixStream::from_std(stream).unwrap();
+        let (send, conn) = client::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        let mut over_unix = Client { send };
+        next_tx.send(assigned("req-u")).await.unwrap();
+        let (status, headers, body) = over_unix.call(Method::GET, NEXT, &[], Bytes::new()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["lambda-runtime-aws-request-id"], "req-u");
+        assert_eq!(&body[..], b"{\"k\":1}");
+        assert!(matches!(events.recv().await, Some(RuntimeEvent::Next)));
+
+        // The invocation handed out on the socket is the one TCP answers for.
+        let mut over_tcp = connect(addr).await;
+        let (status, _, _) = over_tcp
+            .call(
+                Method::POST,
+                "/2018-06-01/runtime/invocation/req-u/response",
+                &[],
+                Bytes::from_static(b"\"ok\""),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        match events.recv().await {
+            Some(RuntimeEvent::Response { body, .. }) => assert_eq!(&body[..], b"\"ok\""),
+            other => panic!("expected the response, got {other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //!
 //! - the **helper** stays outside the new pid namespace and outside the cgroup. It reads the
 //!   spec from fd 3, creates the cgroup and writes its limits, unshares the namespaces, brings up `lo`, binds the Runtime API
-//!   listener and sends it to the server, forks pid 1, relays pid 1's setup result, then
+//!   listeners (TCP `127.0.0.1:9001` and an abstract Unix socket) and sends them to the server, forks pid 1, relays pid 1's setup result, then
 //!   supervises: it kills pid 1 when the server goes away and exits like pid 1 did (same exit
 //!   code, or killed by the same signal);
 //! - **pid 1** of the new pid namespace joins the cgroup, builds and enters the new root, drops every privilege,
@@ -19,6 +19,7 @@ use std::fmt::Display;
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
@@ -33,8 +34,8 @@ use nix::unistd::{ForkResult, Gid, Pid, Uid, fork, pipe2, setresgid, setresuid, 
 use crate::mounts::{self, RealHost};
 use crate::protocol::{self, HelperMsg, PipeAssignment, ServerMsg, SetupRequest};
 use crate::{
-    ASSIGNMENT_FD_VAR, JailSpec, RUNTIME_API_ADDR, SANDBOX_GID, SANDBOX_UID, Start, Step, cgroup,
-    seccomp, sys, tmpdisk,
+    ASSIGNMENT_FD_VAR, JailSpec, RUNTIME_API_ADDR, RUNTIME_API_SOCKET_NAME, SANDBOX_GID,
+    SANDBOX_UID, Start, Step, cgroup, seccomp, sys, tmpdisk,
 };
 
 /// Where [`spawn`](crate::spawn) puts the helper's end of the control socket.
@@ -218,6 +219,16 @@ fn helper(ctl: &OwnedFd, spec: &JailSpec, scratch: &Path) -> Result<i32, Failure
     protocol::send_msg(ctl.as_fd(), &msg, Some(listener.as_raw_fd()))
         .map_err(fail(Step::Listener, "sending the listener"))?;
     drop(listener);
+    let name = crate::abstract_socket_addr(RUNTIME_API_SOCKET_NAME)
+        .map_err(fail(Step::Listener, "naming the Runtime API socket"))?;
+    let unix_listener = UnixListener::bind_addr(&name)
+        .map_err(fail(Step::Listener, "binding the Runtime API socket"))?;
+    let msg = HelperMsg::UnixListener {
+        warnings: Vec::new(),
+    };
+    protocol::send_msg(ctl.as_fd(), &msg, Some(unix_listener.as_raw_fd()))
+        .map_err(fail(Step::Listener, "sending the Runtime API socket"))?;
+    drop(unix_listener);
 
     let (status_r, status_w) = pipe2(OFlag::O_CLOEXEC).map_err(fail(Step::Fork, "pipe"))?;
     let assignment = match spec.start {

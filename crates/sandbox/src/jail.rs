@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,6 +41,8 @@ pub struct Jail {
     id: String,
     /// Runtime API listener inside the environment's network namespace (taken once).
     listener: Option<TcpListener>,
+    /// The same API on the environment's abstract Unix socket (taken once).
+    unix_listener: Option<UnixListener>,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
     /// Our end of the control socket; closing it tells the helper to kill the environment.
@@ -80,6 +83,13 @@ impl Jail {
     /// (received from the jail helper over SCM_RIGHTS). Taken once; blocking mode.
     pub fn take_runtime_api_listener(&mut self) -> Option<TcpListener> {
         self.listener.take()
+    }
+
+    /// The listener on the abstract Unix socket
+    /// [`RUNTIME_API_SOCKET_NAME`](crate::RUNTIME_API_SOCKET_NAME) inside the environment's own
+    /// network namespace. Taken once; blocking mode.
+    pub fn take_runtime_api_unix_listener(&mut self) -> Option<UnixListener> {
+        self.unix_listener.take()
     }
 
     /// Read end of the runtime's stdout pipe (taken once).
@@ -392,6 +402,7 @@ pub fn spawn(spec: &JailSpec, helper_exe: &Path) -> Result<Jail, SandboxError> {
     let mut jail = Jail {
         id: spec.id.clone(),
         listener: None,
+        unix_listener: None,
         stdout: Some(out_r),
         stderr: Some(err_r),
         control: Some(control),
@@ -469,12 +480,19 @@ fn handshake(jail: &mut Jail, payload: &[u8]) -> Result<(), SandboxError> {
                 jail.listener = Some(TcpListener::from(fd));
                 note(jail, warnings);
             }
+            HelperMsg::UnixListener { warnings } => {
+                let fd = fd.ok_or_else(|| {
+                    SandboxError::Protocol("unix listener message without a descriptor".into())
+                })?;
+                jail.unix_listener = Some(UnixListener::from(fd));
+                note(jail, warnings);
+            }
             HelperMsg::Ready { warnings } => {
                 jail.pid1_pidfd = fd;
                 note(jail, warnings);
-                if jail.listener.is_none() {
+                if jail.listener.is_none() || jail.unix_listener.is_none() {
                     return Err(SandboxError::Protocol(
-                        "ready before the listener arrived".into(),
+                        "ready before the listeners arrived".into(),
                     ));
                 }
                 return Ok(());

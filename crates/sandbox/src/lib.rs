@@ -413,6 +413,35 @@ pub const SANDBOX_GID: u32 = 990;
 pub const SANDBOX_USER: &str = "sbx_user1051";
 /// Address of the Runtime API inside every environment.
 pub const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
+/// Name of the abstract Unix socket on which the Runtime API is also served inside every
+/// environment. Abstract names belong to a network namespace, so each environment has its own
+/// and no other environment (nor the host) can reach it; there is no file to mount or protect.
+/// The same API as [`RUNTIME_API_ADDR`] without TCP's per-message cost, for runtime clients
+/// that know of it (Updraft's own); the official clients keep speaking TCP. The socket's
+/// address is this name padded, see [`abstract_socket_addr`].
+pub const RUNTIME_API_SOCKET_NAME: &str = "updraft-runtime-api";
+
+/// Bytes of an abstract name: `sun_path` (108 bytes) less its leading NUL.
+const ABSTRACT_NAME_LEN: usize = 107;
+
+/// The address of the abstract Unix socket `name`, padded with NULs to the whole of `sun_path`.
+/// The kernel compares abstract names over the address length the caller gives, and Node.js's
+/// libuv (Node.js 20) always gives the whole `sockaddr_un`, so a socket that Node.js can reach
+/// must be bound with the padded name; other clients connect to it with the padded name too.
+pub fn abstract_socket_addr(name: &str) -> io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    if name.len() > ABSTRACT_NAME_LEN || name.as_bytes().contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "abstract socket name {name:?} is not {ABSTRACT_NAME_LEN} bytes or less without NUL"
+            ),
+        ));
+    }
+    let mut padded = [0u8; ABSTRACT_NAME_LEN];
+    padded[..name.len()].copy_from_slice(name.as_bytes());
+    std::os::unix::net::SocketAddr::from_abstract_name(padded)
+}
 
 #[cfg(test)]
 pub(crate) mod test_support {
@@ -442,6 +471,19 @@ pub(crate) mod test_support {
 mod tests {
     use super::*;
     use crate::test_support::spec;
+
+    #[test]
+    fn abstract_names_are_padded_to_the_whole_sun_path() {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = abstract_socket_addr("abc").unwrap();
+        let name = addr.as_abstract_name().unwrap();
+        assert_eq!(name.len(), 107);
+        assert_eq!(&name[..3], b"abc");
+        assert!(name[3..].iter().all(|&b| b == 0));
+        assert!(abstract_socket_addr(&"x".repeat(107)).is_ok());
+        assert!(abstract_socket_addr(&"x".repeat(108)).is_err());
+        assert!(abstract_socket_addr("a\0b").is_err());
+    }
 
     #[test]
     fn valid_spec_passes() {

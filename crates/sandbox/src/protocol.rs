@@ -3,8 +3,8 @@
 //! The socket is a `SOCK_SEQPACKET` pair, so every `send` is one whole message and no framing is
 //! needed. The server sends a [`SetupRequest`] (the [`JailSpec`](crate::JailSpec) and the
 //! scratch directory) as JSON; the helper answers, in
-//! this order, [`HelperMsg::Cgroup`], [`HelperMsg::Listener`] (carrying the listening socket as
-//! `SCM_RIGHTS`) and [`HelperMsg::Ready`] once the runtime was exec'd, or [`HelperMsg::Failed`]
+//! this order, [`HelperMsg::Cgroup`], [`HelperMsg::Listener`] and [`HelperMsg::UnixListener`]
+//! (each carrying a listening socket as `SCM_RIGHTS`) and [`HelperMsg::Ready`] once the runtime was exec'd, or [`HelperMsg::Failed`]
 //! at any point. After `Ready` the socket stays open as a liveness signal: when the server
 //! closes it, the helper kills the environment. A pre-warmed environment (see
 //! [`Start`](crate::Start)) additionally takes one [`ServerMsg::Assign`] (carrying the
@@ -64,6 +64,9 @@ pub(crate) enum HelperMsg {
     },
     /// The Runtime API listener travels with this message.
     Listener { warnings: Vec<String> },
+    /// The Runtime API's abstract Unix listener travels with this message (sent right after
+    /// `Listener`).
+    UnixListener { warnings: Vec<String> },
     /// The runtime was exec'd; a pidfd of pid 1 travels with this message when the kernel
     /// supports pidfds.
     Ready { warnings: Vec<String> },

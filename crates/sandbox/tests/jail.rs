@@ -11,6 +11,7 @@
 use std::io::{BufRead, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
@@ -18,7 +19,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use updraft_sandbox::{
-    Assignment, ExitInfo, Jail, JailSpec, SandboxError, Start, Step, doctor, jail_main, spawn,
+    Assignment, ExitInfo, Jail, JailSpec, RUNTIME_API_SOCKET_NAME, SandboxError, Start, Step,
+    abstract_socket_addr, doctor, jail_main, spawn,
 };
 
 const PYTHON_PREFIX: &str = "/root/.pyenv/versions/3.11.7";
@@ -498,6 +500,66 @@ fn runtime_api_listener_is_private_to_the_environment(ctx: &Ctx) -> Result<(), S
     })?;
 
     let mut conn = accept_within(&listener, Duration::from_secs(20))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 15];
+    conn.read_exact(&mut buf).map_err(|e| e.to_string())?;
+    check(&buf == b"hello from jail", || format!("read {buf:?}"))?;
+    conn.write_all(b"pong").map_err(|e| e.to_string())?;
+    drop(conn);
+    let exit = jail.wait();
+    let stdout = out.join().map_err(|_| "stdout")?;
+    let stderr = err.join().map_err(|_| "stderr")?;
+    check(exit.code == Some(0) && stdout == "pong\n", || {
+        format!("exit {exit}, stdout {stdout:?}, stderr {stderr:?}")
+    })
+}
+
+fn runtime_api_unix_socket_is_private_to_the_environment(ctx: &Ctx) -> Result<(), String> {
+    let code = "import socket\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+        s.settimeout(10)\n\
+        s.connect('\\0updraft-runtime-api'.ljust(108, '\\0'))\n\
+        s.sendall(b'hello from jail')\n\
+        print(s.recv(100).decode())\n";
+    let spec = ctx.python("apiunix", code)?;
+    let mut jail = ctx.spawn(&spec)?;
+    let out = collect(jail.take_stdout());
+    let err = collect(jail.take_stderr());
+    let listener = jail
+        .take_runtime_api_unix_listener()
+        .ok_or("no unix listener")?;
+    check(jail.take_runtime_api_unix_listener().is_none(), || {
+        "unix listener taken twice".into()
+    })?;
+
+    // The abstract name belongs to the environment's network namespace: from the host's, the
+    // same name is somebody else's (or nobody's), never this listener.
+    let name = abstract_socket_addr(RUNTIME_API_SOCKET_NAME).map_err(|e| e.to_string())?;
+    let from_host = UnixStream::connect_addr(&name);
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    if from_host.is_ok() {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let leaked = listener.accept().is_ok();
+    check(!leaked, || {
+        "a host connection reached the environment's unix listener".into()
+    })?;
+
+    let start = Instant::now();
+    let (mut conn, _) = loop {
+        match listener.accept() {
+            Ok(c) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if start.elapsed() > Duration::from_secs(20) {
+                    return Err("no connection from the jail".into());
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    conn.set_nonblocking(false).map_err(|e| e.to_string())?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
     let mut buf = [0u8; 15];
@@ -1291,6 +1353,11 @@ fn main() {
         (
             "runtime_api_listener_is_private_to_the_environment",
             runtime_api_listener_is_private_to_the_environment,
+            Python,
+        ),
+        (
+            "runtime_api_unix_socket_is_private_to_the_environment",
+            runtime_api_unix_socket_is_private_to_the_environment,
             Python,
         ),
         (

@@ -164,9 +164,11 @@ const JSON_TYPE = Object.freeze({ 'Content-Type': 'application/json' });
  * holds the event loop open (callbackWaitsForEmptyEventLoop depends on that).
  */
 class RuntimeConnection {
-  constructor(hostname, port) {
+  /** `socketPath`, when given, is tried first; TCP takes over if it cannot be connected. */
+  constructor(hostname, port, socketPath) {
     this.hostname = hostname;
     this.port = port;
+    this.socketPath = socketPath;
     this.hostHeader = `Host: ${hostname}:${port}\r\n`;
     this.socket = null;
     this.buf = EMPTY;
@@ -190,9 +192,16 @@ class RuntimeConnection {
   }
 
   connect() {
-    const socket = net.connect({ host: this.hostname, port: this.port });
+    const overUnix = this.socketPath !== null;
+    const socket = overUnix
+      ? net.connect({ path: this.socketPath })
+      : net.connect({ host: this.hostname, port: this.port });
     // Small requests must not wait for the peer's delayed ACK (Nagle).
-    socket.setNoDelay(true);
+    if (!overUnix) socket.setNoDelay(true);
+    let connected = false;
+    socket.on('connect', () => {
+      connected = true;
+    });
     socket.on('data', (chunk) => {
       if (socket !== this.socket) return;
       this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
@@ -203,6 +212,14 @@ class RuntimeConnection {
       if (socket !== this.socket) return;
       this.socket = null;
       this.buf = EMPTY;
+      if (overUnix && !connected) {
+        // No Unix socket here after all: the same requests go over TCP, from now on.
+        this.socketPath = null;
+        this.queue = this.inflight.map((c) => c.req).concat(this.queue);
+        this.inflight = [];
+        this.flush();
+        return;
+      }
       const lost = this.inflight;
       this.inflight = [];
       const resend = [];
@@ -333,12 +350,24 @@ function decodeChunked(buf) {
   return { body: Buffer.concat(parts), used: pos };
 }
 
+/**
+ * The Runtime API's Unix socket named by _UPDRAFT_RUNTIME_API_SOCKET, or null. `@name` is the
+ * abstract socket `name` padded with NULs to the whole of sun_path, which is how libuv
+ * addresses an abstract path. The same API as AWS_LAMBDA_RUNTIME_API without TCP/IP's work on
+ * every message.
+ */
+function runtimeApiSocketPath() {
+  const named = process.env._UPDRAFT_RUNTIME_API_SOCKET;
+  if (!named) return null;
+  return named.startsWith('@') ? `\0${named.slice(1)}` : named;
+}
+
 class RuntimeApi {
-  constructor(address) {
+  constructor(address, socketPath) {
     const colon = address.lastIndexOf(':');
     this.hostname = colon > 0 ? address.slice(0, colon) : address;
     this.port = colon > 0 ? parseInt(address.slice(colon + 1), 10) : 80;
-    this.conn = new RuntimeConnection(this.hostname, this.port);
+    this.conn = new RuntimeConnection(this.hostname, this.port, socketPath);
     // Streamed responses go through node:http (chunked bodies with trailers). Idle
     // kept-alive sockets are unref'd by the agent, so they never hold the event loop open.
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -890,8 +919,8 @@ function awaitAssignment() {
 
 // In a pre-warmed environment, runs once what loading a CommonJS handler and the first
 // connection to the Runtime API would otherwise load and compile after the function arrived
-// (most of what is left of a cold start here). Port 9 has no listener in the environment's
-// network.
+// (most of what is left of a cold start here). Port 9 and the abstract socket below have no
+// listener in the environment's network.
 async function warmUp() {
   if (process.env._UPDRAFT_ASSIGNMENT_FD === undefined) return;
   try {
@@ -899,14 +928,16 @@ async function warmUp() {
   } catch (_) {
     // Only a warm-up.
   }
-  await new Promise((resolve) => {
-    const socket = net.connect(9, '127.0.0.1');
-    socket.on('error', resolve);
-    socket.on('connect', () => {
-      socket.destroy();
-      resolve();
+  for (const target of [{ port: 9, host: '127.0.0.1' }, { path: '\0updraft-warm-up' }]) {
+    await new Promise((resolve) => {
+      const socket = net.connect(target);
+      socket.on('error', resolve);
+      socket.on('connect', () => {
+        socket.destroy();
+        resolve();
+      });
     });
-  });
+  }
 }
 
 async function main() {
@@ -918,7 +949,7 @@ async function main() {
     process.stderr.write('updraft runtime: AWS_LAMBDA_RUNTIME_API is not set\n');
     process.exit(1);
   }
-  const api = new RuntimeApi(address);
+  const api = new RuntimeApi(address, runtimeApiSocketPath());
   let runtime = null;
 
   // Errors nobody caught: before the first invocation they fail the init, afterwards

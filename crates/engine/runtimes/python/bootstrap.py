@@ -90,21 +90,33 @@ class RuntimeApiClient:
     more than the rest of a warm invocation's work in this process.
     """
 
-    def __init__(self, address):
+    def __init__(self, address, socket_path=None):
         host, _, port = address.rpartition(":")
         if not host:
             host, port = address, "80"
         self._host = host
         self._port = int(port)
+        # Tried first when given; TCP takes over for good if it cannot be connected.
+        self._socket_path = socket_path
         self._sock = None
         self._buf = bytearray()
 
     def _connection(self):
         if self._sock is None:
             # No timeout: /next is a long poll that may wait for minutes.
-            sock = socket.create_connection((self._host, self._port))
-            # Small requests must not wait for the peer's delayed ACK (Nagle).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = None
+            if self._socket_path is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    sock.connect(self._socket_path)
+                except OSError:
+                    sock.close()
+                    sock = None
+                    self._socket_path = None
+            if sock is None:
+                sock = socket.create_connection((self._host, self._port))
+                # Small requests must not wait for the peer's delayed ACK (Nagle).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sock = sock
             self._buf = bytearray()
         return self._sock
@@ -728,14 +740,33 @@ def await_assignment():
     importlib.invalidate_caches()
 
 
+def runtime_api_socket_path():
+    """The Runtime API's Unix socket named by _UPDRAFT_RUNTIME_API_SOCKET, or None. `@name`
+    is the abstract socket `name` padded with NULs to the whole of sun_path (108 bytes), as
+    Node.js addresses abstract sockets. The same API as AWS_LAMBDA_RUNTIME_API without
+    TCP/IP's work on every message."""
+    named = os.environ.get("_UPDRAFT_RUNTIME_API_SOCKET")
+    if not named:
+        return None
+    if named.startswith("@"):
+        return ("\0" + named[1:]).ljust(108, "\0")
+    return named
+
+
 def warm_up():
     """In a pre-warmed environment, runs once what the first connection to the Runtime API
     would otherwise load and initialise after the function arrived (about half of what is
-    left of a cold start here). Port 9 has no listener in the environment's network."""
+    left of a cold start here). Port 9 and the abstract socket below have no listener in
+    the environment's network."""
     if os.environ.get("_UPDRAFT_ASSIGNMENT_FD") is None:
         return
     try:
         socket.create_connection(("127.0.0.1", 9), timeout=1).close()
+    except OSError:
+        pass
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect("\0updraft-warm-up")
     except OSError:
         pass
 
@@ -750,7 +781,7 @@ def main():
     if not api:
         sys.stderr.write("updraft runtime: AWS_LAMBDA_RUNTIME_API is not set\n")
         sys.exit(1)
-    client = RuntimeApiClient(api)
+    client = RuntimeApiClient(api, runtime_api_socket_path())
 
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or "/var/task"
     runtime_dir = os.path.abspath(os.environ.get("LAMBDA_RUNTIME_DIR") or os.path.dirname(THIS_FILE))
