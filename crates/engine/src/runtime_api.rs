@@ -29,6 +29,8 @@
 //! environment as a [`RuntimeEvent`]. Payloads travel as `Bytes` (the event body is never copied;
 //! a buffered response is collected once).
 
+mod pipelined;
+
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
@@ -44,6 +46,8 @@ use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use updraft_sandbox::ExitInfo;
+
+use pipelined::PipelinedIo;
 
 /// Largest response or error body a runtime may post (Lambda's 6 MB limit, in bytes).
 pub const MAX_PAYLOAD_BYTES: usize = 6_291_556;
@@ -311,7 +315,7 @@ where
     let svc = service_fn(move |req| handle(api.clone(), req));
     let _ = http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), svc)
+        .serve_connection(TokioIo::new(PipelinedIo::new(stream)), svc)
         .await;
 }
 
