@@ -9,9 +9,11 @@ For each runtime (Python, Node.js, Rust on provided.al2023) the driver
   3. signs one Invoke request with botocore's SigV4Auth and hands the fixed method, path, headers and body to
      wrk through bench/invoke.lua; runs wrk at 1 connection and at 10 connections and parses p50/p99/req/s;
   4. measures cold starts: each sample changes an environment variable (a new revision, hence a new pool),
-     waits for the update, then times one plain Invoke from the client (no LogType Tail: a tail makes the
-     answer wait for the runtime's next /next) and reads the server's `Init Duration` from that invocation's
-     REPORT line in the function's log events.
+     waits for the update, then times one plain Invoke (no LogType Tail: a tail makes the answer wait for the
+     runtime's next /next) from the request's first byte to its answer's last, the request signed beforehand
+     and sent on a kept-alive connection as wrk sends them, and reads the server's `Init Duration` from that
+     invocation's REPORT line in the function's log events; then times warm invokes of the same function the
+     same way and through boto3, for reference.
 
 For the Python and Node.js hellos it also measures a Function URL (AuthType NONE, public by a resource-policy
 statement): after checking that one GET answers 200 with the function's JSON and the same warm-up as the Invoke
@@ -30,12 +32,14 @@ import argparse
 import base64
 import concurrent.futures
 import hashlib
+import http.client
 import io
 import json
 import math
 import os
 import platform
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -66,6 +70,8 @@ EXPECTED = {"hello": "world"}
 WRK_GRACE_S = 30
 # Deadline for a configuration update to become Successful.
 UPDATE_WAIT_S = 30
+# Warm invokes of a function after its cold starts, timed as the cold ones and through boto3.
+WARM_REFERENCE_INVOKES = 20
 INIT_RE = re.compile(r"Init Duration: ([0-9.]+) ms")
 DURATION_RE = re.compile(r"\tDuration: ([0-9.]+) ms")
 # Runtimes whose hello is also measured through a Function URL.
@@ -144,6 +150,8 @@ class Bench:
             ),
         )
         self.suffix = uuid.uuid4().hex[:8]
+        # Kept-alive connection of raw_invoke.
+        self.raw_conn: http.client.HTTPConnection | None = None
         self.deployed = 0
 
     # ---- deployment -------------------------------------------------------------------------------------
@@ -349,6 +357,57 @@ class Bench:
 
     # ---- cold starts ------------------------------------------------------------------------------------
 
+    def signed_invoke(self, name: str) -> tuple[str, dict[str, str]]:
+        """Path and headers of one Invoke of `name` with body BODY, SigV4-signed now (valid 15 minutes)."""
+        url = f"{self.endpoint}/2015-03-31/functions/{name}/invocations"
+        req = AWSRequest(
+            method="POST",
+            url=url,
+            data=BODY,
+            headers={
+                "Content-Type": "application/json",
+                "X-Amz-Content-Sha256": hashlib.sha256(BODY).hexdigest(),
+            },
+        )
+        SigV4Auth(self.creds, "lambda", REGION).add_auth(req)
+        return urlparse(url).path, dict(req.headers.items())
+
+    def raw_invoke(self, name: str) -> tuple[float, str]:
+        """One Invoke sent as a request signed beforehand, on a kept-alive HTTP/1.1 connection (as wrk sends
+        them); returns (milliseconds from the first byte sent to the last byte of the answer, request id).
+        Signing and connecting are not timed. Raises on any failure."""
+        path, headers = self.signed_invoke(name)
+        for attempt in (0, 1):
+            conn = self.raw_conn
+            if conn is None:
+                u = urlparse(self.endpoint)
+                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+                conn.connect()
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.raw_conn = conn
+            try:
+                t0 = time.perf_counter()
+                conn.request("POST", path, body=BODY, headers=headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+                ms = (time.perf_counter() - t0) * 1000.0
+                break
+            except (http.client.HTTPException, OSError):
+                # A kept-alive connection the server closed while idle: once more on a new one.
+                conn.close()
+                self.raw_conn = None
+                if attempt == 1:
+                    raise
+        if resp.status != 200 or resp.getheader("X-Amz-Function-Error"):
+            raise RuntimeError(f"{name}: HTTP {resp.status} {resp.getheader('X-Amz-Function-Error')}: {payload[:500]!r}")
+        try:
+            got = json.loads(payload)
+        except ValueError:
+            got = payload
+        if got != EXPECTED:
+            raise RuntimeError(f"{name}: unexpected payload {payload[:500]!r}")
+        return ms, resp.getheader("x-amzn-RequestId") or ""
+
     def report_line(self, name: str, request_id: str, since_ms: int) -> str:
         """The REPORT line of one invocation, read from the function's log events (the route `updraft logs`
         uses; SigV4-signed). Empty when it does not appear within a few seconds."""
@@ -388,8 +447,8 @@ class Bench:
                 # Lets the previous revision's environment finish stopping, too.
                 time.sleep(pause)
             since = int(time.time() * 1000) - 1000
-            ms, resp = self.invoke(name)
-            report = self.report_line(name, resp["ResponseMetadata"]["RequestId"], since)
+            ms, request_id = self.raw_invoke(name)
+            report = self.report_line(name, request_id, since)
             m = INIT_RE.search(report)
             d = DURATION_RE.search(report)
             if m is None:
@@ -403,6 +462,10 @@ class Bench:
             )
         client = [s["client_ms"] for s in samples]
         init = [s["init_duration_ms"] for s in samples if s["init_duration_ms"] is not None]
+        # The same function warm, timed the same way and through boto3: what a first invoke costs beyond a
+        # warm one, and what a client library adds on top of the request itself.
+        warm_raw = [self.raw_invoke(name)[0] for _ in range(WARM_REFERENCE_INVOKES)]
+        warm_boto3 = [self.invoke(name)[0] for _ in range(WARM_REFERENCE_INVOKES)]
         res = {
             "pause_s": pause,
             "samples": samples,
@@ -413,10 +476,13 @@ class Bench:
             "client_mean_ms": round(statistics.fmean(client), 3) if client else None,
             "init_p50_ms": percentile(init, 50),
             "init_p99_ms": percentile(init, 99),
+            "warm_p50_ms": percentile(warm_raw, 50),
+            "warm_boto3_p50_ms": percentile(warm_boto3, 50),
         }
         log(
             f"  cold {rt['key']} ({pause} s apart): client p50 {fmt(res['client_p50_ms'])} p99 {fmt(res['client_p99_ms'])} ms; "
-            f"Init Duration p50 {fmt(res['init_p50_ms'])} p99 {fmt(res['init_p99_ms'])} ms ({misses} without Init Duration)"
+            f"Init Duration p50 {fmt(res['init_p50_ms'])} p99 {fmt(res['init_p99_ms'])} ms ({misses} without Init Duration); "
+            f"warm p50 {fmt(res['warm_p50_ms'])} ms (boto3 {fmt(res['warm_boto3_p50_ms'])} ms)"
         )
         return res
 
@@ -615,24 +681,29 @@ def markdown(results: dict) -> str:
         "",
         f"## Cold start ({p['cold_samples']} new environments per runtime and spacing)",
         "",
-        "| runtime | cold starts | first invoke p50 (ms) | first invoke p99 (ms) | Init Duration p50 (ms) | Init Duration p99 (ms) | samples |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| runtime | cold starts | first invoke p50 (ms) | first invoke p99 (ms) | Init Duration p50 (ms) | Init Duration p99 (ms) | warm invoke p50, same way / boto3 (ms) | samples |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results["runtimes"]:
         for key in ("cold", "cold_burst"):
             c = r.get(key)
             if not c:
                 if key == "cold":
-                    lines.append(f"| {r['label']} | | failed: {cell(r.get('cold_error', ''))} | | | | |")
+                    lines.append(f"| {r['label']} | | failed: {cell(r.get('cold_error', ''))} | | | | | |")
                 continue
             mode = f"{c['pause_s']:g} s apart" if c["pause_s"] else "back to back"
             n = f"{c['n']}" + (f" ({c['without_init_duration']} without Init Duration)" if c["without_init_duration"] else "")
             lines.append(
                 f"| {r['label']} | {mode} | {fmt(c['client_p50_ms'])} | {fmt(c['client_p99_ms'])} "
-                f"| {fmt(c['init_p50_ms'])} | {fmt(c['init_p99_ms'])} | {n} |"
+                f"| {fmt(c['init_p50_ms'])} | {fmt(c['init_p99_ms'])} "
+                f"| {fmt(c.get('warm_p50_ms'))} / {fmt(c.get('warm_boto3_p50_ms'))} | {n} |"
             )
     lines += [
         "",
+        "A first invoke is timed from the first byte of an Invoke request, signed beforehand and sent on a "
+        "kept-alive connection as wrk sends them, to the last byte of its answer; the warm column times the same "
+        "function afterwards the same way and through boto3 (signing, request building and parsing are the "
+        "difference). "
         f"Percentiles are nearest-rank: p99 of {p['cold_samples']} cold samples is the slowest one. "
         f"Updraft keeps {p.get('prewarm', 1)} pre-warmed environment(s) per runtime and replaces a taken one in the "
         "background: cold starts spaced out find one ready (the sandbox is built and, for Python and Node.js, the "
