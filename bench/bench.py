@@ -208,22 +208,10 @@ class Bench:
 
     def signed_request_file(self, name: str, path: Path) -> None:
         """Signs one Invoke request and writes it in the format bench/invoke.lua reads."""
-        url = f"{self.endpoint}/2015-03-31/functions/{name}/invocations"
-        req = AWSRequest(
-            method="POST",
-            url=url,
-            data=BODY,
-            headers={
-                "Content-Type": "application/json",
-                "X-Amz-Content-Sha256": hashlib.sha256(BODY).hexdigest(),
-            },
-        )
-        SigV4Auth(self.creds, "lambda", REGION).add_auth(req)
-        host = urlparse(self.endpoint).netloc
-        headers = {"Host": host}
-        for k, v in req.headers.items():
-            headers[k] = v
-        lines = [f"POST {urlparse(url).path}"]
+        url_path, signed = self.signed_invoke(name)
+        headers = {"Host": urlparse(self.endpoint).netloc}
+        headers.update(signed)
+        lines = [f"POST {url_path}"]
         for k, v in headers.items():
             if "\n" in k or "\n" in v:
                 raise RuntimeError("header with a newline")

@@ -499,9 +499,20 @@ fn runtime_api_listener_is_private_to_the_environment(ctx: &Ctx) -> Result<(), S
         "a host connection reached the environment's listener".into()
     })?;
 
-    let mut conn = accept_within(&listener, Duration::from_secs(20))?;
+    let conn = accept_within(&listener, Duration::from_secs(20))?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
+    answer_the_jail(conn, &jail, out, err)
+}
+
+/// Reads the jail's `hello from jail`, answers `pong`, and checks that the jail printed it and
+/// exited 0.
+fn answer_the_jail(
+    mut conn: impl Read + Write,
+    jail: &Jail,
+    out: thread::JoinHandle<String>,
+    err: thread::JoinHandle<String>,
+) -> Result<(), String> {
     let mut buf = [0u8; 15];
     conn.read_exact(&mut buf).map_err(|e| e.to_string())?;
     check(&buf == b"hello from jail", || format!("read {buf:?}"))?;
@@ -547,7 +558,7 @@ fn runtime_api_unix_socket_is_private_to_the_environment(ctx: &Ctx) -> Result<()
     })?;
 
     let start = Instant::now();
-    let (mut conn, _) = loop {
+    let (conn, _) = loop {
         match listener.accept() {
             Ok(c) => break c,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -562,17 +573,7 @@ fn runtime_api_unix_socket_is_private_to_the_environment(ctx: &Ctx) -> Result<()
     conn.set_nonblocking(false).map_err(|e| e.to_string())?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    let mut buf = [0u8; 15];
-    conn.read_exact(&mut buf).map_err(|e| e.to_string())?;
-    check(&buf == b"hello from jail", || format!("read {buf:?}"))?;
-    conn.write_all(b"pong").map_err(|e| e.to_string())?;
-    drop(conn);
-    let exit = jail.wait();
-    let stdout = out.join().map_err(|_| "stdout")?;
-    let stderr = err.join().map_err(|_| "stderr")?;
-    check(exit.code == Some(0) && stdout == "pong\n", || {
-        format!("exit {exit}, stdout {stdout:?}, stderr {stderr:?}")
-    })
+    answer_the_jail(conn, &jail, out, err)
 }
 
 fn loopback_is_the_only_interface(ctx: &Ctx) -> Result<(), String> {

@@ -170,7 +170,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for PipelinedIo<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     const POST: &[u8] = b"POST /2018-06-01/runtime/invocation/r1/response HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
     const NEXT: &[u8] =
@@ -210,14 +210,20 @@ mod tests {
         got
     }
 
-    #[tokio::test]
-    async fn holds_the_accepted_answer_until_the_next_event() {
+    /// A connection that has read `request` in one read, and the peer's end.
+    async fn having_read(request: &[u8]) -> (PipelinedIo<DuplexStream>, DuplexStream) {
         let (ours, mut peer) = tokio::io::duplex(4096);
         let mut io = PipelinedIo::new(ours);
-        peer.write_all(&[POST, NEXT].concat()).await.unwrap();
+        peer.write_all(request).await.unwrap();
         let mut buf = [0u8; 1024];
         let n = io.read(&mut buf).await.unwrap();
-        assert_eq!(n, POST.len() + NEXT.len());
+        assert_eq!(n, request.len());
+        (io, peer)
+    }
+
+    #[tokio::test]
+    async fn holds_the_accepted_answer_until_the_next_event() {
+        let (mut io, mut peer) = having_read(&[POST, NEXT].concat()).await;
         io.write_all(ACCEPTED).await.unwrap();
         io.flush().await.unwrap();
         assert!(available(&mut peer).await.is_empty());
@@ -228,12 +234,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_at_once_when_no_next_is_waiting() {
-        let (ours, mut peer) = tokio::io::duplex(4096);
-        let mut io = PipelinedIo::new(ours);
-        peer.write_all(POST).await.unwrap();
-        let mut buf = [0u8; 1024];
-        let n = io.read(&mut buf).await.unwrap();
-        assert_eq!(n, POST.len());
+        let (mut io, mut peer) = having_read(POST).await;
         io.write_all(ACCEPTED).await.unwrap();
         io.flush().await.unwrap();
         assert_eq!(available(&mut peer).await, ACCEPTED);
@@ -241,12 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_accepted_answers_are_held() {
-        let (ours, mut peer) = tokio::io::duplex(4096);
-        let mut io = PipelinedIo::new(ours);
-        peer.write_all(&[POST, NEXT].concat()).await.unwrap();
-        let mut buf = [0u8; 1024];
-        let n = io.read(&mut buf).await.unwrap();
-        assert_eq!(n, POST.len() + NEXT.len());
+        let (mut io, mut peer) = having_read(&[POST, NEXT].concat()).await;
         let refused = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
         io.write_all(refused).await.unwrap();
         io.flush().await.unwrap();
@@ -255,12 +251,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_sends_a_held_answer() {
-        let (ours, mut peer) = tokio::io::duplex(4096);
-        let mut io = PipelinedIo::new(ours);
-        peer.write_all(&[POST, NEXT].concat()).await.unwrap();
-        let mut buf = [0u8; 1024];
-        let n = io.read(&mut buf).await.unwrap();
-        assert_eq!(n, POST.len() + NEXT.len());
+        let (mut io, mut peer) = having_read(&[POST, NEXT].concat()).await;
         io.write_all(ACCEPTED).await.unwrap();
         io.shutdown().await.unwrap();
         assert_eq!(available(&mut peer).await, ACCEPTED);
