@@ -196,12 +196,7 @@ class Bench:
         if resp.get("FunctionError"):
             logs = base64.b64decode(resp.get("LogResult", "")).decode(errors="replace")
             raise RuntimeError(f"{name}: FunctionError {resp['FunctionError']}: {payload[:500]!r}\n{logs}")
-        try:
-            got = json.loads(payload)
-        except ValueError:
-            got = payload
-        if got != EXPECTED:
-            raise RuntimeError(f"{name}: unexpected payload {payload[:500]!r}")
+        check_hello(name, payload)
         return ms, resp
 
     # ---- warm: wrk ------------------------------------------------------------------------------------
@@ -388,12 +383,7 @@ class Bench:
                     raise
         if resp.status != 200 or resp.getheader("X-Amz-Function-Error"):
             raise RuntimeError(f"{name}: HTTP {resp.status} {resp.getheader('X-Amz-Function-Error')}: {payload[:500]!r}")
-        try:
-            got = json.loads(payload)
-        except ValueError:
-            got = payload
-        if got != EXPECTED:
-            raise RuntimeError(f"{name}: unexpected payload {payload[:500]!r}")
+        check_hello(name, payload)
         return ms, resp.getheader("x-amzn-RequestId") or ""
 
     def report_line(self, name: str, request_id: str, since_ms: int) -> str:
@@ -571,6 +561,16 @@ class Bench:
             self.client.delete_function(FunctionName=name)
         except Exception as e:
             log(f"  delete of {name} failed: {e}")
+
+
+def check_hello(name: str, payload: bytes) -> None:
+    """Raises unless `payload` is the hello functions' answer."""
+    try:
+        got = json.loads(payload)
+    except ValueError:
+        got = payload
+    if got != EXPECTED:
+        raise RuntimeError(f"{name}: unexpected payload {payload[:500]!r}")
 
 
 def check_wrk(r: dict, label: str) -> None:
