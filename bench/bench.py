@@ -258,6 +258,10 @@ class Bench:
         check_wrk(warm, "warm-up")
         result = {}
         for label, threads, conns in (("c1", 1, 1), ("c10", 2, 10)):
+            if conns > 1:
+                # The 1-connection run left most of the pool idle long enough for the keep-alive policy to
+                # stop it: without this, the measured run would start by re-growing the pool (cold starts).
+                check_wrk(self.wrk(req_file, threads, conns, self.args.warmup), f"{label} warm-up")
             log(f"  wrk -t{threads} -c{conns} -d{self.args.duration}s {rt['key']}")
             r = self.wrk(req_file, threads, conns, self.args.duration)
             (out / "raw").mkdir(exist_ok=True)
@@ -328,6 +332,9 @@ class Bench:
         req_file.write_bytes(f"GET {result['path']}\nHost: {host}\n\n".encode())
         check_wrk(self.wrk(req_file, 2, 10, self.args.warmup), "url warm-up")
         for label, threads, conns in (("c1", 1, 1), ("c10", 2, 10)):
+            if conns > 1:
+                # As in warm_runs: the pool re-grows before the measured run, not during it.
+                check_wrk(self.wrk(req_file, threads, conns, self.args.warmup), f"url {label} warm-up")
             log(f"  wrk -t{threads} -c{conns} -d{self.args.duration}s {rt['key']} Function URL")
             r = self.wrk(req_file, threads, conns, self.args.duration)
             (out / "raw").mkdir(exist_ok=True)
