@@ -19,9 +19,10 @@ use crate::runtimes::Family;
 pub(crate) const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
 
 /// Names the abstract Unix socket on which the Runtime API is also served, `@` standing for the
-/// leading NUL of an abstract name (padded, see `updraft_sandbox::abstract_socket_addr`). Set for the runtimes whose client is Updraft's own (Python,
-/// Node.js), which prefer it to TCP: a message on a Unix socket skips the TCP/IP stack that
-/// loopback runs twice per message (send and receive side, both in the sender's time).
+/// leading NUL of an abstract name (padded, see `updraft_sandbox::abstract_socket_addr`). Set for
+/// the runtimes whose client is Updraft's own (Python, Node.js), which prefer it to TCP: a message
+/// on a Unix socket skips the TCP/IP stack that loopback runs twice per message (send and receive
+/// side, both in the sender's time).
 pub(crate) const RUNTIME_API_SOCKET_VAR: &str = "_UPDRAFT_RUNTIME_API_SOCKET";
 
 const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin/:/bin:/opt/bin";

@@ -803,11 +803,16 @@ mod tests {
     }
 
     fn start() -> Harness {
+        start_with(None)
+    }
+
+    /// A harness that also serves on `unix`.
+    fn start_with(unix: Option<std::os::unix::net::UnixListener>) -> Harness {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (ev_tx, events) = mpsc::unbounded_channel();
         let (api, next_tx) = RuntimeApi::new(ev_tx);
-        let server = serve(listener, None, api).unwrap();
+        let server = serve(listener, unix, api).unwrap();
         Harness {
             addr,
             next_tx,
@@ -821,7 +826,13 @@ mod tests {
     }
 
     async fn connect(addr: std::net::SocketAddr) -> Client {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client_over(tokio::net::TcpStream::connect(addr).await.unwrap()).await
+    }
+
+    async fn client_over<S>(stream: S) -> Client
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (send, conn) = client::handshake(TokioIo::new(stream)).await.unwrap();
         tokio::spawn(conn);
         Client { send }
@@ -899,37 +910,23 @@ mod tests {
 
     #[tokio::test]
     async fn the_unix_socket_serves_the_same_api_and_state() {
-        use std::os::linux::net::SocketAddrExt;
         let name = format!("updraft-runtime-api-test-{}", std::process::id());
-        let sa = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+        let sa = updraft_sandbox::abstract_socket_addr(&name).unwrap();
         let unix = std::os::unix::net::UnixListener::bind_addr(&sa).unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (ev_tx, mut events) = mpsc::unbounded_channel();
-        let (api, next_tx) = RuntimeApi::new(ev_tx);
-        let server = serve(listener, Some(unix), api).unwrap();
-        let _h = Harness {
-            addr,
-            next_tx: next_tx.clone(),
-            events: mpsc::unbounded_channel().1,
-            server,
-        };
+        let mut h = start_with(Some(unix));
 
         let stream = std::os::unix::net::UnixStream::connect_addr(&sa).unwrap();
         stream.set_nonblocking(true).unwrap();
-        let stream = UnixStream::from_std(stream).unwrap();
-        let (send, conn) = client::handshake(TokioIo::new(stream)).await.unwrap();
-        tokio::spawn(conn);
-        let mut over_unix = Client { send };
-        next_tx.send(assigned("req-u")).await.unwrap();
+        let mut over_unix = client_over(UnixStream::from_std(stream).unwrap()).await;
+        h.next_tx.send(assigned("req-u")).await.unwrap();
         let (status, headers, body) = over_unix.call(Method::GET, NEXT, &[], Bytes::new()).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers["lambda-runtime-aws-request-id"], "req-u");
         assert_eq!(&body[..], b"{\"k\":1}");
-        assert!(matches!(events.recv().await, Some(RuntimeEvent::Next)));
+        assert!(matches!(h.events.recv().await, Some(RuntimeEvent::Next)));
 
         // The invocation handed out on the socket is the one TCP answers for.
-        let mut over_tcp = connect(addr).await;
+        let mut over_tcp = connect(h.addr).await;
         let (status, _, _) = over_tcp
             .call(
                 Method::POST,
@@ -939,7 +936,7 @@ mod tests {
             )
             .await;
         assert_eq!(status, StatusCode::ACCEPTED);
-        match events.recv().await {
+        match h.events.recv().await {
             Some(RuntimeEvent::Response { body, .. }) => assert_eq!(&body[..], b"\"ok\""),
             other => panic!("expected the response, got {other:?}"),
         }

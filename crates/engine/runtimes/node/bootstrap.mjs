@@ -215,9 +215,7 @@ class RuntimeConnection {
       if (overUnix && !connected) {
         // No Unix socket here after all: the same requests go over TCP, from now on.
         this.socketPath = null;
-        this.queue = this.inflight.map((c) => c.req).concat(this.queue);
-        this.inflight = [];
-        this.flush();
+        this.resendInflight();
         return;
       }
       const lost = this.inflight;
@@ -242,6 +240,13 @@ class RuntimeConnection {
     socket.on('close', () => gone(null));
     this.socket = socket;
     this.buf = EMPTY;
+  }
+
+  /** Sends the requests written to a connection that is gone again, ahead of the queued ones. */
+  resendInflight() {
+    this.queue = this.inflight.map((c) => c.req).concat(this.queue);
+    this.inflight = [];
+    this.flush();
   }
 
   /** Writes every queued request in one write. */
@@ -315,10 +320,7 @@ class RuntimeConnection {
       this.socket = null;
       socket.destroy();
       // Whatever was pipelined behind this answer goes again on a new connection.
-      const resend = this.inflight.map((c) => c.req);
-      this.inflight = [];
-      this.queue = resend.concat(this.queue);
-      if (this.queue.length > 0) this.flush();
+      this.resendInflight();
     }
     cur.req.resolve({ status, headers, body });
     return true;

@@ -145,7 +145,11 @@ class RuntimeApiClient:
         A stale keep-alive connection fails on first use; the request is then sent
         once more on a fresh connection.
         """
-        data = self._encode(method, path, body or b"", headers)
+        return self._send(self._encode(method, path, body or b"", headers))
+
+    def _send(self, data):
+        """Writes `data` and reads the first answer, once more on a fresh connection when a
+        stale keep-alive connection fails on first use."""
         for attempt in (0, 1):
             sock = self._connection()
             try:
@@ -252,28 +256,17 @@ class RuntimeApiClient:
         invocation instead of two round trips.
         """
         path, body, headers = outcome
-        data = self._encode("POST", path, body, headers) + self._encode("GET", NEXT_PATH)
-        for attempt in (0, 1):
-            sock = self._connection()
-            try:
-                sock.sendall(data)
-                resp, answer = self._read_response()
-            except (http.client.HTTPException, ConnectionError, BrokenPipeError):
-                self._close()
-                if attempt == 1:
-                    raise
-                continue
-            self._check_post(path, resp, answer)
-            if self._sock is None:
-                # The post's answer closed the connection: /next goes on a new one.
-                return self.next_invocation()
-            try:
-                resp, answer = self._read_response()
-            except (http.client.HTTPException, ConnectionError, BrokenPipeError):
-                self._close()
-                return self.next_invocation()
-            return self._next_answer(resp, answer)
-        raise AssertionError("unreachable")
+        resp, answer = self._send(self._encode("POST", path, body, headers) + self._encode("GET", NEXT_PATH))
+        self._check_post(path, resp, answer)
+        if self._sock is None:
+            # The post's answer closed the connection: /next goes on a new one.
+            return self.next_invocation()
+        try:
+            resp, answer = self._read_response()
+        except (http.client.HTTPException, ConnectionError, BrokenPipeError):
+            self._close()
+            return self.next_invocation()
+        return self._next_answer(resp, answer)
 
     @staticmethod
     def response_outcome(request_id, body, content_type):

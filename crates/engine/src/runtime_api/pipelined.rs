@@ -24,6 +24,9 @@ const NEXT_REQUEST_LINE: &[u8] = b"GET /2018-06-01/runtime/invocation/next HTTP/
 /// Only the end of a read is searched for it: a `/next` has no body and a few short headers.
 const NEXT_SEARCH_WINDOW: usize = 512;
 const ACCEPTED_STATUS_LINE: &[u8] = b"HTTP/1.1 202 ";
+/// Slices of the write that releases a held answer: the answer and what hyper writes (a head
+/// and a body).
+const MAX_SLICES: usize = 8;
 
 /// Wraps one Runtime API connection; see the module documentation.
 pub(crate) struct PipelinedIo<S> {
@@ -130,11 +133,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for PipelinedIo<S> {
             if this.held.is_empty() {
                 return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
             }
-            // The held answer and these bytes in one write.
-            let mut iov = Vec::with_capacity(bufs.len() + 1);
-            iov.push(IoSlice::new(&this.held[this.sent..]));
-            iov.extend(bufs.iter().map(|b| IoSlice::new(b)));
-            let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, &iov))?;
+            // The held answer and these bytes in one write; a few slices are enough (a write
+            // may take fewer than it is given), and an array keeps the hot path allocation-free.
+            let mut iov = [IoSlice::new(&[]); MAX_SLICES];
+            iov[0] = IoSlice::new(&this.held[this.sent..]);
+            let taken = bufs.len().min(MAX_SLICES - 1);
+            iov[1..=taken].copy_from_slice(&bufs[..taken]);
+            let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, &iov[..=taken]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
