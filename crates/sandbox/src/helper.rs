@@ -29,7 +29,7 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, raise, signal, sigprocmask};
 use nix::sys::stat::{Mode, SFlag, fstat, umask};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Gid, Pid, Uid, fork, pipe2, setresgid, setresuid, setsid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid, fork, pipe2, setpgid, setresgid, setresuid};
 
 use crate::mounts::{self, RealHost};
 use crate::protocol::{self, HelperMsg, PipeAssignment, ServerMsg, SetupRequest};
@@ -515,7 +515,15 @@ fn pid1(
     set_limit(Resource::RLIMIT_NOFILE, spec.nofile, status)?;
     process_limit(spec.pids_max, pids_cgroup, status)?;
 
-    setsid().map_err(fail(Step::Setsid, "setsid"))?;
+    // A process group of its own, so that job control on a terminal the server runs in (Ctrl-C
+    // signals the server's foreground group) does not reach the environment. Not a session of
+    // its own: where the kernel groups tasks by session for CPU scheduling
+    // (`kernel.sched_autogroup_enabled`, on in many distributions' kernels), each environment
+    // then became a scheduling group of its own, and under load a runtime could wait hundreds of
+    // milliseconds for a CPU while its invocation waited with it (docs/performance.md). The
+    // terminal stays out of reach: stdin is /dev/null, no descriptor of it is inherited, and the
+    // jail's /dev has no tty through which to open it.
+    setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(fail(Step::ProcessGroup, "setpgid"))?;
     nix::sys::prctl::set_no_new_privs().map_err(fail(Step::NoNewPrivs, "PR_SET_NO_NEW_PRIVS"))?;
     sys::drop_bounding_set(sys::last_cap())
         .map_err(fail(Step::Capabilities, "clearing the bounding set"))?;

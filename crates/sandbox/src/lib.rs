@@ -314,8 +314,8 @@ pub enum Step {
     PivotRoot,
     /// Setting resource limits.
     Rlimits,
-    /// Starting a new session without a controlling terminal.
-    Setsid,
+    /// Moving into a process group of its own.
+    ProcessGroup,
     /// Setting `no_new_privs`.
     NoNewPrivs,
     /// Dropping capabilities (bounding, ambient, effective, permitted, inheritable).
@@ -346,7 +346,7 @@ impl fmt::Display for Step {
             Step::Mounts => "mounts",
             Step::PivotRoot => "pivot-root",
             Step::Rlimits => "rlimits",
-            Step::Setsid => "setsid",
+            Step::ProcessGroup => "process-group",
             Step::NoNewPrivs => "no-new-privs",
             Step::Capabilities => "capabilities",
             Step::Credentials => "credentials",

@@ -651,6 +651,49 @@ fn cgroup_limits_are_written(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
+/// Fields 5 and 6 of `/proc/<pid>/stat`: process group and session.
+fn pgrp_and_session(pid: &str) -> Result<(i32, i32), String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    match (
+        f.get(2).and_then(|v| v.parse().ok()),
+        f.get(3).and_then(|v| v.parse().ok()),
+    ) {
+        (Some(pgrp), Some(sid)) => Ok((pgrp, sid)),
+        _ => Err(format!("cannot parse {stat:?}")),
+    }
+}
+
+fn own_process_group_in_the_servers_session(ctx: &Ctx) -> Result<(), String> {
+    let spec = ctx.spec("pgrp", &["/bin/sleep", "1000"]);
+    let jail = ctx.spawn(&spec)?;
+    let pid = jail
+        .cgroup_paths()
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p.join("cgroup.procs")).ok())
+        .and_then(|t| t.lines().next().map(str::to_string))
+        .ok_or("no process in the environment's cgroup")?;
+    let (pgrp, sid) = pgrp_and_session(&pid)?;
+    let (_, our_sid) = pgrp_and_session("self")?;
+    check(pgrp.to_string() == pid, || {
+        format!("pid {pid} is in process group {pgrp}, not its own")
+    })?;
+    // A session per environment would make each one a CPU scheduling group of its own on hosts
+    // with autogroup scheduling.
+    check(sid == our_sid, || {
+        format!("pid {pid} is in session {sid}, the server in {our_sid}")
+    })?;
+    let group = |p: &str| std::fs::read_to_string(format!("/proc/{p}/autogroup")).ok();
+    check(group(&pid) == group("self"), || {
+        format!(
+            "autogroup {:?}, the server's {:?}",
+            group(&pid),
+            group("self")
+        )
+    })
+}
+
 fn kill_ends_a_sleeping_environment_promptly(ctx: &Ctx) -> Result<(), String> {
     let jail = std::sync::Arc::new(ctx.spawn(&ctx.spec("kill", &["/bin/sleep", "1000"]))?);
     let waiter = {
@@ -1377,6 +1420,11 @@ fn main() {
             Root,
         ),
         ("cgroup_limits_are_written", cgroup_limits_are_written, Root),
+        (
+            "own_process_group_in_the_servers_session",
+            own_process_group_in_the_servers_session,
+            Root,
+        ),
         (
             "kill_ends_a_sleeping_environment_promptly",
             kill_ends_a_sleeping_environment_promptly,
