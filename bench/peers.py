@@ -208,7 +208,7 @@ class Ctx:
         return dst
 
 
-def peer_hyper(ctx: Ctx) -> dict:
+def hyper_floor_binary(ctx: Ctx) -> Path:
     target = ctx.build / "hyper-floor"
     binary = target / "release" / "hyper-floor"
     if not (ctx.args.skip_build and binary.exists()):
@@ -220,13 +220,39 @@ def peer_hyper(ctx: Ctx) -> dict:
         )
     if not binary.exists():
         raise NotMeasured(f"no binary at {binary}")
+    return binary
+
+
+def hyper_version() -> str:
     lock = (PEERS / "hyper-floor" / "Cargo.lock").read_text()
     m = re.search(r'name = "hyper"\nversion = "([^"]+)"', lock)
+    return m.group(1) if m else "?"
+
+
+def peer_hyper(ctx: Ctx) -> dict:
+    binary = hyper_floor_binary(ctx)
     port = free_port()
     return {
-        "version": f"hyper {m.group(1) if m else '?'} + tokio, HTTP/1.1",
+        "version": f"hyper {hyper_version()} + tokio, HTTP/1.1",
         "port": port,
         "procs": lambda: [start([str(binary), str(port)], BENCH, ctx.log_file("hyper-floor"))],
+    }
+
+
+def peer_relay(ctx: Ctx) -> dict:
+    """The same hello one process hop away: a hyper relay posting each body to a hyper-floor behind it."""
+    binary = hyper_floor_binary(ctx)
+    port, upstream = free_port(), free_port()
+
+    def procs() -> list[subprocess.Popen]:
+        worker = start([str(binary), str(upstream)], BENCH, ctx.log_file("relay-floor"))
+        wait_listening(upstream, READY_S)
+        return [worker, start([str(binary), str(port), "--relay", str(upstream)], BENCH, ctx.log_file("relay-floor"))]
+
+    return {
+        "version": f"hyper {hyper_version()} + tokio, HTTP/1.1, a kept-alive connection per client connection",
+        "port": port,
+        "procs": procs,
     }
 
 
@@ -346,6 +372,7 @@ def peer_cargo_lambda(ctx: Ctx) -> dict:
 # key, label, Updraft runtime it is compared with, kind, setup
 CATALOGUE = [
     ("hyper-floor", "raw hyper server (floor)", "rust", "floor", peer_hyper),
+    ("relay-floor", "raw hyper relay + raw hyper server, two processes (floor)", "rust", "floor", peer_relay),
     ("node-floor", "raw Node.js http server (floor)", "node", "floor", peer_node_floor),
     ("serverless-offline", "serverless-offline", "node", "emulator", peer_serverless_offline),
     ("lambda-local", "lambda-local (watch mode)", "node", "emulator", peer_lambda_local),

@@ -12,8 +12,8 @@
 #   UPDRAFT_BIN        binary to benchmark (default: target/release/updraft, built with `cargo build --release`)
 #   BENCH_SKIP_BUILD=1 no `cargo build` of Updraft; the bench's own small Rust programs (rust-hello, hyper-floor)
 #                      are built only when their binary is missing
-#   BENCH_PEERS        comma-separated subset of hyper-floor,node-floor,serverless-offline,lambda-local,workerd,
-#                      cargo-lambda, or `none` (default: all)
+#   BENCH_PEERS        comma-separated subset of hyper-floor,relay-floor,node-floor,serverless-offline,lambda-local,
+#                      workerd,cargo-lambda, or `none` (default: all)
 #   BENCH_MEM_ENVS     idle warm Python environments measured together (default 50; 0 skips)
 #   BENCH_URLS=0       no Function URL runs (by default the Python and Node.js hellos are also measured through
 #                      a public Function URL)
