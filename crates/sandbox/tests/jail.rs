@@ -651,6 +651,18 @@ fn cgroup_limits_are_written(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
+/// The host pids of the environment's processes, from its first cgroup (every hierarchy lists
+/// the same ones).
+fn environment_pids(jail: &Jail) -> Vec<i32> {
+    jail.cgroup_paths()
+        .first()
+        .and_then(|p| std::fs::read_to_string(p.join("cgroup.procs")).ok())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
 /// Fields 5 and 6 of `/proc/<pid>/stat`: process group and session.
 fn pgrp_and_session(pid: &str) -> Result<(i32, i32), String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
@@ -668,11 +680,9 @@ fn pgrp_and_session(pid: &str) -> Result<(i32, i32), String> {
 fn own_process_group_in_the_servers_session(ctx: &Ctx) -> Result<(), String> {
     let spec = ctx.spec("pgrp", &["/bin/sleep", "1000"]);
     let jail = ctx.spawn(&spec)?;
-    let pid = jail
-        .cgroup_paths()
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p.join("cgroup.procs")).ok())
-        .and_then(|t| t.lines().next().map(str::to_string))
+    let pid = environment_pids(&jail)
+        .first()
+        .map(i32::to_string)
         .ok_or("no process in the environment's cgroup")?;
     let (pgrp, sid) = pgrp_and_session(&pid)?;
     let (_, our_sid) = pgrp_and_session("self")?;
@@ -720,14 +730,7 @@ fn dropping_the_jail_kills_everything(ctx: &Ctx) -> Result<(), String> {
     // A background child that ignores SIGTERM and outlives its parent's exec.
     let jail = ctx.spawn(&ctx.sh("drop", "trap '' TERM; sleep 1000 & sleep 1000"))?;
     thread::sleep(Duration::from_millis(200));
-    let procs: Vec<i32> = jail
-        .cgroup_paths()
-        .first()
-        .and_then(|p| std::fs::read_to_string(p.join("cgroup.procs")).ok())
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.parse().ok())
-        .collect();
+    let procs = environment_pids(&jail);
     check(procs.len() == 3, || {
         format!("expected sh and two sleeps: {procs:?}")
     })?;
