@@ -8,6 +8,9 @@
 //! - [`verify`] checks header authentication (`Authorization: AWS4-HMAC-SHA256 …`) or a presigned query
 //!   (`X-Amz-Signature=…`), and returns who signed and for which region and service. Its error,
 //!   [`VerifyError`], knows the AWS error code, HTTP status and message each failure maps to.
+//! - [`verify_head`] does every check the request head allows before the body is read (and the
+//!   signature itself when the head carries the payload hash); [`HeadVerified::finish`] completes it
+//!   with the body's hash, so a server never reads a body for an unknown key or a bad scope.
 //! - [`sign_headers`] returns the headers a client adds to a request; [`presign`] returns the query
 //!   parameters of a presigned URL.
 //! - The canonical form follows AWS: path segments encoded twice for every service except `s3`
@@ -29,7 +32,10 @@ use sha2::{Digest, Sha256};
 
 pub use canonical::{PathEncoding, canonical_uri};
 pub use sign::{SignError, SigningParams, presign, sign_headers, sign_headers_with_payload};
-pub use verify::{Scope, Verified, VerifyError, verify, verify_with_signing_key};
+pub use verify::{
+    BodyCheck, HeadVerified, Scope, Verified, VerifyError, verify, verify_head,
+    verify_with_signing_key,
+};
 
 /// The only signing algorithm SigV4 defines for HMAC keys.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";

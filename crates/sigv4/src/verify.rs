@@ -83,6 +83,10 @@ pub enum VerifyError {
         canonical_request: String,
         string_to_sign: String,
     },
+    /// `UNSIGNED-PAYLOAD` or `STREAMING-UNSIGNED-PAYLOAD-TRAILER` for a service other than `s3`:
+    /// only S3 accepts a body its signature does not cover.
+    #[error("payload hash {0:?} is not accepted by this service")]
+    UnsignedPayload(String),
     #[error("x-amz-content-sha256 {declared} does not match the body's sha256 {actual}")]
     BodyHashMismatch { declared: String, actual: String },
 }
@@ -117,6 +121,7 @@ impl VerifyError {
             | SignatureNotYetCurrent { .. }
             | PresignExpired { .. }
             | SignatureMismatch { .. }
+            | UnsignedPayload(_)
             | BodyHashMismatch { .. } => "InvalidSignatureException",
         }
     }
@@ -144,7 +149,7 @@ impl VerifyError {
             MalformedPresignedQuery(_) | InvalidExpires(_) => "AuthorizationQueryParametersError",
             SignatureExpired { .. } | SignatureNotYetCurrent { .. } => "RequestTimeTooSkewed",
             UnknownAccessKey(_) => "InvalidAccessKeyId",
-            SignatureMismatch { .. } => "SignatureDoesNotMatch",
+            SignatureMismatch { .. } | UnsignedPayload(_) => "SignatureDoesNotMatch",
             BodyHashMismatch { .. } => "XAmzContentSHA256Mismatch",
         }
     }
@@ -226,6 +231,10 @@ impl VerifyError {
                  STREAMING-UNSIGNED-PAYLOAD-TRAILER, not '{value}'."
             ),
             SignatureMismatch { .. } => SIGNATURE_MISMATCH_MESSAGE.to_owned(),
+            UnsignedPayload(value) => format!(
+                "{SIGNATURE_MISMATCH_MESSAGE} This service requires the payload to be signed: \
+                 x-amz-content-sha256 must be the hex SHA-256 of the body, not '{value}'."
+            ),
             BodyHashMismatch { .. } => "The provided 'x-amz-content-sha256' header does not match \
                  what was computed."
                 .to_owned(),
@@ -253,8 +262,10 @@ struct Claim {
 /// `secret_for` returns the secret of an access key id, or `None` when the key is unknown.
 ///
 /// The payload hash in the canonical request is the `x-amz-content-sha256` header when present (a hex
-/// value must then equal `body_sha256_hex`), otherwise the body's hash for header authentication, and
-/// `UNSIGNED-PAYLOAD` or the body's hash for presigned requests.
+/// value must then equal `body_sha256_hex`; `UNSIGNED-PAYLOAD` and
+/// `STREAMING-UNSIGNED-PAYLOAD-TRAILER` only for `s3`), otherwise the body's hash for header
+/// authentication, and `UNSIGNED-PAYLOAD` (for `s3`, or an empty body) or the body's hash for
+/// presigned requests. It is [`verify_head`] followed by [`HeadVerified::finish`].
 pub fn verify(
     req: &RequestParts,
     body_sha256_hex: &str,
@@ -294,6 +305,174 @@ pub fn verify_with_signing_key(
     now: OffsetDateTime,
     key_for: impl FnOnce(&Scope<'_>) -> Option<[u8; 32]>,
 ) -> Result<Verified, VerifyError> {
+    verify_head(req, now, key_for)?.finish(body_sha256_hex)
+}
+
+/// What the body of a request verified from its head must still satisfy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyCheck {
+    /// The signature is checked; the body must hash to this declared `x-amz-content-sha256`.
+    DeclaredHash(String),
+    /// The signature is checked and covers no body: it was made over this placeholder
+    /// (`UNSIGNED-PAYLOAD` or `STREAMING-UNSIGNED-PAYLOAD-TRAILER`, `s3` only).
+    Unsigned(String),
+    /// The signature is checked over `UNSIGNED-PAYLOAD` by a presigned request of a service that
+    /// needs its payload signed: only an empty body is covered.
+    EmptyOnly,
+    /// The signature covers the body's hash, which only the body gives: it is checked by
+    /// [`HeadVerified::finish`].
+    SignatureCoversBody,
+}
+
+/// A request whose head passed every check the head allows: the claim is well-formed and
+/// current, the access key is known, and, where the payload hash does not depend on the body,
+/// the signature itself matched. [`finish`](Self::finish) completes it with the body's hash.
+///
+/// A server reads the body only after this, so that an anonymous client or one with a wrong
+/// key never makes it buffer or hash a byte.
+#[derive(Debug, Clone)]
+pub struct HeadVerified {
+    access_key_id: String,
+    region: String,
+    service: String,
+    request_time: OffsetDateTime,
+    presigned: bool,
+    body: BodyCheck,
+    /// What the signature is recomputed from once the body's hash is known
+    /// ([`BodyCheck::SignatureCoversBody`] only).
+    pending: Option<PendingSignature>,
+}
+
+/// The parts of a canonical request that precede the payload hash, kept for [`HeadVerified::finish`].
+#[derive(Clone)]
+struct PendingSignature {
+    key: [u8; 32],
+    method: String,
+    canonical_uri: String,
+    canonical_query: String,
+    canonical_headers: String,
+    signed_line: String,
+    amz_date: String,
+    scope: String,
+    signature: String,
+}
+
+// The derived key must not reach logs.
+impl std::fmt::Debug for PendingSignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSignature").finish_non_exhaustive()
+    }
+}
+
+impl PendingSignature {
+    /// The canonical request and string to sign for `payload_hash`, and whether they match.
+    fn check(&self, payload_hash: &str) -> (bool, String, String) {
+        let creq = canonical_request(
+            &self.method,
+            &self.canonical_uri,
+            &self.canonical_query,
+            &self.canonical_headers,
+            &self.signed_line,
+            payload_hash,
+        );
+        let sts = string_to_sign(&self.amz_date, &self.scope, &creq);
+        let expected = signature(&self.key, &sts);
+        let ok = bool::from(expected.as_bytes().ct_eq(self.signature.as_bytes()));
+        (ok, creq, sts)
+    }
+}
+
+/// The hex SHA-256 of an empty body.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+impl HeadVerified {
+    pub fn access_key_id(&self) -> &str {
+        &self.access_key_id
+    }
+
+    /// The region of the credential scope.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The service of the credential scope.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// What the body must still satisfy.
+    pub fn body_check(&self) -> &BodyCheck {
+        &self.body
+    }
+
+    /// Whether the signature already matched (the body is then only held to
+    /// [`body_check`](Self::body_check)); `false` when it covers the body's hash.
+    pub fn signature_checked(&self) -> bool {
+        self.body != BodyCheck::SignatureCoversBody
+    }
+
+    /// Completes the verification with the hex SHA-256 of the body as received.
+    pub fn finish(self, body_sha256_hex: &str) -> Result<Verified, VerifyError> {
+        let payload_hash = match &self.body {
+            BodyCheck::DeclaredHash(declared) => {
+                // Checked after the signature so that only an authenticated client learns
+                // about its body.
+                if !declared.eq_ignore_ascii_case(body_sha256_hex) {
+                    return Err(VerifyError::BodyHashMismatch {
+                        declared: declared.clone(),
+                        actual: body_sha256_hex.to_owned(),
+                    });
+                }
+                declared.clone()
+            }
+            BodyCheck::Unsigned(placeholder) => placeholder.clone(),
+            BodyCheck::EmptyOnly if body_sha256_hex.eq_ignore_ascii_case(EMPTY_SHA256) => {
+                UNSIGNED_PAYLOAD.to_owned()
+            }
+            BodyCheck::EmptyOnly | BodyCheck::SignatureCoversBody => {
+                let body = body_sha256_hex.to_ascii_lowercase();
+                // With `EmptyOnly` there is nothing to recompute: a body the signature does
+                // not cover is a mismatch.
+                let (ok, canonical_request, string_to_sign) = self
+                    .pending
+                    .as_ref()
+                    .map(|p| p.check(&body))
+                    .unwrap_or_default();
+                if !ok {
+                    return Err(VerifyError::SignatureMismatch {
+                        canonical_request,
+                        string_to_sign,
+                    });
+                }
+                body
+            }
+        };
+        Ok(Verified {
+            access_key_id: self.access_key_id,
+            region: self.region,
+            service: self.service,
+            date: self.request_time,
+            presigned: self.presigned,
+            payload_hash,
+        })
+    }
+}
+
+/// Verifies everything a request's head allows, before its body is read: the claim (header or
+/// presigned query), the clock, the payload-hash mode the service accepts, the access key, and the
+/// signature whenever the payload hash is given by the head (`x-amz-content-sha256`, or
+/// `UNSIGNED-PAYLOAD` where it is allowed). `key_for` is as in [`verify_with_signing_key`].
+///
+/// Only `s3` accepts a payload the signature does not cover (`UNSIGNED-PAYLOAD`,
+/// `STREAMING-UNSIGNED-PAYLOAD-TRAILER`); other services answer those with
+/// [`VerifyError::UnsignedPayload`], as AWS does, so that a body cannot be swapped under a
+/// valid signature. A presigned request of another service may sign `UNSIGNED-PAYLOAD` for an
+/// empty body only ([`BodyCheck::EmptyOnly`]).
+pub fn verify_head(
+    req: &RequestParts,
+    now: OffsetDateTime,
+    key_for: impl FnOnce(&Scope<'_>) -> Option<[u8; 32]>,
+) -> Result<HeadVerified, VerifyError> {
     let now = now.to_offset(UtcOffset::UTC);
     let query = parse_query(req.query);
     let presigned = query.iter().any(|p| {
@@ -313,8 +492,7 @@ pub fn verify_with_signing_key(
         }
     };
 
-    let (candidates, declared_hex) =
-        payload_hashes(req.headers, body_sha256_hex, presigned, &claim.service)?;
+    let mode = payload_mode(req.headers, presigned, &claim.service)?;
 
     let key = key_for(&Scope {
         access_key_id: &claim.access_key_id,
@@ -329,79 +507,92 @@ pub fn verify_with_signing_key(
     } else {
         canonical_query(&query)
     };
-    let canonical_uri = canonical_uri(req.path, PathEncoding::for_service(&claim.service));
-    let canonical_headers = canonical_headers(req.headers, &claim.signed_headers);
-    let amz_date = basic(&claim.request_time);
-    let scope = credential_scope(&claim.scope_date, &claim.region, &claim.service);
-    let mut first_attempt = None;
-    let mut payload_hash = None;
-    for candidate in candidates {
-        let creq = canonical_request(
-            req.method,
-            &canonical_uri,
-            &canonical_query,
-            &canonical_headers,
-            &claim.signed_line,
-            &candidate,
-        );
-        let sts = string_to_sign(&amz_date, &scope, &creq);
-        let expected = signature(&key, &sts);
-        if bool::from(expected.as_bytes().ct_eq(claim.signature.as_bytes())) {
-            payload_hash = Some(candidate);
-            break;
-        }
-        first_attempt.get_or_insert((creq, sts));
-    }
-    let Some(payload_hash) = payload_hash else {
-        let (canonical_request, string_to_sign) = first_attempt.unwrap_or_default();
-        return Err(VerifyError::SignatureMismatch {
-            canonical_request,
-            string_to_sign,
-        });
+    let pending = PendingSignature {
+        key,
+        method: req.method.to_owned(),
+        canonical_uri: canonical_uri(req.path, PathEncoding::for_service(&claim.service)),
+        canonical_query,
+        canonical_headers: canonical_headers(req.headers, &claim.signed_headers),
+        signed_line: claim.signed_line,
+        amz_date: basic(&claim.request_time),
+        scope: credential_scope(&claim.scope_date, &claim.region, &claim.service),
+        signature: claim.signature,
     };
-
-    // Checked after the signature so that only an authenticated client learns about its body.
-    if let Some(declared) = declared_hex
-        && !declared.eq_ignore_ascii_case(body_sha256_hex)
-    {
-        return Err(VerifyError::BodyHashMismatch {
-            declared,
-            actual: body_sha256_hex.to_owned(),
-        });
-    }
-
-    Ok(Verified {
+    let mismatch = |creq: String, sts: String| VerifyError::SignatureMismatch {
+        canonical_request: creq,
+        string_to_sign: sts,
+    };
+    let (body, pending) = match mode {
+        PayloadMode::Declared(hex) => {
+            let (ok, creq, sts) = pending.check(&hex);
+            if !ok {
+                return Err(mismatch(creq, sts));
+            }
+            (BodyCheck::DeclaredHash(hex), None)
+        }
+        PayloadMode::Unsigned(placeholder) => {
+            let (ok, creq, sts) = pending.check(&placeholder);
+            if !ok {
+                return Err(mismatch(creq, sts));
+            }
+            (BodyCheck::Unsigned(placeholder), None)
+        }
+        PayloadMode::PresignedEither { any_body } => {
+            // S3 presigners sign `UNSIGNED-PAYLOAD`, others (botocore's) the body's hash; each
+            // can only match if the client signed that very value.
+            let (ok, _, _) = pending.check(UNSIGNED_PAYLOAD);
+            match (ok, any_body) {
+                (true, true) => (BodyCheck::Unsigned(UNSIGNED_PAYLOAD.to_owned()), None),
+                (true, false) => (BodyCheck::EmptyOnly, None),
+                (false, _) => (BodyCheck::SignatureCoversBody, Some(pending)),
+            }
+        }
+        PayloadMode::BodyHash => (BodyCheck::SignatureCoversBody, Some(pending)),
+    };
+    Ok(HeadVerified {
         access_key_id: claim.access_key_id,
         region: claim.region,
         service: claim.service,
-        date: claim.request_time,
+        request_time: claim.request_time,
         presigned,
-        payload_hash,
+        body,
+        pending,
     })
 }
 
-/// The payload hashes the canonical request may carry (tried in order), and the hex value to hold
-/// the body to, if any.
-///
-/// A presigned request without `x-amz-content-sha256` is ambiguous: S3 presigners sign
-/// `UNSIGNED-PAYLOAD`, other presigners (botocore's among them) sign the body's hash. Either is
-/// accepted; each can only match if the client signed that very value.
-fn payload_hashes(
+/// How the canonical request's payload hash is found.
+enum PayloadMode {
+    /// A hex `x-amz-content-sha256`: the signature can be checked at once.
+    Declared(String),
+    /// `UNSIGNED-PAYLOAD` or `STREAMING-UNSIGNED-PAYLOAD-TRAILER` declared (S3 only).
+    Unsigned(String),
+    /// A presigned request without `x-amz-content-sha256`: either `UNSIGNED-PAYLOAD` or the
+    /// body's hash was signed. With `any_body` (S3) `UNSIGNED-PAYLOAD` leaves any body
+    /// uncovered; elsewhere it covers an empty body only.
+    PresignedEither { any_body: bool },
+    /// Header authentication without `x-amz-content-sha256`: the body's hash was signed.
+    BodyHash,
+}
+
+fn payload_mode(
     headers: &[(String, String)],
-    body_sha256_hex: &str,
     presigned: bool,
     service: &str,
-) -> Result<(Vec<String>, Option<String>), VerifyError> {
-    let body = body_sha256_hex.to_ascii_lowercase();
+) -> Result<PayloadMode, VerifyError> {
     match header_value(headers, "x-amz-content-sha256") {
-        None if presigned && service == "s3" => Ok((vec![UNSIGNED_PAYLOAD.to_owned(), body], None)),
-        None if presigned => Ok((vec![body, UNSIGNED_PAYLOAD.to_owned()], None)),
-        None => Ok((vec![body], None)),
+        None if presigned => Ok(PayloadMode::PresignedEither {
+            any_body: service == "s3",
+        }),
+        None => Ok(PayloadMode::BodyHash),
         Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Ok((vec![v.clone()], Some(v)))
+            Ok(PayloadMode::Declared(v))
         }
         Some(v) if v == UNSIGNED_PAYLOAD || v == STREAMING_UNSIGNED_PAYLOAD_TRAILER => {
-            Ok((vec![v], None))
+            if service == "s3" {
+                Ok(PayloadMode::Unsigned(v))
+            } else {
+                Err(VerifyError::UnsignedPayload(v))
+            }
         }
         Some(v) => Err(VerifyError::UnsupportedPayloadHash(v)),
     }
@@ -1201,6 +1392,175 @@ mod tests {
         );
     }
 
+    /// A Lambda request signed with `payload` written into `x-amz-content-sha256` and the
+    /// canonical request, by hand (the signer refuses to sign an unsigned Lambda payload).
+    fn lambda_with_declared_payload(payload: &str) -> Vec<(String, String)> {
+        let mut headers = vec![
+            h("host", "h"),
+            h("x-amz-content-sha256", payload),
+            h("x-amz-date", "20240517T093015Z"),
+        ];
+        headers.push(hand_authorization(
+            "POST",
+            "/2015-03-31/functions/f/invocations",
+            &headers,
+            &["host", "x-amz-content-sha256", "x-amz-date"],
+            payload,
+            "lambda",
+        ));
+        headers
+    }
+
+    #[test]
+    fn unsigned_payload_is_refused_outside_s3_before_the_key_is_looked_up() {
+        for payload in [UNSIGNED_PAYLOAD, STREAMING_UNSIGNED_PAYLOAD_TRAILER] {
+            let headers = lambda_with_declared_payload(payload);
+            let req = parts("POST", "/2015-03-31/functions/f/invocations", "", &headers);
+            let err = verify_head(&req, T0, |_| panic!("key looked up")).unwrap_err();
+            assert_eq!(err, VerifyError::UnsignedPayload(payload.into()));
+            assert_eq!(err.aws_error_code(), "InvalidSignatureException");
+            assert_eq!(err.http_status(), 403);
+            // The signature is right; the swapped body is what it does not cover.
+            let err = verify(&req, &sha256_hex(b"swapped"), T0, secrets).unwrap_err();
+            assert_eq!(err, VerifyError::UnsignedPayload(payload.into()));
+        }
+    }
+
+    #[test]
+    fn head_refuses_an_unknown_key_and_a_bad_scope_without_the_body() {
+        let headers = signed_request("POST", ARN_PATH, "", b"{}", "lambda", T0);
+        let req = parts("POST", ARN_PATH, "", &headers);
+        let err = verify_head(&req, T0, |_| None).unwrap_err();
+        assert_eq!(err, VerifyError::UnknownAccessKey(AKID.into()));
+        let late = T0 + Duration::minutes(16);
+        let err = verify_head(&req, late, |_| panic!("key looked up")).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::SignatureExpired { .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn head_checks_the_signature_when_the_payload_hash_is_declared() {
+        let body = br#"{"a":1}"#;
+        let creds = creds();
+        // Updraft's signer, like S3's, declares the payload hash in `x-amz-content-sha256`.
+        let base = vec![h("host", "h")];
+        let params = SigningParams {
+            credentials: &creds,
+            region: "us-east-1",
+            service: "lambda",
+            time: T0,
+        };
+        let mut headers = base.clone();
+        headers.extend(sign_headers(&parts("POST", ARN_PATH, "", &base), body, &params).unwrap());
+        let req = parts("POST", ARN_PATH, "", &headers);
+
+        // A wrong secret fails on the head alone.
+        let wrong = |s: &Scope<'_>| Some(s.signing_key("not-the-secret"));
+        let err = verify_head(&req, T0, wrong).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::SignatureMismatch { .. }),
+            "{err:?}"
+        );
+
+        let head = verify_head(&req, T0, |s| Some(s.signing_key(SECRET))).unwrap();
+        assert!(head.signature_checked());
+        assert_eq!(
+            head.body_check(),
+            &BodyCheck::DeclaredHash(sha256_hex(body))
+        );
+        let err = head.clone().finish(&sha256_hex(b"swapped")).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::BodyHashMismatch { .. }),
+            "{err:?}"
+        );
+        let v = head.finish(&sha256_hex(body)).unwrap();
+        assert_eq!(v.payload_hash, sha256_hex(body));
+    }
+
+    #[test]
+    fn head_defers_the_signature_when_it_covers_the_body() {
+        // As botocore signs Lambda requests: the body's hash is in the canonical request only.
+        let body = br#"{"a":1}"#;
+        let path = "/2015-03-31/functions/f/invocations";
+        let mut headers = vec![h("host", "h"), h("x-amz-date", "20240517T093015Z")];
+        headers.push(hand_authorization(
+            "POST",
+            path,
+            &headers,
+            &["host", "x-amz-date"],
+            &sha256_hex(body),
+            "lambda",
+        ));
+        let req = parts("POST", path, "", &headers);
+        let head = verify_head(&req, T0, |s| Some(s.signing_key(SECRET))).unwrap();
+        assert!(!head.signature_checked());
+        assert_eq!(head.body_check(), &BodyCheck::SignatureCoversBody);
+        assert_eq!(
+            (head.access_key_id(), head.region(), head.service()),
+            (AKID, "us-east-1", "lambda")
+        );
+        let err = head.clone().finish(&sha256_hex(b"swapped")).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::SignatureMismatch { .. }),
+            "{err:?}"
+        );
+        assert_eq!(head.finish(&sha256_hex(body)).unwrap().access_key_id, AKID);
+        // A wrong secret is only found out once the body's hash is known.
+        let head = verify_head(&req, T0, |s| Some(s.signing_key("nope"))).unwrap();
+        assert!(head.finish(&sha256_hex(body)).is_err());
+    }
+
+    #[test]
+    fn presigned_unsigned_payload_outside_s3_covers_an_empty_body_only() {
+        let headers = vec![h("host", "h")];
+        let mut query = vec![
+            ("X-Amz-Algorithm", ALGORITHM.to_owned()),
+            (
+                "X-Amz-Credential",
+                format!("{AKID}%2F20240517%2Fus-east-1%2Flambda%2Faws4_request"),
+            ),
+            ("X-Amz-Date", "20240517T093015Z".to_owned()),
+            ("X-Amz-Expires", "300".to_owned()),
+            ("X-Amz-SignedHeaders", "host".to_owned()),
+        ];
+        let unsigned_query: String = query
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let creq = canonical_request(
+            "POST",
+            "/2015-03-31/functions/f/invocations",
+            &canonical_query(&parse_query(&unsigned_query)),
+            &canonical_headers(&headers, &["host".to_owned()]),
+            "host",
+            UNSIGNED_PAYLOAD,
+        );
+        let scope = credential_scope("20240517", "us-east-1", "lambda");
+        let key = signing_key(SECRET, "20240517", "us-east-1", "lambda");
+        let sig = signature(&key, &string_to_sign("20240517T093015Z", &scope, &creq));
+        query.push(("X-Amz-Signature", sig));
+        let q: String = query
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let req = parts("POST", "/2015-03-31/functions/f/invocations", &q, &headers);
+        let head = verify_head(&req, T0, |s| Some(s.signing_key(SECRET))).unwrap();
+        assert_eq!(head.body_check(), &BodyCheck::EmptyOnly);
+        assert_eq!(
+            head.clone().finish(&sha256_hex(b"")).unwrap().payload_hash,
+            UNSIGNED_PAYLOAD
+        );
+        let err = head.finish(&sha256_hex(b"{}")).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::SignatureMismatch { .. }),
+            "{err:?}"
+        );
+    }
+
     fn presigned_query(
         path: &str,
         query: &str,
@@ -1401,6 +1761,7 @@ mod tests {
             },
             VerifyError::UnknownAccessKey("k".into()),
             VerifyError::UnsupportedPayloadHash("x".into()),
+            VerifyError::UnsignedPayload("UNSIGNED-PAYLOAD".into()),
             VerifyError::SignatureMismatch {
                 canonical_request: String::new(),
                 string_to_sign: String::new(),
