@@ -56,6 +56,13 @@ pub struct ServeArgs {
     /// Seconds a client has to send a complete request head.
     #[arg(long, default_value_t = 10)]
     header_read_timeout: u64,
+    /// Seconds a client has to send a whole request body (a slower one is answered 408).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    body_read_timeout: u64,
+    /// Request body bytes the node holds at once over all requests, in MiB (at least 70, the
+    /// largest body); a request that finds no room within 2 s is answered 429.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(70..=1_048_576))]
+    body_budget_mb: u64,
     /// Memory environments may hold, in MB (default: the host's memory): MemorySize while they
     /// run; idle ones count at their measured footprint when this runs short.
     #[arg(long)]
@@ -234,6 +241,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             accounts,
             Credentials::new("UPDRAFTCODELINK", code_secret),
             args.region.clone(),
+            updraft_api::body::BodyLimits {
+                read_timeout: Duration::from_secs(args.body_read_timeout),
+                budget_bytes: usize::try_from(args.body_budget_mb * 1024 * 1024)
+                    .unwrap_or(usize::MAX),
+                ..Default::default()
+            },
         );
         {
             // Provisioned pools are kept by `retire`; what a function wants provisioned is

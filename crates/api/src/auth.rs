@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::{HeaderMap, StatusCode};
 use updraft_control::accounts::KeyChange;
-use updraft_sigv4::{RequestParts, Scope, VerifyError};
+use updraft_sigv4::{BodyCheck, HeadVerified, RequestParts, Scope, VerifyError};
 
 use crate::error::ApiError;
 
@@ -187,42 +187,90 @@ pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Verifies a request against the key ring.
-pub fn authenticate(
+/// A request whose head is authenticated as far as a head can be (see
+/// [`updraft_sigv4::verify_head`]): the access key is known, the scope's date, region and service
+/// are valid, and the signature matched when the head carries the payload hash. Its body may
+/// now be read; [`finish`](Self::finish) completes the check with the body's hash.
+#[derive(Debug)]
+pub struct PendingAuth {
+    head: HeadVerified,
+    account_id: String,
+}
+
+impl PendingAuth {
+    /// The account of the access key that signed the request.
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    /// The service the request was signed for.
+    pub fn service(&self) -> &str {
+        self.head.service()
+    }
+
+    /// Whether the signature covers an empty body only (a presigned `UNSIGNED-PAYLOAD`).
+    pub fn empty_body_only(&self) -> bool {
+        *self.head.body_check() == BodyCheck::EmptyOnly
+    }
+
+    /// The answer to a body the signature does not cover (see
+    /// [`empty_body_only`](Self::empty_body_only)), given without reading it.
+    pub fn refuse_body(self) -> ApiError {
+        // Any hash but the empty body's fails as the signature mismatch it is.
+        match self.finish(&"0".repeat(64)) {
+            Err(e) => e,
+            Ok(_) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "InvalidSignatureException",
+                "The request signature does not cover its body.",
+            ),
+        }
+    }
+
+    /// Completes the check with the hex SHA-256 of the body as received.
+    pub fn finish(self, body_sha256_hex: &str) -> Result<Caller, ApiError> {
+        let verified = self
+            .head
+            .finish(body_sha256_hex)
+            .map_err(|e| verify_error(&e))?;
+        Ok(Caller {
+            account_id: self.account_id,
+            access_key_id: verified.access_key_id,
+            region: verified.region,
+            service: verified.service,
+        })
+    }
+}
+
+/// Checks a request's head against the key ring, before its body is read.
+pub fn authenticate_head(
     keys: &KeyRing,
     region: &str,
     method: &str,
     path: &str,
     query: &str,
     headers: &[(String, String)],
-    body: &[u8],
-) -> Result<Caller, ApiError> {
+) -> Result<PendingAuth, ApiError> {
     let parts = RequestParts {
         method,
         path,
         query,
         headers,
     };
-    let body_hash = updraft_sigv4::sha256_hex(body);
     let mut account_id = None;
-    let verified = updraft_sigv4::verify_with_signing_key(
-        &parts,
-        &body_hash,
-        time::OffsetDateTime::now_utc(),
-        |scope| {
-            let (key, account) = keys.signing_key(scope)?;
-            account_id = Some(account);
-            Some(key)
-        },
-    )
+    let head = updraft_sigv4::verify_head(&parts, time::OffsetDateTime::now_utc(), |scope| {
+        let (key, account) = keys.signing_key(scope)?;
+        account_id = Some(account);
+        Some(key)
+    })
     .map_err(|e| verify_error(&e))?;
-    if verified.region != region {
+    if head.region() != region {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "InvalidSignatureException",
             format!(
                 "Credential should be scoped to a valid region, not '{}'. This endpoint serves '{region}'.",
-                verified.region
+                head.region()
             ),
         ));
     }
@@ -233,12 +281,21 @@ pub fn authenticate(
             "The security token included in the request is invalid.",
         )
     })?;
-    Ok(Caller {
-        account_id,
-        access_key_id: verified.access_key_id,
-        region: verified.region,
-        service: verified.service,
-    })
+    Ok(PendingAuth { head, account_id })
+}
+
+/// Verifies a request whose body is at hand against the key ring.
+pub fn authenticate(
+    keys: &KeyRing,
+    region: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Caller, ApiError> {
+    authenticate_head(keys, region, method, path, query, headers)?
+        .finish(&updraft_sigv4::sha256_hex(body))
 }
 
 #[cfg(test)]
@@ -291,5 +348,102 @@ mod tests {
         ring.remove("AKIAEXAMPLE000000002");
         assert!(ring.signing_key(&scope).is_none());
         assert!(ring.derived.read().unwrap().is_empty());
+    }
+
+    const AKID: &str = "AKIAEXAMPLE000000003";
+    const SECRET: &str = "head-first-secret";
+
+    fn ring() -> KeyRing {
+        let ring = KeyRing::default();
+        ring.insert(AKID, SECRET, "111111111111");
+        ring
+    }
+
+    /// Headers of a POST signed now by `akid` for `region`, over `payload`.
+    fn signed(
+        akid: &str,
+        region: &str,
+        payload: updraft_sigv4::PayloadHash<'_>,
+    ) -> Vec<(String, String)> {
+        let creds = updraft_sigv4::Credentials::new(akid, SECRET);
+        let mut headers = vec![("host".to_string(), "localhost".to_string())];
+        let req = RequestParts {
+            method: "POST",
+            path: "/2015-03-31/functions/f/invocations",
+            query: "",
+            headers: &headers,
+        };
+        let params = updraft_sigv4::SigningParams {
+            credentials: &creds,
+            region,
+            service: "lambda",
+            time: time::OffsetDateTime::now_utc(),
+        };
+        let added = updraft_sigv4::sign_headers_with_payload(&req, payload, &params).unwrap();
+        headers.extend(added);
+        headers
+    }
+
+    fn head(ring: &KeyRing, headers: &[(String, String)]) -> Result<PendingAuth, ApiError> {
+        authenticate_head(
+            ring,
+            "us-east-1",
+            "POST",
+            "/2015-03-31/functions/f/invocations",
+            "",
+            headers,
+        )
+    }
+
+    #[test]
+    fn the_head_is_refused_before_any_body_for_a_bad_key_region_or_payload_mode() {
+        let ring = ring();
+        let body_hash = updraft_sigv4::sha256_hex(b"{}");
+        let hex = updraft_sigv4::PayloadHash::Hex(&body_hash);
+        let err = head(&ring, &signed("AKIAUNKNOWN000000000", "us-east-1", hex)).unwrap_err();
+        assert_eq!(
+            (err.status.as_u16(), err.code),
+            (403, "UnrecognizedClientException")
+        );
+        let err = head(&ring, &signed(AKID, "eu-west-1", hex)).unwrap_err();
+        assert_eq!(
+            (err.status.as_u16(), err.code),
+            (403, "InvalidSignatureException")
+        );
+        let unsigned = signed(AKID, "us-east-1", updraft_sigv4::PayloadHash::Unsigned);
+        let err = head(&ring, &unsigned).unwrap_err();
+        assert_eq!(
+            (err.status.as_u16(), err.code),
+            (403, "InvalidSignatureException")
+        );
+    }
+
+    #[test]
+    fn a_pending_head_is_completed_by_the_body_hash() {
+        let ring = ring();
+        let body_hash = updraft_sigv4::sha256_hex(b"{}");
+        let headers = signed(
+            AKID,
+            "us-east-1",
+            updraft_sigv4::PayloadHash::Hex(&body_hash),
+        );
+        let pending = head(&ring, &headers).unwrap();
+        assert_eq!(
+            (pending.account_id(), pending.service()),
+            ("111111111111", "lambda")
+        );
+        let err = head(&ring, &headers)
+            .unwrap()
+            .finish(&updraft_sigv4::sha256_hex(b"{\"x\":1}"))
+            .unwrap_err();
+        assert_eq!(
+            (err.status.as_u16(), err.code),
+            (403, "InvalidSignatureException")
+        );
+        let caller = pending.finish(&body_hash).unwrap();
+        assert_eq!(
+            (caller.account_id.as_str(), caller.access_key_id.as_str()),
+            ("111111111111", AKID)
+        );
     }
 }

@@ -3,7 +3,9 @@
 //! Requests are routed by shape (see `../shared/DESIGN.md`): paths that start with a Lambda API
 //! date go to the Lambda handlers in [`lambda`]; `/health` answers without authentication; the
 //! code download links handed out by `GetFunction` are served from `/updraft/code/`. Every
-//! other request must pass SigV4 verification in [`auth`] before any handler sees it.
+//! other request must pass SigV4 verification in [`auth`] before any handler sees it: its head
+//! is checked before its body is read, and the body is read by [`body`] (size limit, read
+//! deadline, the node's budget of body bytes, hashing as it streams in).
 //! `/updraft/admin/` is the root account's account API in [`admin`].
 //!
 //! Architecture invariant: only this crate knows AWS wire shapes (JSON field names, headers,
@@ -11,6 +13,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod error;
 mod invoke;
 mod lambda;
@@ -34,12 +37,10 @@ use updraft_engine::Engine;
 use updraft_sigv4::Credentials;
 
 use crate::auth::{KeyRing, header_pairs};
+pub use crate::body::MAX_BODY_BYTES;
+use crate::body::{BodyError, BodyLimits, BodyReader};
 use crate::error::ApiError;
 
-/// Largest request body accepted at all: a `CreateFunction` carrying a 50 MB zip as base64.
-pub const MAX_BODY_BYTES: usize = 70 * 1024 * 1024;
-/// How long a client may take to send a request body.
-pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Largest synchronous invocation payload, as on Lambda.
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 
@@ -54,6 +55,8 @@ pub struct AppState {
     pub code_link_key: Credentials,
     pub region: String,
     pub spec_cache: invoke::SpecCache,
+    /// Reads every request body: limits, deadline and the node's budget of body bytes.
+    pub bodies: BodyReader,
 }
 
 impl AppState {
@@ -64,6 +67,7 @@ impl AppState {
         accounts: Arc<Accounts>,
         code_link_key: Credentials,
         region: String,
+        body_limits: BodyLimits,
     ) -> Arc<Self> {
         Arc::new(Self {
             control,
@@ -73,6 +77,7 @@ impl AppState {
             code_link_key,
             region,
             spec_cache: invoke::SpecCache::default(),
+            bodies: BodyReader::new(body_limits),
         })
     }
 }
@@ -93,6 +98,8 @@ pub struct Incoming {
     pub body: bytes::Bytes,
     pub request_id: String,
     pub host: String,
+    /// The body's share of the node's budget of body bytes, released with the request.
+    pub(crate) budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Incoming {
@@ -164,94 +171,90 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     if let Some(url) = urls::url_route(host_header, &raw_path) {
         return urls::serve(state, parts, body, request_id, url).await;
     }
+    let has_body = body::announces_body(&parts.headers);
     let segments: Vec<String> = raw_path
         .split('/')
         .filter(|s| !s.is_empty())
         .map(decode)
         .collect();
-    let invoke = segments.last().is_some_and(|s| s == "invocations");
-    let limit = if invoke {
-        MAX_SYNC_PAYLOAD
-    } else {
-        MAX_BODY_BYTES
-    };
-    // A client that trickles its body must not hold a connection and a buffer forever.
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
-    let Ok(read) = read else {
-        return ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "RequestTimeoutException",
-            format!(
-                "The request body was not received within {} seconds.",
-                BODY_READ_TIMEOUT.as_secs()
-            ),
-        )
-        .into_response();
-    };
-    let body = match read {
-        Ok(b) => b,
-        Err(_) if invoke => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestTooLargeException",
-                format!("Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"),
-            )
-            .into_response();
-        }
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLargeException",
-                format!("Request must be smaller than {MAX_BODY_BYTES} bytes for this operation"),
-            )
-            .into_response();
-        }
-    };
     let host = parts
         .headers
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost")
         .to_string();
-    let incoming = Incoming {
+    let mut incoming = Incoming {
         method: parts.method.clone(),
         segments,
         query: parse_query(&raw_query),
         headers: parts.headers,
-        body,
+        body: bytes::Bytes::new(),
         request_id: request_id.to_string(),
         host,
+        budget: None,
     };
     if incoming.segments.first().is_some_and(|s| s == "updraft")
         && incoming.segments.get(1).is_some_and(|s| s == "code")
     {
-        return lambda::download_code(state, &incoming, &raw_path, &raw_query);
+        // A presigned GET over an empty payload: its body is never read.
+        return unread(
+            has_body,
+            lambda::download_code(state, &incoming, &raw_path, &raw_query),
+        );
     }
+    // The head first: a request with no valid key, scope or (when the head can tell) signature
+    // is answered before a byte of its body is read.
     let pairs = header_pairs(&incoming.headers);
-    let caller = match auth::authenticate(
+    let pending = match auth::authenticate_head(
         &state.keys,
         &state.region,
         incoming.method.as_str(),
         &raw_path,
         &raw_query,
         &pairs,
-        &incoming.body,
     ) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
+        Ok(p) => p,
+        Err(e) => return unread(has_body, e.into_response()),
     };
-    if incoming.segments.first().is_some_and(|s| is_api_date(s)) {
-        if caller.service != "lambda" {
-            return ApiError::new(
+    let lambda_api = incoming.segments.first().is_some_and(|s| is_api_date(s));
+    if lambda_api && pending.service() != "lambda" {
+        return unread(
+            has_body,
+            ApiError::new(
                 StatusCode::FORBIDDEN,
                 "InvalidSignatureException",
                 format!(
                     "Credential should be scoped to correct service: 'lambda', not '{}'.",
-                    caller.service
+                    pending.service()
                 ),
             )
-            .into_response();
-        }
+            .into_response(),
+        );
+    }
+    if pending.empty_body_only() && has_body {
+        return unread(has_body, pending.refuse_body().into_response());
+    }
+    let invoke = incoming.segments.last().is_some_and(|s| s == "invocations");
+    let limit = if invoke {
+        MAX_SYNC_PAYLOAD
+    } else {
+        MAX_BODY_BYTES
+    };
+    let read = match state
+        .bodies
+        .read(body, body::declared_len(&incoming.headers), limit)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return body_error(state, &e, invoke),
+    };
+    let caller = match pending.finish(&read.sha256_hex) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    incoming.body = read.bytes;
+    incoming.budget = read.permit;
+    if incoming.segments.first().is_some_and(|s| is_api_date(s)) {
         return lambda::handle(state, &caller, incoming).await;
     }
     if incoming.segments.first().is_some_and(|s| s == "updraft")
@@ -267,6 +270,65 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         return lambda::function_logs(state, &caller, &incoming).await;
     }
     ApiError::unknown_operation().into_response()
+}
+
+/// Marks an answer given without reading the request's body (when it has one): the connection
+/// is closed after it rather than made to swallow the rest of a body nobody wants.
+pub(crate) fn unread(has_body: bool, mut resp: Response) -> Response {
+    if has_body {
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+/// The Lambda API's answer to a body that could not be read.
+fn body_error(state: &AppState, e: &BodyError, invoke: bool) -> Response {
+    let err = match e {
+        BodyError::TooLarge { .. } if invoke => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestTooLargeException",
+            format!(
+                "Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"
+            ),
+        ),
+        BodyError::TooLarge { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLargeException",
+            format!("Request must be smaller than {MAX_BODY_BYTES} bytes for this operation"),
+        ),
+        BodyError::Timeout(t) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeoutException",
+            format!(
+                "The request body was not received within {} seconds.",
+                t.as_secs_f64()
+            ),
+        ),
+        BodyError::OverBudget(_) => {
+            tracing::warn!(
+                budget = state.bodies.limits().budget_bytes,
+                "request body refused: the node's body budget is full"
+            );
+            let mut err = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequestsException",
+                "Rate exceeded",
+            );
+            err.extra = Some(("Reason", "CallerRateLimitExceeded".to_string()));
+            let mut resp = err.into_response();
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+            return unread(true, resp);
+        }
+        BodyError::Read(detail) => {
+            tracing::debug!(%detail, "request body read failed");
+            ApiError::bad_content("Could not read the request body.")
+        }
+    };
+    unread(true, err.into_response())
 }
 
 /// A JSON answer with a status code.

@@ -27,9 +27,10 @@ use updraft_control::{UrlTarget, UrlView};
 use updraft_engine::{Invocation, StreamEvent, StreamingInvocation};
 
 use crate::auth::{Caller, header_pairs};
+use crate::body::BodyError;
 use crate::error::{ApiError, ApiResult, blocking, owned};
 use crate::payload_v2::{self, HttpRequest, IamCaller};
-use crate::{AppState, Incoming, MAX_SYNC_PAYLOAD, empty, json};
+use crate::{AppState, Incoming, MAX_SYNC_PAYLOAD, empty, json, unread};
 
 /// Where a URL request goes: the url-id and the path the function sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +103,23 @@ fn too_large() -> Response {
             "Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"
         ),
     )
+}
+
+/// The URL front's answer to a body that could not be read; the connection is closed after it.
+fn body_error(e: &BodyError) -> Response {
+    let resp = match e {
+        BodyError::TooLarge { .. } => too_large(),
+        BodyError::Timeout(_) => message(StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
+        BodyError::OverBudget(_) => {
+            tracing::warn!("Function URL request body refused: the node's body budget is full");
+            let mut resp = message(StatusCode::TOO_MANY_REQUESTS, "Rate Exceeded.");
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+            resp
+        }
+        BodyError::Read(_) => message(StatusCode::BAD_REQUEST, "Bad Request"),
+    };
+    unread(true, resp)
 }
 
 fn bad_gateway() -> Response {
@@ -221,12 +239,9 @@ pub async fn serve(
     request_id: &str,
     route: UrlRoute,
 ) -> Response {
+    let has_body = crate::body::announces_body(&parts.headers);
     let Some(target) = state.control.resolve_url(&route.url_id) else {
-        return forbidden();
-    };
-    let body = match axum::body::to_bytes(body, MAX_SYNC_PAYLOAD).await {
-        Ok(b) => b,
-        Err(_) => return too_large(),
+        return unread(has_body, forbidden());
     };
     let origin = header(&parts.headers, "origin");
     // Preflights are the platform's to answer, before any authentication (browsers send none).
@@ -244,11 +259,13 @@ pub async fn serve(
                 resp.headers_mut().insert(k, v);
             }
         }
-        return resp;
+        return unread(has_body, resp);
     }
     let raw_path = parts.uri.path();
     let raw_query = parts.uri.query().unwrap_or("");
-    let iam = match target.config.auth_type {
+    // Who may call is settled from the head; only then is the body read (a `NONE` URL is
+    // public: its body is bounded by the payload limit, the deadline and the node's budget).
+    let pending = match target.config.auth_type {
         UrlAuthType::None => {
             let open = updraft_control::policy::allows(
                 &target.policy,
@@ -259,42 +276,59 @@ pub async fn serve(
                 Some(UrlAuthType::None.as_str()),
             );
             if !open {
-                return forbidden();
+                return unread(has_body, forbidden());
             }
             None
         }
         UrlAuthType::AwsIam => {
             let pairs = header_pairs(&parts.headers);
-            let caller = match crate::auth::authenticate(
+            let pending = match crate::auth::authenticate_head(
                 &state.keys,
                 &state.region,
                 parts.method.as_str(),
                 raw_path,
                 raw_query,
                 &pairs,
-                &body,
             ) {
-                Ok(c) if c.service == "lambda" => c,
-                _ => return forbidden(),
+                Ok(p) if p.service() == "lambda" && !(p.empty_body_only() && has_body) => p,
+                _ => return unread(has_body, forbidden()),
             };
-            let allowed = caller.account_id == target.account_id
+            let allowed = pending.account_id() == target.account_id
                 || updraft_control::policy::allows(
                     &target.policy,
                     "lambda:InvokeFunctionUrl",
-                    Some(&caller.account_id),
+                    Some(pending.account_id()),
                     None,
                     None,
                     Some(UrlAuthType::AwsIam.as_str()),
                 );
             if !allowed {
-                return forbidden();
+                return unread(has_body, forbidden());
             }
-            Some(IamCaller {
-                access_key: caller.access_key_id,
-                account_id: caller.account_id,
-            })
+            Some(pending)
         }
     };
+    let read = match state
+        .bodies
+        .read(
+            body,
+            crate::body::declared_len(&parts.headers),
+            MAX_SYNC_PAYLOAD,
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return body_error(&e),
+    };
+    let iam = match pending.map(|p| p.finish(&read.sha256_hex)) {
+        None => None,
+        Some(Ok(caller)) => Some(IamCaller {
+            access_key: caller.access_key_id,
+            account_id: caller.account_id,
+        }),
+        Some(Err(_)) => return forbidden(),
+    };
+    let body = &read.bytes;
     let host_domain = header(&parts.headers, "host")
         .map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n).to_string());
     let domain_name = match host_domain {
@@ -311,7 +345,7 @@ pub async fn serve(
         raw_path: &route.path,
         raw_query,
         headers: &parts.headers,
-        body: &body,
+        body,
         source_ip: &source_ip,
         url_id: &route.url_id,
         domain_name: &domain_name,
@@ -415,6 +449,7 @@ async fn invoke_buffered(
         body: event,
         request_id: request_id.to_string(),
         host: String::new(),
+        budget: None,
     };
     match crate::invoke::invoke(state, &caller, req, &target.function_name).await {
         Ok(resp) => {
