@@ -1,12 +1,16 @@
 //! The control-plane service: every Lambda management operation.
 //!
-//! All state lives in one `RwLock`ed map. Writers hold the write lock while they persist, so
-//! the store sees changes in the same order as memory does; readers (the invoke path among
-//! them) never wait on the database, only on an in-memory write that is already under way.
+//! All state is one immutable [`State`] value behind an `Arc`. Readers (the invoke path among
+//! them) take the current `Arc` and never wait on a writer: the pointer is swapped under a lock
+//! held only for the copy. Writers take turns on a writer mutex, build the next state from the
+//! current one, persist it, and only then publish it, so the store sees changes in the order of
+//! the published states and a commit (or a WAL checkpoint's fsync) stalls only other writers.
+//! Nothing a writer does before it publishes is visible, so a writer that fails or panics
+//! half-way leaves the state as it was and the next writer carries on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use updraft_store::{Op, Store};
 
@@ -51,6 +55,84 @@ impl Entry {
             urls: self.urls.clone(),
             policies: self.policies.clone(),
         }
+    }
+}
+
+/// Everything the control plane knows, as one value that is never changed once published.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct State {
+    functions: HashMap<FunctionKey, Arc<Entry>>,
+    /// url-id → (function, qualifier key), so a URL request finds its function without a scan.
+    url_index: HashMap<String, (FunctionKey, String)>,
+}
+
+impl State {
+    fn get(&self, key: &FunctionKey) -> Option<&Entry> {
+        self.functions.get(key).map(|e| &**e)
+    }
+
+    fn contains_key(&self, key: &FunctionKey) -> bool {
+        self.functions.contains_key(key)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&FunctionKey, &Entry)> {
+        self.functions.iter().map(|(k, e)| (k, &**e))
+    }
+
+    /// Replaces (or removes, with `None`) one function, keeping the url-id index in step.
+    fn set(&mut self, key: FunctionKey, entry: Option<Entry>) {
+        if let Some(old) = self.functions.get(&key) {
+            for u in old.urls.values() {
+                self.url_index.remove(&u.url_id);
+            }
+        }
+        match entry {
+            Some(e) => {
+                for (q, u) in &e.urls {
+                    self.url_index
+                        .insert(u.url_id.clone(), (key.clone(), q.clone()));
+                }
+                self.functions.insert(key, Arc::new(e));
+            }
+            None => {
+                self.functions.remove(&key);
+            }
+        }
+    }
+}
+
+/// A writer's turn: the writer mutex is held for its lifetime, so writers persist and publish
+/// one at a time. It reads as the state it started from plus its own published changes.
+pub(crate) struct WriteTurn<'a> {
+    plane: &'a ControlPlane,
+    // Held, never read: it is what makes the turn exclusive.
+    _turn: MutexGuard<'a, ()>,
+    state: Arc<State>,
+}
+
+impl std::ops::Deref for WriteTurn<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl WriteTurn<'_> {
+    /// Publishes `entry` as the function's new entry. Call only after the change is persisted.
+    fn insert(&mut self, key: FunctionKey, entry: Entry) {
+        self.publish(key, Some(entry));
+    }
+
+    /// Publishes the function's removal. Call only after the removal is persisted.
+    fn remove(&mut self, key: &FunctionKey) {
+        self.publish(key.clone(), None);
+    }
+
+    fn publish(&mut self, key: FunctionKey, entry: Option<Entry>) {
+        // The published state is shared with readers, so this copies the map (of `Arc`s),
+        // never an entry.
+        Arc::make_mut(&mut self.state).set(key, entry);
+        self.plane.swap(self.state.clone());
     }
 }
 
@@ -175,10 +257,13 @@ pub struct ControlPlane {
     store: Arc<dyn Store>,
     code: CodeStore,
     config: ControlConfig,
-    state: RwLock<HashMap<FunctionKey, Entry>>,
-    /// url-id → (function, qualifier key), so a URL request finds its function without a scan.
-    /// Written only while the state's write lock is held.
-    url_index: RwLock<HashMap<String, (FunctionKey, String)>>,
+    /// The published state. The lock is held only to copy or replace the pointer, never
+    /// across anything that can fail or block.
+    current: RwLock<Arc<State>>,
+    /// Serialises writers, so the store sees their changes in the order they are published.
+    /// It guards no data (a writer's work is private until it publishes), so a writer that
+    /// panicked leaves nothing inconsistent behind and the poison flag is ignored.
+    writer: Mutex<()>,
     listeners: RwLock<Vec<Listener>>,
 }
 
@@ -321,18 +406,16 @@ impl ControlPlane {
                 e.aliases.insert(row.alias, alias);
             }
         }
-        let mut url_index = HashMap::new();
-        for (key, e) in &state {
-            for (q, u) in &e.urls {
-                url_index.insert(u.url_id.clone(), (key.clone(), q.clone()));
-            }
+        let mut loaded = State::default();
+        for (key, e) in state {
+            loaded.set(key, Some(e));
         }
         Ok(Self {
             store,
             code,
             config,
-            state: RwLock::new(state),
-            url_index: RwLock::new(url_index),
+            current: RwLock::new(Arc::new(loaded)),
+            writer: Mutex::new(()),
             listeners: RwLock::new(Vec::new()),
         })
     }
@@ -349,29 +432,45 @@ impl ControlPlane {
 
     /// Registers a callback run after each committed change.
     pub fn subscribe(&self, f: impl Fn(&Change) + Send + Sync + 'static) {
-        if let Ok(mut l) = self.listeners.write() {
-            l.push(Box::new(f));
-        }
+        // A push cannot leave the list half-written, so a poisoned lock is still usable.
+        self.listeners
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(f));
     }
 
     fn notify(&self, change: Change) {
-        if let Ok(l) = self.listeners.read() {
-            for f in l.iter() {
-                f(&change);
-            }
+        let listeners = self
+            .listeners
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        for f in listeners.iter() {
+            f(&change);
         }
     }
 
-    fn read(&self) -> Result<RwLockReadGuard<'_, HashMap<FunctionKey, Entry>>> {
-        self.state
+    /// The published state: a pointer copy, never a wait on a writer's persistence.
+    pub(crate) fn read(&self) -> Arc<State> {
+        // The lock only ever guards a pointer copy or store, which cannot panic half-way.
+        self.current
             .read()
-            .map_err(|_| ControlError::service("state lock poisoned"))
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    fn write(&self) -> Result<RwLockWriteGuard<'_, HashMap<FunctionKey, Entry>>> {
-        self.state
-            .write()
-            .map_err(|_| ControlError::service("state lock poisoned"))
+    fn swap(&self, next: Arc<State>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = next;
+    }
+
+    /// Waits for the writers before this one, then starts from the newest published state.
+    /// Infallible; it returns `Result` so call sites read like every other step.
+    pub(crate) fn write(&self) -> Result<WriteTurn<'_>> {
+        let turn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(WriteTurn {
+            plane: self,
+            _turn: turn,
+            state: self.read(),
+        })
     }
 
     fn arn(&self, account_id: &str, name: &str) -> String {
@@ -600,7 +699,7 @@ impl ControlPlane {
             account_id: account_id.to_string(),
             name: input.name.clone(),
         };
-        if self.read()?.contains_key(&key) {
+        if self.read().contains_key(&key) {
             return Err(self.exists_error(account_id, &input.name));
         }
         let artifact = self.store_code(&input.zip)?;
@@ -691,15 +790,17 @@ impl ControlPlane {
 
     fn lookup<'a>(
         &self,
-        state: &'a HashMap<FunctionKey, Entry>,
+        state: &'a State,
         account_id: &str,
         name: &str,
     ) -> Result<(&'a FunctionKey, &'a Entry)> {
         state
+            .functions
             .get_key_value(&FunctionKey {
                 account_id: account_id.to_string(),
                 name: name.to_string(),
             })
+            .map(|(k, e)| (k, &**e))
             .ok_or_else(|| self.not_found(account_id, name, None))
     }
 
@@ -738,7 +839,7 @@ impl ControlPlane {
     ) -> Result<FunctionDetails> {
         let r = self.parse(account_id, function_name)?;
         let q = Self::qualifier(&r, qualifier)?;
-        let state = self.read()?;
+        let state = self.read();
         let (_, entry) = self.lookup(&state, account_id, &r.name)?;
         let config = self.config_for(account_id, entry, q.as_deref())?;
         Ok(FunctionDetails {
@@ -778,7 +879,7 @@ impl ControlPlane {
         let account_id = owner.as_str();
         let r = self.parse(account_id, function_name)?;
         let q = Self::qualifier(&r, qualifier)?;
-        let state = self.read()?;
+        let state = self.read();
         let (_, entry) = self.lookup(&state, account_id, &r.name).map_err(|e| {
             if owner != caller_account {
                 self.cross_account_denied(caller_account, account_id, &r.name)
@@ -855,7 +956,7 @@ impl ControlPlane {
         marker: Option<&str>,
         max_items: Option<i64>,
     ) -> Result<Page<Arc<FunctionConfig>>> {
-        let state = self.read()?;
+        let state = self.read();
         let mut items: Vec<(String, Arc<FunctionConfig>)> = Vec::new();
         for (k, e) in state.iter().filter(|(k, _)| k.account_id == account_id) {
             items.push((version_sort_key(&k.name, "$LATEST"), e.latest.clone()));
@@ -879,7 +980,7 @@ impl ControlPlane {
         max_items: Option<i64>,
     ) -> Result<Page<Arc<FunctionConfig>>> {
         let r = self.parse(account_id, function_name)?;
-        let state = self.read()?;
+        let state = self.read();
         let (_, e) = self.lookup(&state, account_id, &r.name)?;
         let mut items = vec![(version_sort_key("", "$LATEST"), e.latest.clone())];
         for (n, v) in &e.versions {
@@ -978,13 +1079,13 @@ impl ControlPlane {
             validate::architectures(a)?;
         }
         {
-            let state = self.read()?;
+            let state = self.read();
             let (_, e) = self.lookup(&state, account_id, &r.name)?;
             Self::check_revision(&e.latest.revision_id, input.revision_id.as_deref())?;
         }
         let artifact = self.store_code(&input.zip)?;
         if input.dry_run {
-            let state = self.read()?;
+            let state = self.read();
             let (_, e) = self.lookup(&state, account_id, &r.name)?;
             let mut cfg = (*e.latest).clone();
             cfg.code = CodeRef {
@@ -1126,7 +1227,6 @@ impl ControlPlane {
                     name: key.name.clone(),
                 }])?;
                 state.remove(&key);
-                self.reindex_urls(&key, None);
             }
             Some("$LATEST") => {
                 return Err(ControlError::invalid(
@@ -1286,7 +1386,7 @@ impl ControlPlane {
     /// `GetAlias`.
     pub fn get_alias(&self, account_id: &str, function_name: &str, name: &str) -> Result<Alias> {
         let r = self.parse(account_id, function_name)?;
-        let state = self.read()?;
+        let state = self.read();
         let (_, entry) = self.lookup(&state, account_id, &r.name)?;
         entry
             .aliases
@@ -1305,7 +1405,7 @@ impl ControlPlane {
         max_items: Option<i64>,
     ) -> Result<Page<Alias>> {
         let r = self.parse(account_id, function_name)?;
-        let state = self.read()?;
+        let state = self.read();
         let (_, entry) = self.lookup(&state, account_id, &r.name)?;
         let items: Vec<(String, Alias)> = entry
             .aliases
@@ -1407,9 +1507,6 @@ impl ControlPlane {
             ops.push(Self::put_function_op(&key, &entry)?);
         }
         self.persist(&ops)?;
-        if had_url {
-            self.reindex_urls(&key, Some(&entry));
-        }
         state.insert(key, entry);
         drop(state);
         if had_provisioned {
@@ -1420,17 +1517,20 @@ impl ControlPlane {
         Ok(())
     }
 
-    fn reserved_total(state: &HashMap<FunctionKey, Entry>, account_id: &str, except: &str) -> u32 {
+    /// Concurrency reserved by the account's functions other than `except`. A sum of `u32`s in
+    /// a `u64`, so it cannot overflow whatever a stored document holds.
+    fn reserved_total(state: &State, account_id: &str, except: &str) -> u64 {
         state
             .iter()
             .filter(|(k, _)| k.account_id == account_id && k.name != except)
             .filter_map(|(_, e)| e.reserved_concurrency)
+            .map(u64::from)
             .sum()
     }
 
     /// Concurrency set aside by the account's functions other than `except`: a function's
     /// reserved concurrency, or its provisioned concurrency when it reserves none.
-    fn committed_total(state: &HashMap<FunctionKey, Entry>, account_id: &str, except: &str) -> u64 {
+    fn committed_total(state: &State, account_id: &str, except: &str) -> u64 {
         state
             .iter()
             .filter(|(k, _)| k.account_id == account_id && k.name != except)
@@ -1443,6 +1543,18 @@ impl ControlPlane {
             .sum()
     }
 
+    /// Whether setting aside `amount` more for one function, on top of `others` set aside by the
+    /// account's other functions, keeps the account's unreserved minimum.
+    fn fits_account(&self, others: u64, amount: u32) -> bool {
+        let spare = self
+            .config
+            .account_concurrency
+            .saturating_sub(MIN_UNRESERVED_CONCURRENCY);
+        others
+            .checked_add(u64::from(amount))
+            .is_some_and(|total| total <= u64::from(spare))
+    }
+
     /// `PutFunctionConcurrency`.
     pub fn put_concurrency(
         &self,
@@ -1452,29 +1564,29 @@ impl ControlPlane {
     ) -> Result<u32> {
         let r = self.parse(account_id, function_name)?;
         Self::unqualified(&r)?;
-        if reserved < 0 {
-            return Err(ControlError::validation(format!(
-                "1 validation error detected: Value '{reserved}' at 'reservedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 0"
-            )));
-        }
+        let reserved = validate::reserved_concurrency(
+            reserved,
+            self.config.account_concurrency,
+            MIN_UNRESERVED_CONCURRENCY,
+        )?;
         let mut state = self.write()?;
         let (key, entry) = self.lookup(&state, account_id, &r.name)?;
         let key = key.clone();
         let provisioned_here = provisioned::total(&entry.provisioned);
-        if reserved < i64::from(provisioned_here) {
+        if reserved < provisioned_here {
             return Err(ControlError::invalid(format!(
                 "ReservedConcurrentExecutions ({reserved}) must not be less than the function's provisioned concurrency ({provisioned_here})."
             )));
         }
         let others = Self::committed_total(&state, account_id, &r.name);
-        let limit = self.config.account_concurrency;
-        if others as i64 + reserved > limit.saturating_sub(MIN_UNRESERVED_CONCURRENCY) as i64 {
-            return Err(ControlError::invalid(format!(
-                "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{MIN_UNRESERVED_CONCURRENCY}]."
-            )));
+        if !self.fits_account(others, reserved) {
+            return Err(validate::unreserved_minimum(
+                "ReservedConcurrentExecutions",
+                MIN_UNRESERVED_CONCURRENCY,
+            ));
         }
         let mut entry = entry.clone();
-        entry.reserved_concurrency = Some(reserved as u32);
+        entry.reserved_concurrency = Some(reserved);
         self.persist(&[Self::put_function_op(&key, &entry)?])?;
         let change = Change::Updated {
             function_arn: self.arn(account_id, &r.name),
@@ -1483,13 +1595,13 @@ impl ControlPlane {
         state.insert(key, entry);
         drop(state);
         self.notify(change);
-        Ok(reserved as u32)
+        Ok(reserved)
     }
 
     /// `GetFunctionConcurrency`.
     pub fn get_concurrency(&self, account_id: &str, function_name: &str) -> Result<Option<u32>> {
         let r = self.parse(account_id, function_name)?;
-        let state = self.read()?;
+        let state = self.read();
         let (_, entry) = self.lookup(&state, account_id, &r.name)?;
         Ok(entry.reserved_concurrency)
     }
@@ -1511,24 +1623,27 @@ impl ControlPlane {
 
     /// `GetAccountSettings`.
     pub fn account_usage(&self, account_id: &str) -> Result<AccountUsage> {
-        let state = self.read()?;
+        let state = self.read();
         let mut count = 0;
         let mut seen = std::collections::HashSet::new();
-        let mut total = 0;
+        let mut total: u64 = 0;
         for (_, e) in state.iter().filter(|(k, _)| k.account_id == account_id) {
             count += 1;
             for cfg in std::iter::once(&e.latest).chain(e.versions.values()) {
                 if seen.insert(cfg.code.sha256_hex.clone()) {
-                    total += cfg.code.code_size;
+                    total = total.saturating_add(cfg.code.code_size);
                 }
             }
         }
         let reserved = Self::reserved_total(&state, account_id, "");
+        let limit = self.config.account_concurrency;
         Ok(AccountUsage {
             function_count: count,
             total_code_size: total,
-            concurrency_limit: self.config.account_concurrency,
-            unreserved_concurrency: self.config.account_concurrency.saturating_sub(reserved),
+            concurrency_limit: limit,
+            // At most `limit`, so the conversion back cannot fail.
+            unreserved_concurrency: u32::try_from(u64::from(limit).saturating_sub(reserved))
+                .unwrap_or(0),
         })
     }
 
@@ -1578,7 +1693,7 @@ impl ControlPlane {
     /// `ListTags`.
     pub fn list_tags(&self, account_id: &str, resource: &str) -> Result<BTreeMap<String, String>> {
         let name = self.tag_target(account_id, resource)?;
-        let state = self.read()?;
+        let state = self.read();
         let (_, entry) = self.lookup(&state, account_id, &name)?;
         Ok(entry.tags.clone())
     }
@@ -1615,20 +1730,6 @@ pub struct UrlTarget {
 const NO_SUCH_RESOURCE: &str = "The resource you requested does not exist.";
 
 impl ControlPlane {
-    /// Rewrites the url-id index entries of one function (`None`: the function is gone).
-    /// Called with the state's write lock held.
-    fn reindex_urls(&self, key: &FunctionKey, entry: Option<&Entry>) {
-        let Ok(mut index) = self.url_index.write() else {
-            return;
-        };
-        index.retain(|_, (k, _)| k != key);
-        if let Some(e) = entry {
-            for (q, u) in &e.urls {
-                index.insert(u.url_id.clone(), (key.clone(), q.clone()));
-            }
-        }
-    }
-
     fn qualified_arn(&self, account_id: &str, name: &str, q: &str) -> String {
         if q.is_empty() {
             self.arn(account_id, name)
@@ -1701,12 +1802,7 @@ impl ControlPlane {
             )));
         }
         let mut url_id = crate::url::new_url_id();
-        while self
-            .url_index
-            .read()
-            .map(|i| i.contains_key(&url_id))
-            .unwrap_or(false)
-        {
+        while state.url_index.contains_key(&url_id) {
             url_id = crate::url::new_url_id();
         }
         let now = crate::url::now_url_time();
@@ -1721,7 +1817,6 @@ impl ControlPlane {
         let mut entry = entry.clone();
         entry.urls.insert(q.clone(), config.clone());
         self.persist(&[Self::put_function_op(&key, &entry)?])?;
-        self.reindex_urls(&key, Some(&entry));
         state.insert(key, entry);
         Ok(self.url_view(account_id, &r.name, &q, &config))
     }
@@ -1735,7 +1830,7 @@ impl ControlPlane {
     ) -> Result<UrlView> {
         let r = self.parse(account_id, function_name)?;
         let q = Self::url_key(&r, qualifier)?;
-        let state = self.read()?;
+        let state = self.read();
         let (_, entry) = self.lookup(&state, account_id, &r.name)?;
         let config = entry
             .urls
@@ -1805,7 +1900,6 @@ impl ControlPlane {
         let mut entry = entry.clone();
         entry.urls.remove(&q);
         self.persist(&[Self::put_function_op(&key, &entry)?])?;
-        self.reindex_urls(&key, Some(&entry));
         state.insert(key, entry);
         Ok(())
     }
@@ -1820,7 +1914,7 @@ impl ControlPlane {
     ) -> Result<Page<UrlView>> {
         max_items_at_most(max_items, 50)?;
         let r = self.parse(account_id, function_name)?;
-        let state = self.read()?;
+        let state = self.read();
         let (_, entry) = self.lookup(&state, account_id, &r.name)?;
         let items: Vec<(String, UrlView)> = entry
             .urls
@@ -1833,8 +1927,8 @@ impl ControlPlane {
 
     /// Finds the function behind a url-id (memory only; the URL request path).
     pub fn resolve_url(&self, url_id: &str) -> Option<UrlTarget> {
-        let (key, q) = self.url_index.read().ok()?.get(url_id).cloned()?;
-        let state = self.read().ok()?;
+        let state = self.read();
+        let (key, q) = state.url_index.get(url_id)?.clone();
         let entry = state.get(&key)?;
         let config = entry.urls.get(&q)?.clone();
         let mut policy = entry.policies.get("").cloned().unwrap_or_default();
@@ -1961,7 +2055,7 @@ impl ControlPlane {
     ) -> Result<Policy> {
         let r = self.parse(account_id, function_name)?;
         let q = Self::qualifier(&r, qualifier)?;
-        let state = self.read()?;
+        let state = self.read();
         let (_, entry) = self.lookup(&state, account_id, &r.name)?;
         let pk = match q.as_deref() {
             Some("$LATEST") => String::new(),
@@ -2072,13 +2166,11 @@ impl ControlPlane {
             Some(_) => {}
             None => {
                 let others = Self::committed_total(&state, account_id, &r.name);
-                let limit = self.config.account_concurrency;
-                if others + u64::from(total)
-                    > u64::from(limit.saturating_sub(MIN_UNRESERVED_CONCURRENCY))
-                {
-                    return Err(ControlError::invalid(format!(
-                        "Specified ConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{MIN_UNRESERVED_CONCURRENCY}]."
-                    )));
+                if !self.fits_account(others, total) {
+                    return Err(validate::unreserved_minimum(
+                        "ConcurrentExecutions",
+                        MIN_UNRESERVED_CONCURRENCY,
+                    ));
                 }
             }
         }
@@ -2100,7 +2192,7 @@ impl ControlPlane {
         qualifier: Option<&str>,
     ) -> Result<Option<ProvisionedView>> {
         let r = self.parse(account_id, function_name)?;
-        let state = self.read()?;
+        let state = self.read();
         let (_, entry) = self.lookup(&state, account_id, &r.name)?;
         let (q, _) = self.provisioned_qualifier(account_id, entry, &r, qualifier)?;
         Ok(entry
@@ -2147,7 +2239,7 @@ impl ControlPlane {
         max_items_at_most(max_items, 50)?;
         let r = self.parse(account_id, function_name)?;
         Self::unqualified(&r)?;
-        let state = self.read()?;
+        let state = self.read();
         let (_, entry) = self.lookup(&state, account_id, &r.name)?;
         let items: Vec<(String, ProvisionedView)> = entry
             .provisioned
@@ -2196,9 +2288,7 @@ impl ControlPlane {
         let Some(account_id) = r.account_id else {
             return Vec::new();
         };
-        let Ok(state) = self.read() else {
-            return Vec::new();
-        };
+        let state = self.read();
         let key = FunctionKey {
             account_id,
             name: r.name,
@@ -2211,9 +2301,7 @@ impl ControlPlane {
 
     /// Unqualified ARNs of every function with provisioned concurrency (to provision on start).
     pub fn provisioned_functions(&self) -> Vec<String> {
-        let Ok(state) = self.read() else {
-            return Vec::new();
-        };
+        let state = self.read();
         let mut out: Vec<String> = state
             .iter()
             .filter(|(_, e)| !e.provisioned.is_empty())
@@ -2495,6 +2583,261 @@ mod tests {
     }
 
     #[test]
+    fn reserved_concurrency_overflow_is_refused_and_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let p = plane(d.path());
+        create(&p, "f");
+        create(&p, "g");
+        assert_eq!(p.put_concurrency(ACCT, "g", 5).unwrap(), 5);
+        assert_eq!(p.put_concurrency(ACCT, "f", 7).unwrap(), 7);
+        // i64::MAX + 5 wrapped the old sum; u32::MAX and u32::MAX + 1 truncated to a u32.
+        for n in [
+            i64::MAX,
+            i64::from(u32::MAX),
+            i64::from(u32::MAX) + 1,
+            i64::from(u32::MAX) - 4,
+            896,
+        ] {
+            let e = p.put_concurrency(ACCT, "f", n).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidParameter, "{n}");
+            assert!(
+                e.message.contains("UnreservedConcurrentExecution"),
+                "{n}: {e}"
+            );
+        }
+        for n in [-1, i64::MIN] {
+            assert_eq!(
+                p.put_concurrency(ACCT, "f", n).unwrap_err().kind,
+                ErrorKind::Validation
+            );
+        }
+        assert_eq!(p.get_concurrency(ACCT, "f").unwrap(), Some(7));
+        assert_eq!(p.account_usage(ACCT).unwrap().unreserved_concurrency, 988);
+        // 895 + 5 is exactly the 900 the account can set aside.
+        assert_eq!(p.put_concurrency(ACCT, "f", 895).unwrap(), 895);
+        assert_eq!(p.account_usage(ACCT).unwrap().unreserved_concurrency, 100);
+    }
+
+    #[test]
+    fn account_check_uses_checked_arithmetic() {
+        let d = tempfile::tempdir().unwrap();
+        let p = plane(d.path());
+        assert!(p.fits_account(0, 900));
+        assert!(p.fits_account(899, 1));
+        assert!(!p.fits_account(900, 1));
+        assert!(!p.fits_account(0, u32::MAX));
+        assert!(!p.fits_account(u64::MAX, 1));
+        assert!(!p.fits_account(u64::MAX - 1, u32::MAX));
+        // Documents that already hold u32::MAX (as the wrapped check once stored) neither
+        // overflow the account's sums nor let it reserve more.
+        for name in ["f", "g", "h"] {
+            create(&p, name);
+        }
+        for name in ["f", "g"] {
+            let mut turn = p.write().unwrap();
+            let mut e = turn.get(&key(name)).unwrap().clone();
+            e.reserved_concurrency = Some(u32::MAX);
+            turn.insert(key(name), e);
+        }
+        assert_eq!(p.account_usage(ACCT).unwrap().unreserved_concurrency, 0);
+        assert_eq!(
+            p.put_concurrency(ACCT, "h", 1).unwrap_err().kind,
+            ErrorKind::InvalidParameter
+        );
+        assert_eq!(p.get_concurrency(ACCT, "h").unwrap(), None);
+    }
+
+    #[test]
+    fn provisioned_count_out_of_range_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = plane(d.path());
+        create(&p, "f");
+        p.publish_version(ACCT, "f", None, None, None).unwrap();
+        for n in [i64::MAX, i64::from(u32::MAX) + 1, i64::from(u32::MAX), 901] {
+            assert_eq!(
+                p.put_provisioned(ACCT, "f", Some("1"), n).unwrap_err().kind,
+                ErrorKind::InvalidParameter,
+                "{n}"
+            );
+        }
+        assert!(p.get_provisioned(ACCT, "f", Some("1")).unwrap().is_none());
+    }
+
+    fn key(name: &str) -> FunctionKey {
+        FunctionKey {
+            account_id: ACCT.into(),
+            name: name.into(),
+        }
+    }
+
+    /// A store that can be made to panic in, or to stop inside, its next `apply`.
+    struct TestStore {
+        inner: SqliteStore,
+        panic_next: std::sync::atomic::AtomicBool,
+        /// When set, the next `apply` says it has started, then waits to be released.
+        hold: Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
+    }
+
+    impl Store for TestStore {
+        fn apply(&self, ops: &[Op]) -> std::result::Result<(), updraft_store::StoreError> {
+            if self
+                .panic_next
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                panic!("injected store failure");
+            }
+            let held = self.hold.lock().unwrap().take();
+            if let Some((started, release)) = held {
+                started.send(()).unwrap();
+                release.recv().unwrap();
+            }
+            self.inner.apply(ops)
+        }
+        fn get_meta(
+            &self,
+            key: &str,
+        ) -> std::result::Result<Option<String>, updraft_store::StoreError> {
+            self.inner.get_meta(key)
+        }
+        fn snapshot(
+            &self,
+        ) -> std::result::Result<updraft_store::Snapshot, updraft_store::StoreError> {
+            self.inner.snapshot()
+        }
+    }
+
+    fn test_plane(dir: &std::path::Path) -> (ControlPlane, Arc<TestStore>) {
+        let store = Arc::new(TestStore {
+            inner: SqliteStore::open(&dir.join("db.sqlite")).unwrap(),
+            panic_next: Default::default(),
+            hold: Mutex::new(None),
+        });
+        let code = CodeStore::open(dir.join("code"), Default::default()).unwrap();
+        let p = ControlPlane::open(
+            store.clone(),
+            code,
+            ControlConfig {
+                region: "us-east-1".into(),
+                account_concurrency: 1000,
+            },
+        )
+        .unwrap();
+        (p, store)
+    }
+
+    #[test]
+    fn a_writer_that_panics_breaks_no_later_call() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, store) = test_plane(d.path());
+        create(&p, "f");
+        store
+            .panic_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.put_concurrency(ACCT, "f", 10)
+        }));
+        assert!(
+            panicked.is_err(),
+            "the injected panic must reach the caller"
+        );
+        // Nothing of the failed write is visible, and every kind of call still works.
+        assert_eq!(p.get_concurrency(ACCT, "f").unwrap(), None);
+        assert_eq!(
+            p.resolve(ACCT, "f", None, 0.0)
+                .unwrap()
+                .reserved_concurrency,
+            None
+        );
+        assert_eq!(p.put_concurrency(ACCT, "f", 10).unwrap(), 10);
+        create(&p, "g");
+        assert_eq!(
+            p.resolve(ACCT, "f", None, 0.0)
+                .unwrap()
+                .reserved_concurrency,
+            Some(10)
+        );
+        // A listener that panics does not poison the listeners or the state either.
+        p.subscribe(|_| panic!("injected listener failure"));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.delete_concurrency(ACCT, "f")
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(p.get_concurrency(ACCT, "f").unwrap(), None);
+        p.subscribe(|_| {});
+        assert!(
+            p.list_functions(ACCT, false, None, None)
+                .unwrap()
+                .items
+                .len()
+                == 2
+        );
+        // What was persisted is what memory shows.
+        drop(p);
+        let p = plane(d.path());
+        assert_eq!(p.get_concurrency(ACCT, "f").unwrap(), None);
+        assert!(p.resolve(ACCT, "g", None, 0.0).is_ok());
+    }
+
+    #[test]
+    fn resolve_does_not_wait_for_a_writer_that_is_persisting() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, store) = test_plane(d.path());
+        let p = Arc::new(p);
+        create(&p, "f");
+        create(&p, "other");
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        *store.hold.lock().unwrap() = Some((started_tx, release_rx));
+        let writer = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                p.update_configuration(
+                    ACCT,
+                    "other",
+                    ConfigUpdate {
+                        timeout: Some(42),
+                        ..Default::default()
+                    },
+                )
+            })
+        };
+        // The writer is now inside the store's `apply`, holding its turn.
+        started.recv().unwrap();
+        // Readers answer from the published state meanwhile. They run on another thread so a
+        // regression fails this test instead of hanging it; the bound only catches a reader
+        // that waits for the writer (which is released only after it), never a slow one.
+        let reader = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                let f = p.resolve(ACCT, "f", None, 0.0).unwrap();
+                let other = p.resolve(ACCT, "other", None, 0.0).unwrap();
+                let cfg = p.get_configuration(ACCT, "other", None).unwrap();
+                let urls = p.resolve_url("nope");
+                (
+                    f.config.timeout,
+                    other.config.timeout,
+                    cfg.timeout,
+                    urls.is_none(),
+                )
+            })
+        };
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || done_tx.send(reader.join().unwrap()));
+        let seen = done
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("resolve waited for a writer that was persisting");
+        // The write is not yet published: readers see the state before it.
+        assert_eq!(seen, (3, 3, 3, true));
+        release.send(()).unwrap();
+        waiter.join().unwrap().unwrap();
+        assert_eq!(writer.join().unwrap().unwrap().timeout, 42);
+        assert_eq!(
+            p.resolve(ACCT, "other", None, 0.0).unwrap().config.timeout,
+            42
+        );
+    }
+
+    #[test]
     fn hostile_zip_leaves_no_function() {
         let d = tempfile::tempdir().unwrap();
         let p = plane(d.path());
@@ -2603,7 +2946,7 @@ mod tests {
         )
         .unwrap();
         p.delete_function(ACCT, "f", None).unwrap();
-        assert!(p.url_index.read().unwrap().is_empty());
+        assert!(p.read().url_index.is_empty());
     }
 
     #[test]
