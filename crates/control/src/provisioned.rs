@@ -57,14 +57,20 @@ pub(crate) fn target_version(qualifier: &str, aliases: &BTreeMap<String, Alias>)
     }
 }
 
-/// `ProvisionedConcurrentExecutions` must be at least 1.
+/// `ProvisionedConcurrentExecutions` must be at least 1 (the model's `Min`); a value no account
+/// could ever set aside is refused as the account check would refuse it, before any sum is formed.
 pub(crate) fn check_count(n: i64) -> Result<u32> {
-    if n < 1 || n > i64::from(u32::MAX) {
+    if n < 1 {
         return Err(ControlError::validation(format!(
             "1 validation error detected: Value '{n}' at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 1"
         )));
     }
-    Ok(n as u32)
+    u32::try_from(n).map_err(|_| {
+        crate::validate::unreserved_minimum(
+            "ConcurrentExecutions",
+            crate::MIN_UNRESERVED_CONCURRENCY,
+        )
+    })
 }
 
 /// An alias and the version it points at may not both have a configuration: checks that a
@@ -154,6 +160,10 @@ mod tests {
         assert!(check_count(0).is_err());
         assert!(check_count(-3).is_err());
         assert_eq!(check_count(5).unwrap(), 5);
+        assert_eq!(
+            check_count(i64::MAX).unwrap_err().kind,
+            crate::ErrorKind::InvalidParameter
+        );
     }
 
     #[test]

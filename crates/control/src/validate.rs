@@ -127,6 +127,36 @@ pub fn ephemeral_storage(s: i64) -> Result<u32> {
     }
 }
 
+/// Lambda's answer when a function would set aside more concurrency than the account can spare;
+/// `what` names the parameter as Lambda's message does.
+pub fn unreserved_minimum(what: &str, min_unreserved: u32) -> ControlError {
+    ControlError::invalid(format!(
+        "Specified {what} for function decreases account's UnreservedConcurrentExecution below its minimum value of [{min_unreserved}]."
+    ))
+}
+
+/// `ReservedConcurrentExecutions`: at least 0 (the model's `Min`) and, on its own, at most what
+/// the account can set aside while `min_unreserved` stays unreserved. Checked before any sum is
+/// formed, so no caller-chosen value (up to `i64::MAX`) reaches the arithmetic of the account
+/// check.
+pub fn reserved_concurrency(n: i64, account_limit: u32, min_unreserved: u32) -> Result<u32> {
+    if n < 0 {
+        return Err(constraint(
+            n,
+            "reservedConcurrentExecutions",
+            "Member must have value greater than or equal to 0",
+        ));
+    }
+    let spare = account_limit.saturating_sub(min_unreserved);
+    match u32::try_from(n) {
+        Ok(n) if n <= spare => Ok(n),
+        _ => Err(unreserved_minimum(
+            "ReservedConcurrentExecutions",
+            min_unreserved,
+        )),
+    }
+}
+
 /// Handler: 0–128 characters without whitespace.
 pub fn handler(h: &str) -> Result<()> {
     if h.len() <= 128 && !h.chars().any(char::is_whitespace) {
@@ -346,6 +376,29 @@ mod tests {
     }
 
     #[test]
+    fn reserved_concurrency_range() {
+        assert_eq!(reserved_concurrency(0, 1000, 100).unwrap(), 0);
+        assert_eq!(reserved_concurrency(900, 1000, 100).unwrap(), 900);
+        for (n, kind) in [
+            (-1, ErrorKind::Validation),
+            (i64::MIN, ErrorKind::Validation),
+            (901, ErrorKind::InvalidParameter),
+            (i64::from(u32::MAX), ErrorKind::InvalidParameter),
+            (i64::from(u32::MAX) + 1, ErrorKind::InvalidParameter),
+            (i64::MAX, ErrorKind::InvalidParameter),
+        ] {
+            assert_eq!(
+                reserved_concurrency(n, 1000, 100).unwrap_err().kind,
+                kind,
+                "{n}"
+            );
+        }
+        // An account whose limit is below the unreserved minimum can reserve nothing.
+        assert_eq!(reserved_concurrency(0, 50, 100).unwrap(), 0);
+        assert!(reserved_concurrency(1, 50, 100).is_err());
+    }
+
+    #[test]
     fn limits() {
         assert_eq!(memory_size(128).unwrap(), 128);
         assert_eq!(memory_size(10_240).unwrap(), 10_240);
@@ -356,6 +409,12 @@ mod tests {
         assert_eq!(timeout(900).unwrap(), 900);
         assert!(ephemeral_storage(511).is_err());
         assert!(ephemeral_storage(10_241).is_err());
+        // Values far outside the range are refused, not truncated into it.
+        for n in [i64::MIN, -1, i64::from(u32::MAX) + 128, i64::MAX] {
+            assert!(memory_size(n).is_err(), "{n}");
+            assert!(timeout(n).is_err(), "{n}");
+            assert!(ephemeral_storage(n).is_err(), "{n}");
+        }
     }
 
     #[test]
