@@ -64,6 +64,21 @@ pub struct ServeArgs {
     /// sandbox and starting the interpreter (0 turns pre-warming off).
     #[arg(long, default_value_t = 1)]
     prewarm: usize,
+    /// Run a runtime id on this interpreter, e.g. `--runtime python3.12=/opt/py312/bin/python3`
+    /// (repeatable). Without it each id runs on an interpreter of its exact version found on
+    /// `PATH` or installed with `updraft runtime install`, else on the nearest version, noted.
+    #[arg(long = "runtime", value_name = "ID=PATH", value_parser = parse_runtime_override)]
+    runtimes: Vec<(String, PathBuf)>,
+    /// Refuse functions whose runtime id has no interpreter of exactly its version here
+    /// (CreateFunction answers InvalidParameterValueException) instead of running them on the
+    /// nearest version.
+    #[arg(long)]
+    strict_runtimes: bool,
+}
+
+/// Parses `--runtime ID=PATH`.
+pub fn parse_runtime_override(arg: &str) -> Result<(String, PathBuf), String> {
+    updraft_engine::RuntimeOptions::parse_override(arg)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -186,6 +201,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         cfg.account_concurrency = args.account_concurrency;
         cfg.idle_timeout = Duration::from_secs(args.idle_timeout);
         cfg.prewarm = args.prewarm;
+        cfg.runtimes = updraft_engine::RuntimeOptions {
+            data_dir: None,
+            overrides: args.runtimes.clone(),
+            strict: args.strict_runtimes,
+        };
         cfg.keep_alive = KeepAlive {
             mode: match args.keep_alive {
                 KeepAliveArg::Fixed => KeepAliveMode::Fixed,
@@ -294,11 +314,15 @@ fn report_startup(
     root: &Credentials,
     generated: bool,
 ) {
-    let available: Vec<String> = engine
-        .runtimes()
-        .into_iter()
+    let runtimes = engine.runtimes();
+    let available: Vec<String> = runtimes
+        .iter()
         .filter(|r| r.available)
-        .map(|r| r.id.to_string())
+        .map(|r| match (&r.interpreter_version, r.exact) {
+            (Some(v), true) => format!("{} ({v})", r.id),
+            (Some(v), false) => format!("{} (on {v}!)", r.id),
+            (None, _) => r.id.to_string(),
+        })
         .collect();
     let unavailable: Vec<String> = engine
         .runtimes()
@@ -316,6 +340,11 @@ fn report_startup(
     eprintln!("  runtimes:   {}", available.join(", "));
     if !unavailable.is_empty() {
         eprintln!("  not on this host: {}", unavailable.join(", "));
+    }
+    for r in runtimes.iter().filter(|r| r.available) {
+        if let Some(note) = &r.note {
+            eprintln!("  NOTE: {note}");
+        }
     }
     if generated {
         eprintln!();

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod error;
 mod invoke;
 mod lambda;
+pub use lambda::RUNTIME_NOTE_HEADER;
 pub mod payload_v2;
 mod policy;
 pub mod provisioned;
