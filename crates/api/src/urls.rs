@@ -250,13 +250,10 @@ pub async fn serve(
     let raw_query = parts.uri.query().unwrap_or("");
     let iam = match target.config.auth_type {
         UrlAuthType::None => {
-            let open = updraft_control::policy::allows(
+            let open = updraft_control::policy::url_invoke_allowed(
                 &target.policy,
-                "lambda:InvokeFunctionUrl",
                 None,
-                None,
-                None,
-                Some(UrlAuthType::None.as_str()),
+                UrlAuthType::None,
             );
             if !open {
                 return forbidden();
@@ -278,13 +275,10 @@ pub async fn serve(
                 _ => return forbidden(),
             };
             let allowed = caller.account_id == target.account_id
-                || updraft_control::policy::allows(
+                || updraft_control::policy::url_invoke_allowed(
                     &target.policy,
-                    "lambda:InvokeFunctionUrl",
                     Some(&caller.account_id),
-                    None,
-                    None,
-                    Some(UrlAuthType::AwsIam.as_str()),
+                    UrlAuthType::AwsIam,
                 );
             if !allowed {
                 return forbidden();
