@@ -74,6 +74,37 @@ pub struct ServeArgs {
     /// nearest version.
     #[arg(long)]
     strict_runtimes: bool,
+    /// Seconds between passes that remove code packages no function or version refers to
+    /// (0 turns collection off).
+    #[arg(long, default_value_t = 600)]
+    code_gc_interval: u64,
+    /// Seconds a package must have been unreferenced before it is removed; keep it above the
+    /// longest function timeout, since environments of replaced code drain with it mounted.
+    #[arg(long, default_value_t = updraft_control::code_gc::DEFAULT_GRACE.as_secs())]
+    code_gc_grace: u64,
+}
+
+/// Collects unreferenced code packages every `interval` for the life of the process.
+fn spawn_code_gc(control: Arc<ControlPlane>, interval: Duration, grace: Duration) -> Result<()> {
+    std::thread::Builder::new()
+        .name("code-gc".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                match updraft_control::code_gc::collect(&control, grace) {
+                    Ok(r) if !r.removed.is_empty() => tracing::info!(
+                        removed = r.removed.len(),
+                        waiting = r.waiting,
+                        in_use = r.referenced,
+                        "code gc: removed unreferenced packages"
+                    ),
+                    Ok(r) => tracing::debug!(?r, "code gc: nothing to remove"),
+                    Err(e) => tracing::warn!("code gc: {e}"),
+                }
+            }
+        })
+        .context("starting the code gc thread")?;
+    Ok(())
 }
 
 /// Parses `--runtime ID=PATH`.
@@ -182,6 +213,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             account_concurrency: args.account_concurrency,
         },
     )?);
+
+    if args.code_gc_interval > 0 {
+        spawn_code_gc(
+            control.clone(),
+            Duration::from_secs(args.code_gc_interval),
+            Duration::from_secs(args.code_gc_grace),
+        )?;
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
