@@ -76,14 +76,14 @@ pub fn node_package() -> Result<&'static str, InstallError> {
 /// The Node.js major a runtime id names (`nodejs22.x` → 22).
 pub fn node_major(runtime: &str) -> Result<u32, InstallError> {
     let bad = || InstallError::NotInstallable(runtime.to_string());
-    // Accept every Lambda-shaped Node.js id, also majors Updraft does not list yet.
+    // Only ids the registry maps: another major would be installed and never used.
+    if Family::of(runtime) != Some(Family::Node) {
+        return Err(bad());
+    }
     let major = runtime
         .strip_prefix("nodejs")
         .and_then(|r| r.strip_suffix(".x"))
         .ok_or_else(bad)?;
-    if Family::of(runtime).is_some_and(|f| f != Family::Node) {
-        return Err(bad());
-    }
     major.parse().map_err(|_| bad())
 }
 
@@ -305,6 +305,7 @@ mod tests {
         assert!(node_major("python3.12").is_err());
         assert!(node_major("nodejs").is_err());
         assert!(node_major("nodejsX.x").is_err());
+        assert!(node_major("nodejs26.x").is_err());
     }
 
     #[test]

@@ -41,9 +41,11 @@ pub(crate) const KNOWN_RUNTIMES: &[&str] = &[
     "python3.11",
     "python3.12",
     "python3.13",
+    "python3.14",
     "nodejs18.x",
     "nodejs20.x",
     "nodejs22.x",
+    "nodejs24.x",
     "java8.al2",
     "java11",
     "java17",
@@ -286,7 +288,7 @@ pub(crate) fn choose(
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c);
     let hint = match family {
-        Family::Node => format!("`updraft runtime install {id}`, or install it and start "),
+        Family::Node => format!("run `updraft runtime install {id}`, or install it and start "),
         _ => "install it and start ".to_string(),
     };
     match nearest {
@@ -294,15 +296,14 @@ pub(crate) fn choose(
             c,
             Some(format!(
                 "{id} runs on {} {} ({}), the nearest version on this host: {id} itself is not \
-                 installed (add it with {hint}`updraft serve --runtime {id}=PATH`)",
+                 installed ({hint}`updraft serve --runtime {id}=PATH`)",
                 language(family),
                 c.interp.version,
                 c.interp.exe.display()
             )),
         )),
         None => Err(format!(
-            "{id}: no {} interpreter on this host (add one with {hint}`updraft serve \
-             --runtime {id}=PATH`)",
+            "{id}: no {} interpreter on this host ({hint}`updraft serve --runtime {id}=PATH`)",
             language(family)
         )),
     }
