@@ -301,6 +301,14 @@ class Bench:
             Principal="*",
             FunctionUrlAuthType="NONE",
         )
+        # Since October 2025 a function URL also needs lambda:InvokeFunction (via the URL only).
+        self.client.add_permission(
+            FunctionName=name,
+            StatementId="public-url-invoke",
+            Action="lambda:InvokeFunction",
+            Principal="*",
+            InvokedViaFunctionUrl=True,
+        )
         function_url = cfg["FunctionUrl"]
         host = urlparse(function_url).hostname or ""
         url_id = host.split(".lambda-url.", 1)[0]

@@ -95,6 +95,40 @@ pub struct DoctorArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// The data directory `updraft serve` uses (runtimes installed there count).
+    #[arg(long, env = "UPDRAFT_DATA_DIR", default_value = ".updraft")]
+    data_dir: PathBuf,
+    /// As for `updraft serve`: run a runtime id on this interpreter (repeatable).
+    #[arg(long = "runtime", value_name = "ID=PATH", value_parser = crate::serve::parse_runtime_override)]
+    runtimes: Vec<(String, PathBuf)>,
+}
+
+#[derive(clap::Args)]
+pub struct RuntimeArgs {
+    #[command(subcommand)]
+    command: RuntimeCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum RuntimeCommand {
+    /// Install the newest release of a Node.js major (from the npm registry, with `npm`) into
+    /// the data directory, where `updraft serve` finds it at its next start.
+    Install {
+        /// Runtime id: nodejs18.x, nodejs20.x, nodejs22.x, nodejs24.x.
+        runtime: String,
+        /// An exact release instead of the newest of the major, e.g. 22.9.0.
+        #[arg(long)]
+        version: Option<String>,
+        /// The data directory of `updraft serve`.
+        #[arg(long, env = "UPDRAFT_DATA_DIR", default_value = ".updraft")]
+        data_dir: PathBuf,
+        /// Where downloaded packages are kept for later installs (default ~/.cache/updraft/node).
+        #[arg(long, env = "UPDRAFT_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Ask the registry again even when a package of the major is cached.
+        #[arg(long)]
+        refresh: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -261,6 +295,7 @@ pub fn deploy(a: DeployArgs) -> Result<ExitCode> {
             )?
             .ok()?;
         println!("created {}", a.name);
+        print_runtime_note(&r);
         r.json()?
     } else {
         exists.ok()?;
@@ -283,6 +318,7 @@ pub fn deploy(a: DeployArgs) -> Result<ExitCode> {
             )?
             .ok()?;
         println!("updated {}", a.name);
+        print_runtime_note(&r);
         r.json()?
     };
     println!(
@@ -293,6 +329,14 @@ pub fn deploy(a: DeployArgs) -> Result<ExitCode> {
         result["RevisionId"].as_str().unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says loudly when the server runs the function on a nearer runtime version than it names.
+fn print_runtime_note(r: &crate::client::Answer) {
+    if let Some(note) = r.header(updraft_api::RUNTIME_NOTE_HEADER) {
+        println!("  NOTE:       {note}");
+        eprintln!("warning: {note}");
+    }
 }
 
 pub fn ls(a: LsArgs) -> Result<ExitCode> {
@@ -453,9 +497,53 @@ pub fn logs(a: LogsArgs) -> Result<ExitCode> {
     }
 }
 
+/// `updraft runtime install`: runs on the host, without a server.
+pub fn runtime(a: RuntimeArgs) -> Result<ExitCode> {
+    use updraft_engine::runtime_install;
+    let RuntimeCommand::Install {
+        runtime,
+        version,
+        data_dir,
+        cache_dir,
+        refresh,
+    } = a.command;
+    let cache = cache_dir.unwrap_or_else(runtime_install::default_cache_dir);
+    eprintln!(
+        "installing {runtime} ({}@{}) into {}",
+        runtime_install::node_package()?,
+        version
+            .clone()
+            .unwrap_or_else(|| format!("{}", runtime_install::node_major(&runtime).unwrap_or(0))),
+        data_dir.display()
+    );
+    let done =
+        runtime_install::install_node(&runtime, version.as_deref(), &data_dir, &cache, refresh)
+            .with_context(|| format!("installing {runtime}"))?;
+    println!(
+        "installed {} = Node.js {} at {}{}",
+        done.runtime,
+        done.version,
+        done.node.display(),
+        if done.cached {
+            format!(" (from the cache in {})", cache.display())
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "restart `updraft serve --data-dir {}` to use it",
+        data_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
     let report = updraft_sandbox::doctor();
-    let runtimes = updraft_engine::probe_runtimes();
+    let runtimes = updraft_engine::probe_runtimes(&updraft_engine::RuntimeOptions {
+        data_dir: Some(a.data_dir.clone()),
+        overrides: a.runtimes.clone(),
+        strict: false,
+    });
     if a.json {
         println!(
             "{}",
@@ -466,6 +554,7 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
                 "runtimes": runtimes.iter().map(|r| json!({
                     "id": r.id, "available": r.available,
                     "interpreter": r.interpreter, "version": r.interpreter_version, "reason": r.reason,
+                    "exact": r.exact, "source": r.source, "note": r.note,
                 })).collect::<Vec<_>>(),
             }))?
         );
@@ -483,14 +572,24 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
         for r in &runtimes {
             match (&r.interpreter, r.available) {
                 (Some(i), true) => println!(
-                    "  {:<16} yes  {} {}",
+                    "  {:<16} {}  {} {}{}",
                     r.id,
+                    if r.exact { "yes" } else { "NEAREST" },
                     i.display(),
-                    r.interpreter_version.as_deref().unwrap_or("")
+                    r.interpreter_version.as_deref().unwrap_or(""),
+                    r.source
+                        .as_deref()
+                        .map(|s| format!(" [{s}]"))
+                        .unwrap_or_default()
                 ),
                 (None, true) => println!("  {:<16} yes  (the package's bootstrap)", r.id),
                 _ => println!("  {:<16} no   {}", r.id, r.reason.as_deref().unwrap_or("")),
             }
+        }
+    }
+    if !a.json {
+        for note in runtimes.iter().filter_map(|r| r.note.as_deref()) {
+            println!("NOTE: {note}");
         }
     }
     Ok(if report.degraded().is_empty() {

@@ -34,6 +34,8 @@ enum Command {
     Doctor(cli::DoctorArgs),
     /// Manage accounts and their access keys (root credentials only).
     Account(cli::AccountArgs),
+    /// Install language runtimes into the data directory (`runtime install nodejs22.x`).
+    Runtime(cli::RuntimeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Logs(a) => cli::logs(a),
         Command::Doctor(a) => cli::doctor(a),
         Command::Account(a) => cli::account(a),
+        Command::Runtime(a) => cli::runtime(a),
     };
     match result {
         Ok(code) => code,

@@ -71,6 +71,52 @@ pub struct ServeArgs {
     /// sandbox and starting the interpreter (0 turns pre-warming off).
     #[arg(long, default_value_t = 1)]
     prewarm: usize,
+    /// Run a runtime id on this interpreter, e.g. `--runtime python3.12=/opt/py312/bin/python3`
+    /// (repeatable). Without it each id runs on an interpreter of its exact version found on
+    /// `PATH` or installed with `updraft runtime install`, else on the nearest version, noted.
+    #[arg(long = "runtime", value_name = "ID=PATH", value_parser = parse_runtime_override)]
+    runtimes: Vec<(String, PathBuf)>,
+    /// Refuse functions whose runtime id has no interpreter of exactly its version here
+    /// (CreateFunction answers InvalidParameterValueException) instead of running them on the
+    /// nearest version.
+    #[arg(long)]
+    strict_runtimes: bool,
+    /// Seconds between passes that remove code packages no function or version refers to
+    /// (0 turns collection off).
+    #[arg(long, default_value_t = 600)]
+    code_gc_interval: u64,
+    /// Seconds a package must have been unreferenced before it is removed; keep it above the
+    /// longest function timeout, since environments of replaced code drain with it mounted.
+    #[arg(long, default_value_t = updraft_control::code_gc::DEFAULT_GRACE.as_secs())]
+    code_gc_grace: u64,
+}
+
+/// Collects unreferenced code packages every `interval` for the life of the process.
+fn spawn_code_gc(control: Arc<ControlPlane>, interval: Duration, grace: Duration) -> Result<()> {
+    std::thread::Builder::new()
+        .name("code-gc".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                match updraft_control::code_gc::collect(&control, grace) {
+                    Ok(r) if !r.removed.is_empty() => tracing::info!(
+                        removed = r.removed.len(),
+                        waiting = r.waiting,
+                        in_use = r.referenced,
+                        "code gc: removed unreferenced packages"
+                    ),
+                    Ok(r) => tracing::debug!(?r, "code gc: nothing to remove"),
+                    Err(e) => tracing::warn!("code gc: {e}"),
+                }
+            }
+        })
+        .context("starting the code gc thread")?;
+    Ok(())
+}
+
+/// Parses `--runtime ID=PATH`.
+pub fn parse_runtime_override(arg: &str) -> Result<(String, PathBuf), String> {
+    updraft_engine::RuntimeOptions::parse_override(arg)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -175,6 +221,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         },
     )?);
 
+    if args.code_gc_interval > 0 {
+        spawn_code_gc(
+            control.clone(),
+            Duration::from_secs(args.code_gc_interval),
+            Duration::from_secs(args.code_gc_grace),
+        )?;
+    }
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -193,6 +247,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         cfg.account_concurrency = args.account_concurrency;
         cfg.idle_timeout = Duration::from_secs(args.idle_timeout);
         cfg.prewarm = args.prewarm;
+        cfg.runtimes = updraft_engine::RuntimeOptions {
+            data_dir: None,
+            overrides: args.runtimes.clone(),
+            strict: args.strict_runtimes,
+        };
         cfg.keep_alive = KeepAlive {
             mode: match args.keep_alive {
                 KeepAliveArg::Fixed => KeepAliveMode::Fixed,
@@ -307,11 +366,15 @@ fn report_startup(
     root: &Credentials,
     generated: bool,
 ) {
-    let available: Vec<String> = engine
-        .runtimes()
-        .into_iter()
+    let runtimes = engine.runtimes();
+    let available: Vec<String> = runtimes
+        .iter()
         .filter(|r| r.available)
-        .map(|r| r.id.to_string())
+        .map(|r| match (&r.interpreter_version, r.exact) {
+            (Some(v), true) => format!("{} ({v})", r.id),
+            (Some(v), false) => format!("{} (on {v}!)", r.id),
+            (None, _) => r.id.to_string(),
+        })
         .collect();
     let unavailable: Vec<String> = engine
         .runtimes()
@@ -329,6 +392,11 @@ fn report_startup(
     eprintln!("  runtimes:   {}", available.join(", "));
     if !unavailable.is_empty() {
         eprintln!("  not on this host: {}", unavailable.join(", "));
+    }
+    for r in runtimes.iter().filter(|r| r.available) {
+        if let Some(note) = &r.note {
+            eprintln!("  NOTE: {note}");
+        }
     }
     if generated {
         eprintln!();

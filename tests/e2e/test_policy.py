@@ -156,3 +156,26 @@ def test_list_url_configs_paginates(lam, fn):
     # Deleting an alias deletes its URL.
     lam.delete_alias(FunctionName=fn, Name="a0")
     assert len(lam.list_function_url_configs(FunctionName=fn)["FunctionUrlConfigs"]) == 4
+
+
+def test_policy_over_20_kb_is_refused(lam, fn):
+    """Lambda limits a function's resource-based policy to 20 KB: the statement that would pass it is refused
+    with PolicyLengthExceededException, and the policy stays as it was."""
+    added = 0
+    source = "arn:aws:s3:::" + "b" * 40
+    with pytest.raises(lam.exceptions.PolicyLengthExceededException) as e:
+        for i in range(200):
+            lam.add_permission(FunctionName=fn, StatementId=f"s3-{i:03d}", Action="lambda:InvokeFunction",
+                               Principal="s3.amazonaws.com", SourceArn=f"{source}{i}")
+            added += 1
+    err = assert_error(e, "PolicyLengthExceededException", 400)
+    size = int(err.response["Error"]["Message"].split("(")[1].split(")")[0])
+    assert size > 20480
+    assert err.response["Error"]["Message"] == f"The final policy size ({size}) is bigger than the limit (20480)."
+    policy = lam.get_policy(FunctionName=fn)["Policy"]
+    assert len(json.loads(policy)["Statement"]) == added
+    assert 20480 - 300 < len(policy) <= 20480
+    # Room made by removing a statement can be used again.
+    lam.remove_permission(FunctionName=fn, StatementId="s3-000")
+    lam.add_permission(FunctionName=fn, StatementId="again", Action="lambda:InvokeFunction",
+                       Principal="s3.amazonaws.com", SourceArn=f"{source}x")

@@ -74,8 +74,12 @@ def handler(event, context):
 
 
 def public(lam, name: str) -> None:
+    """The two statements Lambda's console adds for a public URL: since October 2025 a function URL needs both
+    lambda:InvokeFunctionUrl and lambda:InvokeFunction (the latter conditioned on lambda:InvokedViaFunctionUrl)."""
     lam.add_permission(FunctionName=name, StatementId="FunctionURLAllowPublicAccess",
                        Action="lambda:InvokeFunctionUrl", Principal="*", FunctionUrlAuthType="NONE")
+    lam.add_permission(FunctionName=name, StatementId="FunctionURLAllowInvokeAction",
+                       Action="lambda:InvokeFunction", Principal="*", InvokedViaFunctionUrl=True)
 
 
 def url_id(cfg) -> str:

@@ -65,8 +65,12 @@ exports.handler = async (event) => {
 
 
 def public(lam, name: str) -> None:
+    """The two statements Lambda's console adds for a public URL: since October 2025 a function URL needs both
+    lambda:InvokeFunctionUrl and lambda:InvokeFunction (the latter conditioned on lambda:InvokedViaFunctionUrl)."""
     lam.add_permission(FunctionName=name, StatementId="FunctionURLAllowPublicAccess",
                        Action="lambda:InvokeFunctionUrl", Principal="*", FunctionUrlAuthType="NONE")
+    lam.add_permission(FunctionName=name, StatementId="FunctionURLAllowInvokeAction",
+                       Action="lambda:InvokeFunction", Principal="*", InvokedViaFunctionUrl=True)
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +255,22 @@ def test_none_auth_needs_the_public_permission(server, deploy, lam):
     public(lam, name)
     assert send_raw("GET", path_url(server, cfg, "/")).status == 200
     lam.remove_permission(FunctionName=name, StatementId="FunctionURLAllowPublicAccess")
+    assert send_raw("GET", path_url(server, cfg, "/")).status == 403
+
+
+def test_none_url_needs_invoke_function_as_well(server, deploy, lam):
+    """Lambda's current rule: InvokeFunctionUrl alone no longer opens a NONE URL."""
+    name = deploy({"app.py": PY_HANDLER})
+    cfg = lam.create_function_url_config(FunctionName=name, AuthType="NONE")
+    lam.add_permission(FunctionName=name, StatementId="url", Action="lambda:InvokeFunctionUrl", Principal="*",
+                       FunctionUrlAuthType="NONE")
+    assert send_raw("GET", path_url(server, cfg, "/")).status == 403
+    r = lam.add_permission(FunctionName=name, StatementId="via-url", Action="lambda:InvokeFunction", Principal="*",
+                           InvokedViaFunctionUrl=True)
+    assert json.loads(r["Statement"])["Condition"] == {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}
+    assert send_raw("GET", path_url(server, cfg, "/")).status == 200
+    # The InvokedViaFunctionUrl statement opens the URL only: the Invoke API stays closed to others.
+    lam.remove_permission(FunctionName=name, StatementId="url")
     assert send_raw("GET", path_url(server, cfg, "/")).status == 403
 
 

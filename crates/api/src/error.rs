@@ -96,6 +96,9 @@ impl From<ControlError> for ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException")
             }
             ErrorKind::AccessDenied => (StatusCode::FORBIDDEN, "AccessDeniedException"),
+            ErrorKind::PolicyLengthExceeded => {
+                (StatusCode::BAD_REQUEST, "PolicyLengthExceededException")
+            }
             ErrorKind::Service => (StatusCode::INTERNAL_SERVER_ERROR, "ServiceException"),
         };
         Self::new(status, code, e.message)

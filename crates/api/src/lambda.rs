@@ -56,17 +56,13 @@ async fn route(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResu
         }
         (Method::PUT, ["functions", f, "configuration"]) => {
             let input = wire::parse_body::<wire::UpdateConfigWire>(&req.body)?.into_input()?;
+            let note = runtime_note(state, input.runtime.as_deref())?;
             let (s, c, f, _) = owned(state, caller, f, None);
             let cfg =
                 blocking(move || Ok(s.control.update_configuration(&c.account_id, &f, input)?))
                     .await?;
-            Ok(config_response(
-                state,
-                caller,
-                StatusCode::OK,
-                &cfg,
-                Phase::Updating,
-            ))
+            let r = config_response(state, caller, StatusCode::OK, &cfg, Phase::Updating);
+            Ok(with_runtime_note(r, &cfg.name, note))
         }
         (Method::PUT, ["functions", f, "code"]) => update_code(state, caller, &req, f).await,
         (Method::GET, ["functions", f, "versions"]) => {
@@ -372,17 +368,45 @@ async fn create_function(
     req: Incoming,
 ) -> ApiResult<Response> {
     let input = wire::parse_body::<wire::CreateFunctionWire>(&req.body)?.into_input()?;
+    let note = runtime_note(state, input.runtime.as_deref())?;
     let (s, c, _, _) = owned(state, caller, "", None);
     let (latest, published) =
         blocking(move || Ok(s.control.create_function(&c.account_id, input)?)).await?;
     let cfg = published.unwrap_or(latest);
-    Ok(config_response(
-        state,
-        caller,
-        StatusCode::CREATED,
-        &cfg,
-        Phase::Creating,
-    ))
+    let r = config_response(state, caller, StatusCode::CREATED, &cfg, Phase::Creating);
+    Ok(with_runtime_note(r, &cfg.name, note))
+}
+
+/// Header with which CreateFunction and UpdateFunctionConfiguration tell Updraft's own CLI (and
+/// any client that looks) that the runtime runs on a nearer version than it names.
+pub const RUNTIME_NOTE_HEADER: &str = "x-updraft-runtime-note";
+
+/// What this node says about a runtime a function is given: `Ok(Some(note))` when it runs on a
+/// nearer version than it names, and, with `--strict-runtimes`, Lambda's
+/// `InvalidParameterValueException` for one that cannot run exactly as named. Ids Lambda itself
+/// refuses are left to the control plane's validation, which names them Lambda's way.
+fn runtime_note(state: &AppState, runtime: Option<&str>) -> ApiResult<Option<String>> {
+    let Some(rt) = runtime else { return Ok(None) };
+    if updraft_control::validate::runtime(rt).is_err() {
+        return Ok(None);
+    }
+    match state.engine.check_runtime(rt) {
+        Ok(note) => Ok(note),
+        Err(reason) if state.engine.strict_runtimes() => Err(ApiError::invalid(format!(
+            "The runtime parameter of {rt} cannot be used on this Updraft node: {reason}"
+        ))),
+        Err(_) => Ok(None),
+    }
+}
+
+fn with_runtime_note(mut r: Response, function: &str, note: Option<String>) -> Response {
+    if let Some(note) = note {
+        tracing::warn!(function, "{note}");
+        if let Ok(v) = HeaderValue::from_str(&note) {
+            r.headers_mut().insert(RUNTIME_NOTE_HEADER, v);
+        }
+    }
+    r
 }
 
 async fn update_code(

@@ -17,6 +17,7 @@ pub mod body;
 pub mod error;
 mod invoke;
 mod lambda;
+pub use lambda::RUNTIME_NOTE_HEADER;
 pub mod payload_v2;
 mod policy;
 pub mod provisioned;

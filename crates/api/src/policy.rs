@@ -106,6 +106,7 @@ pub async fn add(
         url_auth_type: w.function_url_auth_type,
         invoked_via_function_url: w.invoked_via_function_url,
         revision_id: w.revision_id,
+        policy_size: Some(|p| policy_json(p).to_string().len()),
     };
     let (s, c, f, q) = owned(state, caller, f, req.param("Qualifier"));
     let statement = blocking(move || {

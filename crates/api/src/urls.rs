@@ -267,13 +267,10 @@ pub async fn serve(
     // public: its body is bounded by the payload limit, the deadline and the node's budget).
     let pending = match target.config.auth_type {
         UrlAuthType::None => {
-            let open = updraft_control::policy::allows(
+            let open = updraft_control::policy::url_invoke_allowed(
                 &target.policy,
-                "lambda:InvokeFunctionUrl",
                 None,
-                None,
-                None,
-                Some(UrlAuthType::None.as_str()),
+                UrlAuthType::None,
             );
             if !open {
                 return unread(has_body, forbidden());
@@ -294,13 +291,10 @@ pub async fn serve(
                 _ => return unread(has_body, forbidden()),
             };
             let allowed = pending.account_id() == target.account_id
-                || updraft_control::policy::allows(
+                || updraft_control::policy::url_invoke_allowed(
                     &target.policy,
-                    "lambda:InvokeFunctionUrl",
                     Some(pending.account_id()),
-                    None,
-                    None,
-                    Some(UrlAuthType::AwsIam.as_str()),
+                    UrlAuthType::AwsIam,
                 );
             if !allowed {
                 return unread(has_body, forbidden());

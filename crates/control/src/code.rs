@@ -207,6 +207,8 @@ impl CodeError {
 pub struct CodeStore {
     root: PathBuf,
     limits: CodeLimits,
+    /// Uploads in flight, which garbage collection must not race (see `code_gc`).
+    gc: crate::code_gc::CodeGc,
 }
 
 impl CodeStore {
@@ -216,6 +218,7 @@ impl CodeStore {
         let store = Self {
             root: root.into(),
             limits,
+            gc: Default::default(),
         };
         for dir in [
             store.root.clone(),
@@ -235,6 +238,11 @@ impl CodeStore {
     /// The limits this store enforces.
     pub fn limits(&self) -> CodeLimits {
         self.limits
+    }
+
+    /// The garbage collector's view of uploads in flight (see `code_gc`).
+    pub fn gc(&self) -> &crate::code_gc::CodeGc {
+        &self.gc
     }
 
     /// Validates and stores a zip package. Idempotent: storing the same bytes again returns the
@@ -367,11 +375,11 @@ impl CodeStore {
         Ok(())
     }
 
-    fn zips_dir(&self) -> PathBuf {
+    pub(crate) fn zips_dir(&self) -> PathBuf {
         self.root.join("zips")
     }
 
-    fn trees_dir(&self) -> PathBuf {
+    pub(crate) fn trees_dir(&self) -> PathBuf {
         self.root.join("trees")
     }
 

@@ -24,6 +24,8 @@ pub enum ErrorKind {
     TooManyRequests,
     /// The caller may not perform the action.
     AccessDenied,
+    /// A resource-based policy would grow past Lambda's size limit.
+    PolicyLengthExceeded,
     /// An internal failure; details are logged, not returned.
     Service,
 }

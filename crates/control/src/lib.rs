@@ -19,6 +19,7 @@
 pub mod accounts;
 pub mod arn;
 pub mod code;
+pub mod code_gc;
 pub mod error;
 pub mod model;
 pub mod policy;

@@ -5,6 +5,15 @@
 //! [`evaluate`]), so Function URLs and cross-account calls decide the same way and the rules are
 //! unit-tested without a server. Only `Allow` statements exist (Lambda's `AddPermission` adds no
 //! others), so a request is allowed when any statement matches it and denied otherwise.
+//!
+//! Function URLs follow Lambda's current rule (announced for URLs created from October 2025, and
+//! for every URL once the exception for older ones ended in November 2026): a request through a
+//! URL needs both `lambda:InvokeFunctionUrl` and `lambda:InvokeFunction` ([`url_invoke_allowed`]);
+//! the latter is usually granted with the condition `lambda:InvokedViaFunctionUrl`, which holds
+//! only for requests that came through a URL.
+//!
+//! A policy document may not exceed [`MAX_POLICY_BYTES`] ([`check_length`]). Its size is that of
+//! Lambda's JSON rendering, which only the front door knows, so the caller passes a measure.
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +64,26 @@ pub struct Policy {
     pub revision_id: String,
 }
 
+/// Lambda's limit on a function's (or one version's or alias's) resource-based policy: 20 KB.
+pub const MAX_POLICY_BYTES: usize = 20 * 1024;
+
+/// Measures a policy document as Lambda renders it (`GetPolicy`'s `Policy` string), in bytes.
+pub type PolicySize = fn(&Policy) -> usize;
+
+/// Refuses a policy whose document `size` measures over [`MAX_POLICY_BYTES`], with Lambda's
+/// `PolicyLengthExceededException` message.
+pub fn check_length(policy: &Policy, size: Option<PolicySize>) -> Result<()> {
+    let Some(size) = size else { return Ok(()) };
+    let len = size(policy);
+    if len > MAX_POLICY_BYTES {
+        return Err(ControlError::new(
+            crate::ErrorKind::PolicyLengthExceeded,
+            format!("The final policy size ({len}) is bigger than the limit ({MAX_POLICY_BYTES})."),
+        ));
+    }
+    Ok(())
+}
+
 /// Inputs of `AddPermission`, already decoded from the wire.
 #[derive(Debug, Clone, Default)]
 pub struct PermissionInput {
@@ -68,6 +97,8 @@ pub struct PermissionInput {
     pub url_auth_type: Option<String>,
     pub invoked_via_function_url: Option<bool>,
     pub revision_id: Option<String>,
+    /// How to measure the resulting policy against [`MAX_POLICY_BYTES`]; `None` does not check.
+    pub policy_size: Option<PolicySize>,
 }
 
 /// Who is asking, for evaluation.
@@ -313,6 +344,28 @@ pub fn evaluate(policy: &Policy, r: &AccessRequest<'_>) -> bool {
     policy.statements.iter().any(|s| statement_allows(s, r))
 }
 
+/// Whether a request through a Function URL with `auth_type` may invoke the function: the policy
+/// must allow both `lambda:InvokeFunctionUrl` and `lambda:InvokeFunction` (Lambda's current rule
+/// for function URLs). `principal_account` is the signing account, `None` for an unsigned request.
+pub fn url_invoke_allowed(
+    policy: &Policy,
+    principal_account: Option<&str>,
+    auth_type: UrlAuthType,
+) -> bool {
+    ["lambda:InvokeFunctionUrl", "lambda:InvokeFunction"]
+        .iter()
+        .all(|action| {
+            allows(
+                policy,
+                action,
+                principal_account,
+                None,
+                None,
+                Some(auth_type.as_str()),
+            )
+        })
+}
+
 /// Whether `policy` allows `action` to the caller: `principal_account` is the signing account,
 /// `None` for an unsigned request; `url_auth_type` is set when the request came through a
 /// Function URL with that `AuthType`.
@@ -361,6 +414,68 @@ mod tests {
             statements,
             revision_id: "r".into(),
         }
+    }
+
+    #[test]
+    fn url_requests_need_invoke_function_url_and_invoke_function() {
+        let url_stmt = stmt(|i| i.url_auth_type = Some("NONE".into()));
+        let via_url = stmt(|i| {
+            i.statement_id = "s2".into();
+            i.action = "lambda:InvokeFunction".into();
+            i.invoked_via_function_url = Some(true);
+        });
+        let only_url = policy(vec![url_stmt.clone()]);
+        assert!(!url_invoke_allowed(&only_url, None, UrlAuthType::None));
+        let only_invoke = policy(vec![via_url.clone()]);
+        assert!(!url_invoke_allowed(&only_invoke, None, UrlAuthType::None));
+        let both = policy(vec![url_stmt, via_url]);
+        assert!(url_invoke_allowed(&both, None, UrlAuthType::None));
+        // The InvokedViaFunctionUrl statement opens the URL, not the Invoke API.
+        assert!(!allows(
+            &both,
+            "lambda:InvokeFunction",
+            None,
+            None,
+            None,
+            None
+        ));
+        // An AWS_IAM URL is not opened to others by statements conditioned on NONE.
+        assert!(!url_invoke_allowed(
+            &both,
+            Some("210987654321"),
+            UrlAuthType::AwsIam
+        ));
+        let other = "210987654321";
+        let cross = policy(vec![
+            stmt(|i| {
+                i.principal = other.into();
+                i.url_auth_type = Some("AWS_IAM".into());
+            }),
+            stmt(|i| {
+                i.statement_id = "s2".into();
+                i.principal = other.into();
+                i.action = "lambda:InvokeFunction".into();
+            }),
+        ]);
+        assert!(url_invoke_allowed(&cross, Some(other), UrlAuthType::AwsIam));
+        assert!(!url_invoke_allowed(
+            &cross,
+            Some("111111111111"),
+            UrlAuthType::AwsIam
+        ));
+    }
+
+    #[test]
+    fn policy_length_is_limited_to_20_kb() {
+        let p = policy(vec![stmt(|_| {})]);
+        assert!(check_length(&p, None).is_ok());
+        assert!(check_length(&p, Some(|_| MAX_POLICY_BYTES)).is_ok());
+        let e = check_length(&p, Some(|_| MAX_POLICY_BYTES + 1)).unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::PolicyLengthExceeded);
+        assert_eq!(
+            e.message,
+            "The final policy size (20481) is bigger than the limit (20480)."
+        );
     }
 
     #[test]

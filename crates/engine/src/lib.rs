@@ -5,6 +5,8 @@
 //! - `runtimes`: the registry of Lambda runtime ids (`python3.12`, `nodejs20.x`,
 //!   `provided.al2023`, ...) and how each is started on this host (which interpreter, which argv,
 //!   which host paths the jail must see); listed by [`Engine::runtimes`].
+//! - `runtime_install`: `updraft runtime install nodejsNN.x`, an exact Node.js release from the
+//!   npm registry's per-platform packages, unpacked where `runtimes` finds it.
 //! - `envvars`: the environment of the runtime process, built the way Lambda builds it.
 //! - `runtime_api`: one HTTP server per environment (`/2018-06-01/runtime/...`), served on the
 //!   listener the sandbox created inside the environment's own network namespace; streamed
@@ -40,6 +42,7 @@ mod metering;
 mod pool;
 mod prewarm;
 mod runtime_api;
+pub mod runtime_install;
 mod runtimes;
 
 use std::path::PathBuf;
@@ -55,7 +58,7 @@ pub use pool::random_u64;
 pub use prewarm::PrewarmStats;
 #[doc(hidden)]
 pub use runtime_api::{RuntimeRoute, StreamedError, route as runtime_route, trailer_error};
-pub use runtimes::RuntimeInfo;
+pub use runtimes::{RuntimeInfo, RuntimeOptions, installed_dir};
 
 /// How the engine of one node is set up.
 #[derive(Debug, Clone)]
@@ -81,6 +84,9 @@ pub struct EngineConfig {
     /// Pre-warmed environments kept ready per runtime (0: every cold start builds its
     /// environment); see `prewarm`. Needs root and Linux 5.12.
     pub prewarm: usize,
+    /// Operator overrides and strictness of the runtime id → interpreter mapping (`data_dir` is
+    /// filled in from the field above).
+    pub runtimes: RuntimeOptions,
 }
 
 impl EngineConfig {
@@ -96,6 +102,7 @@ impl EngineConfig {
             memory_budget_mb: host_memory_mb().unwrap_or(8192),
             helper_exe,
             prewarm: 1,
+            runtimes: RuntimeOptions::default(),
         }
     }
 }
@@ -368,7 +375,10 @@ impl Engine {
         timings: pool::Timings,
     ) -> Result<Arc<Engine>, EngineError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
-        let registry = runtimes::RuntimeRegistry::discover();
+        let registry = runtimes::RuntimeRegistry::discover(&RuntimeOptions {
+            data_dir: Some(cfg.data_dir.clone()),
+            ..cfg.runtimes.clone()
+        });
         runtimes::install_clients(&cfg.data_dir)?;
         let logs_dir = cfg.data_dir.join("logs");
         std::fs::create_dir_all(&logs_dir)
@@ -381,6 +391,20 @@ impl Engine {
     /// Every runtime id Updraft knows, whether it can run here and the interpreter it uses.
     pub fn runtimes(&self) -> Vec<RuntimeInfo> {
         self.inner.registry.infos()
+    }
+
+    /// Whether functions may use `runtime` on this node: `Ok(Some(note))` when it runs on a
+    /// nearer version than it names (the note says which, to be shown to the user), `Err` with
+    /// the reason when it cannot run (unknown, no interpreter, or `--strict-runtimes` refusing
+    /// a nearer version).
+    pub fn check_runtime(&self, runtime: &str) -> Result<Option<String>, String> {
+        self.inner.registry.check(runtime)
+    }
+
+    /// Whether functions whose runtime cannot run exactly as named are refused
+    /// (`--strict-runtimes`) rather than created with a note.
+    pub fn strict_runtimes(&self) -> bool {
+        self.inner.cfg.runtimes.strict
     }
 
     /// Runs one invocation: takes a warm environment of the function version or starts one, hands
@@ -519,6 +543,6 @@ impl Engine {
 
 /// Probes the host's interpreters and lists every runtime id with its availability, without
 /// starting an engine (for `updraft doctor`).
-pub fn probe_runtimes() -> Vec<RuntimeInfo> {
-    runtimes::RuntimeRegistry::discover().infos()
+pub fn probe_runtimes(opts: &RuntimeOptions) -> Vec<RuntimeInfo> {
+    runtimes::RuntimeRegistry::discover(opts).infos()
 }

@@ -120,6 +120,10 @@ pub(crate) fn function_dir(
     Ok(logs_dir.join(account_id).join(function_name))
 }
 
+/// Platform line written after the `REPORT` of an environment's first invocation when its
+/// runtime id runs on a nearer interpreter version than it names.
+pub(crate) const RUNTIME_NOTE: &str = "RUNTIME_NOTE";
+
 /// The figures of a `REPORT` line.
 pub(crate) struct Report<'a> {
     pub request_id: &'a str,
@@ -174,6 +178,9 @@ struct SinkState {
     pending: Vec<u8>,
     /// Raw lines (no timestamps) of the current invocation, kept when a tail was asked for.
     capture: Option<Vec<u8>>,
+    /// Written once, right after the next `REPORT`: the function runs on a nearer interpreter
+    /// version than its runtime id names, and whoever reads its logs must see it.
+    runtime_note: Option<String>,
 }
 
 /// Adapts a byte buffer to `fmt::Write`, so platform lines are formatted in place.
@@ -255,6 +262,7 @@ impl LogSink {
                 file,
                 pending: Vec::new(),
                 capture: None,
+                runtime_note: None,
             }),
         }
     }
@@ -294,7 +302,17 @@ impl LogSink {
             let _ = write!(out, "END RequestId: {}", r.request_id);
         });
         st.append(ts, |out| write_report(out, r));
+        if let Some(note) = st.runtime_note.take() {
+            st.append(ts, |out| {
+                let _ = write!(out, "{RUNTIME_NOTE} {note}");
+            });
+        }
         st.flush();
+    }
+
+    /// Has `RUNTIME_NOTE <note>` written right after the next `REPORT` line.
+    pub(crate) fn note_after_report(&self, note: &str) {
+        self.lock().runtime_note = Some(note.to_string());
     }
 
     /// Starts (or restarts) capturing lines for a tail.
@@ -579,6 +597,33 @@ mod tests {
         assert!(function_dir(d, "..", "f").is_err());
         assert!(function_dir(d, "1", "").is_err());
         assert!(function_dir(d, "1", "a/b").is_err());
+    }
+
+    #[test]
+    fn runtime_note_follows_the_first_report_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(stream_file_name("2024/01/01/[1]ee"));
+        let sink = LogSink::open(&path);
+        sink.note_after_report("python3.12 runs on Python 3.11.2");
+        let report = |id| Report {
+            request_id: id,
+            duration_ms: 1.0,
+            billed_ms: 1,
+            memory_mb: 128,
+            max_memory_used_mb: 30,
+            init_duration_ms: None,
+            status: None,
+        };
+        sink.end_and_report(&report("r1"));
+        sink.end_and_report(&report("r2"));
+        let data = std::fs::read(&path).unwrap();
+        let mut ev = Vec::new();
+        parse_stream(&data, "s", 0, &mut ev);
+        let msgs: Vec<_> = ev.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(msgs.len(), 5, "{msgs:?}");
+        assert!(msgs[1].starts_with("REPORT RequestId: r1"));
+        assert_eq!(msgs[2], "RUNTIME_NOTE python3.12 runs on Python 3.11.2");
+        assert!(msgs[4].starts_with("REPORT RequestId: r2"));
     }
 
     #[test]

@@ -785,6 +785,9 @@ impl Inner {
             tracing::error!("cannot start environment for {}: {e}", spec.function_name);
             InvokeError::Internal(format!("cannot start execution environment: {e}"))
         })?;
+        if let Some(note) = &launch.note {
+            env.log.note_after_report(note);
+        }
         if self.is_shutting_down() {
             return Err(InvokeError::ShuttingDown);
         }

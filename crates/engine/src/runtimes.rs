@@ -1,16 +1,27 @@
-//! The runtime registry: which Lambda runtime ids this host can run, and how each one is started.
+//! The runtime registry: which Lambda runtime ids this host can run, on which interpreter, and
+//! how each one is started.
 //!
-//! Interpreters are found once at startup. `python3` is looked up on `PATH` and run once to learn
-//! its real executable and `sys.base_prefix` (a pyenv shim or a venv resolves to the real
-//! installation); `node` is looked up on `PATH` and resolved through symlinks. Every `python3.x`
-//! id runs on the host's Python and every `nodejs*.x` id on the host's Node.js; `provided*`
-//! runs the package's own `/var/task/bootstrap`. Java is listed but unavailable: Updraft has no Java
-//! runtime client yet.
+//! Every `python3.N` and `nodejsNN.x` id is mapped to an interpreter explicitly, once at startup:
 //!
-//! Whatever the runtime, the discovered interpreter prefixes are made visible in every jail (at the
-//! same path) and their `bin` directories are put on `PATH`, so a `provided.al2023` bootstrap can
-//! `exec python3 ...` or `exec node ...`.
+//! 1. an operator's `--runtime ID=PATH` wins;
+//! 2. otherwise an interpreter of exactly the id's version: for Python `python3.N` or `python3` on
+//!    `PATH` reporting 3.N; for Node.js a release installed by `updraft runtime install` under
+//!    `<data-dir>/runtimes/installed/`, `nodeNN` on `PATH`, or `node` reporting vNN;
+//! 3. otherwise the nearest version found (closest minor or major, the newer one on a tie), with
+//!    a note that is shown wherever the function is seen (deploy, doctor, the server log, the
+//!    function's log stream) because code written for 3.12 may not behave the same on 3.11.
+//!    With `--strict-runtimes` such an id is refused instead.
+//!
+//! Python interpreters are run once to learn their real executable and `sys.base_prefix` (a
+//! pyenv shim or a venv resolves to the real installation; a shim that cannot run is ignored);
+//! Node.js executables are resolved through symlinks. `provided*` runs the package's own
+//! `/var/task/bootstrap`. Java is listed but unavailable: Updraft has no Java runtime client yet.
+//!
+//! Whatever the runtime, the chosen interpreters' prefixes are made visible in every jail (at the
+//! same path) and the default interpreters' `bin` directories are put on `PATH`, so a
+//! `provided.al2023` bootstrap can `exec python3 ...` or `exec node ...`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -30,9 +41,11 @@ pub(crate) const KNOWN_RUNTIMES: &[&str] = &[
     "python3.11",
     "python3.12",
     "python3.13",
+    "python3.14",
     "nodejs18.x",
     "nodejs20.x",
     "nodejs22.x",
+    "nodejs24.x",
     "java8.al2",
     "java11",
     "java17",
@@ -41,6 +54,11 @@ pub(crate) const KNOWN_RUNTIMES: &[&str] = &[
     "provided.al2",
     "provided.al2023",
 ];
+
+/// Python minor versions looked for as `python3.N` on `PATH`.
+const PYTHON_MINORS: std::ops::RangeInclusive<u32> = 9..=14;
+/// Node.js majors looked for as `nodeNN` on `PATH` and under the install directory.
+const NODE_MAJORS: &[u32] = &[18, 20, 22, 24];
 
 /// Families of runtimes that start the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +87,43 @@ impl Family {
     }
 }
 
+/// How the operator wants runtime ids mapped (`updraft serve --runtime`, `--strict-runtimes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// Where `updraft runtime install` puts interpreters (`<data-dir>`); `None` looks only on
+    /// `PATH`.
+    pub data_dir: Option<PathBuf>,
+    /// `--runtime ID=PATH`: this id runs on this interpreter, whatever else the host has.
+    pub overrides: Vec<(String, PathBuf)>,
+    /// Refuse ids that would run on another version than they name, instead of noting it.
+    pub strict: bool,
+}
+
+impl RuntimeOptions {
+    /// Parses one `--runtime ID=PATH` argument; only Python and Node.js ids can be mapped.
+    pub fn parse_override(arg: &str) -> Result<(String, PathBuf), String> {
+        let (id, path) = arg
+            .split_once('=')
+            .ok_or_else(|| format!("expected ID=PATH, got {arg:?}"))?;
+        match Family::of(id) {
+            Some(Family::Python | Family::Node) => {}
+            _ => {
+                return Err(format!(
+                    "{id:?} is not a Python or Node.js runtime id Updraft knows"
+                ));
+            }
+        }
+        let path = PathBuf::from(path);
+        if !path.is_absolute() {
+            return Err(format!(
+                "{}: the interpreter path must be absolute",
+                path.display()
+            ));
+        }
+        Ok((id.to_string(), path))
+    }
+}
+
 /// One runtime id as `Engine::runtimes` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RuntimeInfo {
@@ -80,6 +135,12 @@ pub struct RuntimeInfo {
     pub interpreter: Option<PathBuf>,
     /// Version of the interpreter (`3.11.7`, `v20.20.2`), when there is one.
     pub interpreter_version: Option<String>,
+    /// Whether the interpreter is of the version the id names (always true without one).
+    pub exact: bool,
+    /// Where the interpreter was found: `--runtime`, `installed`, or the name found on `PATH`.
+    pub source: Option<String>,
+    /// Set when the id runs on a nearer version than it names: say so to the user.
+    pub note: Option<String>,
     /// Why the runtime is unavailable.
     pub reason: Option<String>,
 }
@@ -96,6 +157,36 @@ pub(crate) struct Interpreter {
     pub version: String,
 }
 
+impl Interpreter {
+    /// `(major, minor)` of a `3.11.7` or `v20.1.0` version string.
+    fn major_minor(&self) -> Option<(u32, u32)> {
+        let mut parts = self.version.trim_start_matches('v').split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some((major, minor))
+    }
+}
+
+/// An interpreter found while discovering, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub interp: Interpreter,
+    /// `installed`, or the command name found on `PATH` (`python3.12`, `node`).
+    pub source: String,
+}
+
+/// The interpreter chosen for one runtime id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Choice {
+    pub interp: Interpreter,
+    pub source: String,
+    pub exact: bool,
+    /// Why the id runs on another version than it names.
+    pub note: Option<String>,
+    /// Chosen by `--runtime`: the operator's word, which `--strict-runtimes` does not overrule.
+    pub by_operator: bool,
+}
+
 /// How to start one runtime id.
 #[derive(Debug, Clone)]
 pub(crate) struct Launch {
@@ -103,37 +194,236 @@ pub(crate) struct Launch {
     pub argv: Vec<String>,
     /// Name of the `<data_dir>/runtimes/<name>` directory mounted at `/var/runtime`.
     pub client_dir: Option<&'static str>,
+    /// The id runs on a nearer version than it names (see [`Choice::note`]).
+    pub note: Option<String>,
 }
 
-/// The interpreters of this host and what they make available.
+/// The interpreters of this host and which runtime id runs on which.
 #[derive(Debug, Clone)]
 pub(crate) struct RuntimeRegistry {
-    python: Result<Interpreter, String>,
-    node: Result<Interpreter, String>,
+    /// One entry per Python and Node.js id of [`KNOWN_RUNTIMES`].
+    choices: BTreeMap<&'static str, Result<Choice, String>>,
+    /// The interpreters `python3` and `node` (first on `PATH`), whose `bin` directories come first
+    /// on every jail's `PATH`.
+    defaults: Vec<Interpreter>,
+    strict: bool,
 }
 
-/// Program text run by the host's `python3` to describe itself, one fact per line.
+/// Program text run by a host Python to describe itself, one fact per line.
 const PYTHON_PROBE: &str = "import sys; print(sys.executable); print(sys.base_prefix); print('%d.%d.%d' % sys.version_info[:3])";
 
+/// The version an id names: `(3, 12)` for `python3.12`, `(22, _)` for `nodejs22.x`.
+fn wanted_version(id: &str) -> Option<(u32, Option<u32>)> {
+    if let Some(v) = id.strip_prefix("python") {
+        let (major, minor) = v.split_once('.')?;
+        return Some((major.parse().ok()?, Some(minor.parse().ok()?)));
+    }
+    let major = id.strip_prefix("nodejs")?.strip_suffix(".x")?;
+    Some((major.parse().ok()?, None))
+}
+
+/// Human name of a family's interpreter, for notes.
+fn language(family: Family) -> &'static str {
+    match family {
+        Family::Python => "Python",
+        Family::Node => "Node.js",
+        Family::Java => "Java",
+        Family::Provided => "the package's bootstrap",
+    }
+}
+
+/// Picks the interpreter for `id` among `found` (in discovery order): the override if any, else
+/// one of exactly the version `id` names, else the nearest version with a note. Pure, so the
+/// policy is tested without a host.
+pub(crate) fn choose(
+    id: &str,
+    overridden: Option<Result<Candidate, String>>,
+    found: &[Candidate],
+) -> Result<Choice, String> {
+    let family = Family::of(id).ok_or_else(|| format!("unknown runtime {id:?}"))?;
+    let (major, minor) = wanted_version(id).ok_or_else(|| format!("{id} names no version"))?;
+    let matches = |c: &Candidate| match c.interp.major_minor() {
+        Some((ma, mi)) => ma == major && minor.is_none_or(|m| m == mi),
+        None => false,
+    };
+    let choice = |c: &Candidate, note: Option<String>| Choice {
+        interp: c.interp.clone(),
+        source: c.source.clone(),
+        exact: note.is_none(),
+        note,
+        by_operator: false,
+    };
+    if let Some(o) = overridden {
+        // The operator's word is final, but a mismatch is still worth saying.
+        let c = o.map_err(|e| format!("--runtime {id}: {e}"))?;
+        let note = (!matches(&c)).then(|| {
+            format!(
+                "{id} runs on {} {} ({}), as --runtime says, not on the version it names",
+                language(family),
+                c.interp.version,
+                c.interp.exe.display()
+            )
+        });
+        return Ok(Choice {
+            by_operator: true,
+            ..choice(&c, note)
+        });
+    }
+    if let Some(c) = found.iter().find(|c| matches(c)) {
+        return Ok(choice(c, None));
+    }
+    // Distance in versions: minors for Python (3.x), majors for Node.js.
+    let distance = |c: &Candidate| -> Option<(u32, std::cmp::Reverse<(u32, u32)>)> {
+        let (ma, mi) = c.interp.major_minor()?;
+        let d = match minor {
+            Some(m) if ma == major => m.abs_diff(mi),
+            Some(_) => return None,
+            None => major.abs_diff(ma),
+        };
+        Some((d, std::cmp::Reverse((ma, mi))))
+    };
+    let nearest = found
+        .iter()
+        .filter_map(|c| distance(c).map(|d| (d, c)))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c);
+    let hint = match family {
+        Family::Node => format!("run `updraft runtime install {id}`, or install it and start "),
+        _ => "install it and start ".to_string(),
+    };
+    match nearest {
+        Some(c) => Ok(choice(
+            c,
+            Some(format!(
+                "{id} runs on {} {} ({}), the nearest version on this host: {id} itself is not \
+                 installed ({hint}`updraft serve --runtime {id}=PATH`)",
+                language(family),
+                c.interp.version,
+                c.interp.exe.display()
+            )),
+        )),
+        None => Err(format!(
+            "{id}: no {} interpreter on this host ({hint}`updraft serve --runtime {id}=PATH`)",
+            language(family)
+        )),
+    }
+}
+
 impl RuntimeRegistry {
-    /// Finds `python3` and `node` on the server's `PATH`.
-    pub(crate) fn discover() -> Self {
+    /// Finds the host's Python and Node.js interpreters and maps every id to one.
+    pub(crate) fn discover(opts: &RuntimeOptions) -> Self {
         let path = std::env::var_os("PATH").unwrap_or_default();
-        let python = match which("python3", &path) {
-            Some(p) => probe_python(&p),
-            None => Err("python3 not found on PATH".to_string()),
+        let mut pythons: Vec<Candidate> = Vec::new();
+        let mut nodes: Vec<Candidate> = Vec::new();
+        let mut defaults = Vec::new();
+        let add = |list: &mut Vec<Candidate>, c: Candidate| {
+            if !list.iter().any(|o| o.interp.exe == c.interp.exe) {
+                list.push(c);
+            }
         };
-        let node = match which("node", &path) {
-            Some(p) => probe_node(&p),
-            None => Err("node not found on PATH".to_string()),
-        };
-        if let Err(e) = &python {
-            tracing::warn!("python runtimes unavailable: {e}");
+        for name in PYTHON_MINORS
+            .map(|m| format!("python3.{m}"))
+            .chain(["python3".to_string()])
+        {
+            if let Some(p) = which(&name, &path) {
+                match probe_python(&p) {
+                    Ok(interp) => {
+                        if name == "python3" {
+                            defaults.push(interp.clone());
+                        }
+                        add(
+                            &mut pythons,
+                            Candidate {
+                                interp,
+                                source: name,
+                            },
+                        );
+                    }
+                    // pyenv shims of versions that are not selected fail here: not an interpreter.
+                    Err(e) => tracing::debug!("ignoring {}: {e}", p.display()),
+                }
+            }
         }
-        if let Err(e) = &node {
-            tracing::warn!("node.js runtimes unavailable: {e}");
+        let installed = opts.data_dir.as_deref().map(installed_dir);
+        for major in NODE_MAJORS {
+            let mut places: Vec<(PathBuf, String)> = Vec::new();
+            if let Some(dir) = &installed {
+                places.push((
+                    dir.join(format!("node{major}")).join("bin/node"),
+                    "installed".into(),
+                ));
+            }
+            if let Some(p) = which(&format!("node{major}"), &path) {
+                places.push((p, format!("node{major}")));
+            }
+            for (p, source) in places {
+                if !p.exists() {
+                    continue;
+                }
+                match probe_node(&p) {
+                    Ok(interp) => add(&mut nodes, Candidate { interp, source }),
+                    Err(e) => tracing::warn!("ignoring {}: {e}", p.display()),
+                }
+            }
         }
-        RuntimeRegistry { python, node }
+        if let Some(p) = which("node", &path) {
+            match probe_node(&p) {
+                Ok(interp) => {
+                    defaults.push(interp.clone());
+                    add(
+                        &mut nodes,
+                        Candidate {
+                            interp,
+                            source: "node".into(),
+                        },
+                    );
+                }
+                Err(e) => tracing::warn!("ignoring {}: {e}", p.display()),
+            }
+        }
+        let mut choices = BTreeMap::new();
+        for id in KNOWN_RUNTIMES {
+            let family = Family::of(id).unwrap_or(Family::Provided);
+            let found = match family {
+                Family::Python => &pythons,
+                Family::Node => &nodes,
+                _ => continue,
+            };
+            let overridden = opts
+                .overrides
+                .iter()
+                .rev()
+                .find(|(o, _)| o == id)
+                .map(|(_, p)| {
+                    let interp = match family {
+                        Family::Python => probe_python(p),
+                        _ => probe_node(p),
+                    };
+                    interp.map(|interp| Candidate {
+                        interp,
+                        source: "--runtime".into(),
+                    })
+                });
+            let c = choose(id, overridden, found);
+            match &c {
+                Ok(Choice {
+                    note: Some(n),
+                    by_operator: false,
+                    ..
+                }) if opts.strict => {
+                    tracing::warn!("{id} refused (--strict-runtimes): {n}")
+                }
+                Ok(Choice { note: Some(n), .. }) => tracing::warn!("{n}"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("{id} unavailable: {e}"),
+            }
+            choices.insert(*id, c);
+        }
+        RuntimeRegistry {
+            choices,
+            defaults,
+            strict: opts.strict,
+        }
     }
 
     #[cfg(test)]
@@ -141,32 +431,78 @@ impl RuntimeRegistry {
         python: Result<Interpreter, String>,
         node: Result<Interpreter, String>,
     ) -> Self {
-        RuntimeRegistry { python, node }
+        let mut choices = BTreeMap::new();
+        let mut defaults = Vec::new();
+        for (family, found) in [(Family::Python, python), (Family::Node, node)] {
+            let found: Vec<Candidate> = found
+                .iter()
+                .map(|i| Candidate {
+                    interp: i.clone(),
+                    source: "test".into(),
+                })
+                .collect();
+            defaults.extend(found.iter().map(|c| c.interp.clone()));
+            for id in KNOWN_RUNTIMES
+                .iter()
+                .filter(|id| Family::of(id) == Some(family))
+            {
+                choices.insert(*id, choose(id, None, &found));
+            }
+        }
+        RuntimeRegistry {
+            choices,
+            defaults,
+            strict: false,
+        }
     }
 
-    fn interpreter(&self, family: Family) -> Result<Option<&Interpreter>, String> {
+    /// The interpreter `runtime` runs on: `Ok(None)` for ids without one (`provided*`).
+    fn chosen(&self, runtime: &str) -> Result<Option<&Choice>, String> {
+        let family = Family::of(runtime).ok_or_else(|| format!("unknown runtime {runtime:?}"))?;
         match family {
-            Family::Python => self.python.as_ref().map(Some).map_err(Clone::clone),
-            Family::Node => self.node.as_ref().map(Some).map_err(Clone::clone),
             Family::Java => Err("no Java runtime client in this Updraft build".to_string()),
             Family::Provided => Ok(None),
+            Family::Python | Family::Node => match self.choices.get(runtime) {
+                Some(Ok(c)) => match &c.note {
+                    Some(note) if self.strict && !c.by_operator => Err(format!(
+                        "{runtime} is not installed on this host and --strict-runtimes refuses \
+                         the nearest version ({note})"
+                    )),
+                    _ => Ok(Some(c)),
+                },
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(format!("unknown runtime {runtime:?}")),
+            },
         }
+    }
+
+    /// Whether functions may be created with `runtime`: `Ok(note)` when they can run (with the
+    /// note to show when it runs on a nearer version), `Err` with the reason when they cannot.
+    pub(crate) fn check(&self, runtime: &str) -> Result<Option<String>, String> {
+        Ok(self.chosen(runtime)?.and_then(|c| c.note.clone()))
     }
 
     /// How to start `runtime`, or why it cannot run here.
     pub(crate) fn launch_for(&self, runtime: &str) -> Result<Launch, String> {
         let family = Family::of(runtime).ok_or_else(|| format!("unknown runtime {runtime:?}"))?;
-        let interp = self
-            .interpreter(family)
-            .map_err(|e| format!("{runtime}: {e}"))?;
-        let (argv, client_dir) = match (family, interp) {
-            (Family::Python, Some(i)) => (
-                vec![path_string(&i.exe), "/var/runtime/bootstrap.py".to_string()],
+        let chosen = self.chosen(runtime).map_err(|e| {
+            if e.starts_with(runtime) {
+                e
+            } else {
+                format!("{runtime}: {e}")
+            }
+        })?;
+        let (argv, client_dir) = match (family, chosen) {
+            (Family::Python, Some(c)) => (
+                vec![
+                    path_string(&c.interp.exe),
+                    "/var/runtime/bootstrap.py".to_string(),
+                ],
                 Some("python"),
             ),
-            (Family::Node, Some(i)) => (
+            (Family::Node, Some(c)) => (
                 vec![
-                    path_string(&i.exe),
+                    path_string(&c.interp.exe),
                     "/var/runtime/bootstrap.mjs".to_string(),
                 ],
                 Some("node"),
@@ -177,13 +513,25 @@ impl RuntimeRegistry {
             family,
             argv,
             client_dir,
+            note: chosen.and_then(|c| c.note.clone()),
         })
+    }
+
+    /// Every interpreter some id runs on, defaults first.
+    fn interpreters(&self) -> Vec<&Interpreter> {
+        let mut out: Vec<&Interpreter> = self.defaults.iter().collect();
+        for c in self.choices.values().flatten() {
+            if !out.iter().any(|i| i.exe == c.interp.exe) {
+                out.push(&c.interp);
+            }
+        }
+        out
     }
 
     /// Interpreter prefixes every jail must see (system `/usr` is part of every jail already).
     pub(crate) fn ro_paths(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = Vec::new();
-        for i in [&self.python, &self.node].into_iter().flatten() {
+        for i in self.interpreters() {
             let p = &i.prefix;
             if p.as_os_str().is_empty() || p == Path::new("/") || p == Path::new("/usr") {
                 continue;
@@ -195,11 +543,12 @@ impl RuntimeRegistry {
         out
     }
 
-    /// Interpreter `bin` directories to put on `PATH` ahead of the system directories.
+    /// The default interpreters' `bin` directories to put on `PATH` ahead of the system
+    /// directories (so `python3` and `node` in a jail are the host's `python3` and `node`).
     pub(crate) fn path_dirs(&self) -> Vec<PathBuf> {
         let system = ["/usr/local/bin", "/usr/bin", "/bin", "/opt/bin"];
         let mut out: Vec<PathBuf> = Vec::new();
-        for i in [&self.python, &self.node].into_iter().flatten() {
+        for i in &self.defaults {
             let d = &i.bin_dir;
             if d.as_os_str().is_empty() || system.iter().any(|s| d == Path::new(s)) {
                 continue;
@@ -216,13 +565,25 @@ impl RuntimeRegistry {
         KNOWN_RUNTIMES
             .iter()
             .map(|id| {
-                let family = Family::of(id).unwrap_or(Family::Provided);
-                match self.interpreter(family) {
-                    Ok(Some(i)) => RuntimeInfo {
+                let unavailable = |reason: String| RuntimeInfo {
+                    id: id.to_string(),
+                    available: false,
+                    interpreter: None,
+                    interpreter_version: None,
+                    exact: false,
+                    source: None,
+                    note: None,
+                    reason: Some(reason),
+                };
+                match self.chosen(id) {
+                    Ok(Some(c)) => RuntimeInfo {
                         id: id.to_string(),
                         available: true,
-                        interpreter: Some(i.exe.clone()),
-                        interpreter_version: Some(i.version.clone()),
+                        interpreter: Some(c.interp.exe.clone()),
+                        interpreter_version: Some(c.interp.version.clone()),
+                        exact: c.exact,
+                        source: Some(c.source.clone()),
+                        note: c.note.clone(),
                         reason: None,
                     },
                     Ok(None) => RuntimeInfo {
@@ -230,19 +591,21 @@ impl RuntimeRegistry {
                         available: true,
                         interpreter: Some(PathBuf::from("/var/task/bootstrap")),
                         interpreter_version: None,
+                        exact: true,
+                        source: None,
+                        note: None,
                         reason: None,
                     },
-                    Err(reason) => RuntimeInfo {
-                        id: id.to_string(),
-                        available: false,
-                        interpreter: None,
-                        interpreter_version: None,
-                        reason: Some(reason),
-                    },
+                    Err(reason) => unavailable(reason),
                 }
             })
             .collect()
     }
+}
+
+/// Where `updraft runtime install` puts interpreters: `<data_dir>/runtimes/installed/`.
+pub fn installed_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("runtimes").join("installed")
 }
 
 fn path_string(p: &Path) -> String {
@@ -381,12 +744,191 @@ mod tests {
     use super::*;
 
     fn interp(prefix: &str, bin: &str, exe: &str) -> Interpreter {
+        let version = if exe.contains("node") {
+            "v20.1.0"
+        } else {
+            "3.11.7"
+        };
+        interp_v(prefix, bin, exe, version)
+    }
+
+    fn interp_v(prefix: &str, bin: &str, exe: &str, version: &str) -> Interpreter {
         Interpreter {
             exe: exe.into(),
             prefix: prefix.into(),
             bin_dir: bin.into(),
-            version: "x".into(),
+            version: version.into(),
         }
+    }
+
+    fn cand(exe: &str, version: &str) -> Candidate {
+        Candidate {
+            interp: interp_v("/p", "/p/bin", exe, version),
+            source: "path".into(),
+        }
+    }
+
+    #[test]
+    fn exact_version_wins_over_a_nearer_default() {
+        let found = [
+            cand("/usr/bin/python3.11", "3.11.2"),
+            cand("/opt/py312/bin/python3.12", "3.12.1"),
+        ];
+        let c = choose("python3.12", None, &found).unwrap();
+        assert!(c.exact);
+        assert_eq!(c.note, None);
+        assert_eq!(c.interp.exe, PathBuf::from("/opt/py312/bin/python3.12"));
+        let n = choose(
+            "nodejs22.x",
+            None,
+            &[cand("/n20", "v20.1.0"), cand("/n22", "v22.23.5")],
+        )
+        .unwrap();
+        assert!(n.exact);
+        assert_eq!(n.interp.exe, PathBuf::from("/n22"));
+    }
+
+    #[test]
+    fn nearest_version_is_chosen_with_a_note() {
+        let found = [
+            cand("/usr/bin/python3.11", "3.11.2"),
+            cand("/opt/py313/bin/python3.13", "3.13.0"),
+        ];
+        // 3.12 is one minor from both: the newer one is nearer in behaviour.
+        let c = choose("python3.12", None, &found).unwrap();
+        assert!(!c.exact);
+        assert_eq!(c.interp.exe, PathBuf::from("/opt/py313/bin/python3.13"));
+        let note = c.note.unwrap();
+        assert!(note.contains("python3.12 runs on Python 3.13.0"), "{note}");
+        let c = choose("python3.9", None, &found).unwrap();
+        assert_eq!(c.interp.version, "3.11.2");
+        let n = choose("nodejs22.x", None, &[cand("/usr/bin/node", "v20.20.2")]).unwrap();
+        let note = n.note.unwrap();
+        assert!(
+            note.contains("nodejs22.x runs on Node.js v20.20.2"),
+            "{note}"
+        );
+        assert!(
+            note.contains("updraft runtime install nodejs22.x"),
+            "{note}"
+        );
+        assert!(
+            choose("nodejs22.x", None, &[])
+                .unwrap_err()
+                .contains("no Node.js")
+        );
+    }
+
+    #[test]
+    fn operator_override_wins_and_notes_a_mismatch() {
+        let found = [cand("/usr/bin/python3.12", "3.12.1")];
+        let o = Some(Ok(Candidate {
+            interp: interp_v("/o", "/o/bin", "/o/bin/python3", "3.12.4"),
+            source: "--runtime".into(),
+        }));
+        let c = choose("python3.12", o, &found).unwrap();
+        assert!(c.exact);
+        assert_eq!(c.interp.exe, PathBuf::from("/o/bin/python3"));
+        assert_eq!(c.source, "--runtime");
+        let o = Some(Ok(Candidate {
+            interp: interp_v("/o", "/o/bin", "/o/bin/python3", "3.10.1"),
+            source: "--runtime".into(),
+        }));
+        let c = choose("python3.12", o, &found).unwrap();
+        assert!(c.by_operator);
+        assert!(c.note.unwrap().contains("as --runtime says"));
+        let broken = Some(Err("cannot run /nope".to_string()));
+        assert!(
+            choose("python3.12", broken, &found)
+                .unwrap_err()
+                .contains("--runtime python3.12")
+        );
+    }
+
+    #[test]
+    fn strict_registry_refuses_a_nearer_version() {
+        let mut reg = RuntimeRegistry::from_parts(
+            Ok(interp_v(
+                "/opt/py",
+                "/opt/py/bin",
+                "/opt/py/bin/python3",
+                "3.11.7",
+            )),
+            Ok(interp_v(
+                "/opt/n",
+                "/opt/n/bin",
+                "/opt/n/bin/node",
+                "v20.1.0",
+            )),
+        );
+        assert_eq!(reg.check("python3.11").unwrap(), None);
+        assert!(
+            reg.check("python3.12")
+                .unwrap()
+                .unwrap()
+                .contains("Python 3.11.7")
+        );
+        assert!(reg.launch_for("nodejs22.x").unwrap().note.is_some());
+        reg.strict = true;
+        assert_eq!(reg.check("python3.11").unwrap(), None);
+        let e = reg.check("python3.12").unwrap_err();
+        assert!(
+            e.contains("python3.12 is not installed") && e.contains("--strict-runtimes"),
+            "{e}"
+        );
+        assert!(reg.launch_for("nodejs22.x").is_err());
+        assert!(reg.launch_for("nodejs20.x").unwrap().note.is_none());
+        let infos = reg.infos();
+        let py312 = infos.iter().find(|i| i.id == "python3.12").unwrap();
+        assert!(!py312.available);
+        let py311 = infos.iter().find(|i| i.id == "python3.11").unwrap();
+        assert!(py311.available && py311.exact);
+    }
+
+    #[test]
+    fn parses_runtime_overrides() {
+        assert_eq!(
+            RuntimeOptions::parse_override("python3.12=/opt/py/bin/python3").unwrap(),
+            (
+                "python3.12".to_string(),
+                PathBuf::from("/opt/py/bin/python3")
+            )
+        );
+        assert!(RuntimeOptions::parse_override("python3.12").is_err());
+        assert!(RuntimeOptions::parse_override("java21=/usr/bin/java").is_err());
+        assert!(RuntimeOptions::parse_override("nodejs22.x=node").is_err());
+    }
+
+    #[test]
+    fn discover_uses_an_override_and_an_installed_node() {
+        // A fake Node.js answering `--version` as 22 stands for an installed release.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = installed_dir(dir.path()).join("node22/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let node = bin.join("node");
+        std::fs::write(&node, "#!/bin/sh\necho v22.9.0\n").unwrap();
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let other = dir.path().join("node18");
+        std::fs::write(&other, "#!/bin/sh\necho v18.20.1\n").unwrap();
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let reg = RuntimeRegistry::discover(&RuntimeOptions {
+            data_dir: Some(dir.path().to_path_buf()),
+            overrides: vec![("nodejs18.x".into(), other.clone())],
+            strict: true,
+        });
+        let infos = reg.infos();
+        let n22 = infos.iter().find(|i| i.id == "nodejs22.x").unwrap();
+        assert!(n22.available && n22.exact, "{n22:?}");
+        assert_eq!(n22.source.as_deref(), Some("installed"));
+        assert_eq!(n22.interpreter_version.as_deref(), Some("v22.9.0"));
+        let n18 = infos.iter().find(|i| i.id == "nodejs18.x").unwrap();
+        assert_eq!(n18.source.as_deref(), Some("--runtime"));
+        assert_eq!(n18.interpreter.as_deref(), Some(other.as_path()));
+        assert!(
+            reg.ro_paths()
+                .contains(&installed_dir(dir.path()).join("node22"))
+        );
     }
 
     #[test]
@@ -435,7 +977,7 @@ mod tests {
         assert!(
             reg.launch_for("nodejs20.x")
                 .unwrap_err()
-                .contains("node not found")
+                .contains("no Node.js interpreter")
         );
         assert!(reg.launch_for("java17").is_err());
         assert!(

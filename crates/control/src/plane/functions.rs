@@ -75,13 +75,29 @@ pub struct AccountUsage {
 }
 
 impl ControlPlane {
-    pub(super) fn store_code(&self, zip: &[u8]) -> Result<CodeArtifact> {
+    /// Stores a package; hold the guard until the record that refers to it is in memory, so
+    /// code garbage collection cannot take it in between.
+    pub(super) fn store_code(
+        &self,
+        zip: &[u8],
+    ) -> Result<(CodeArtifact, crate::code_gc::UploadGuard)> {
         if zip.is_empty() {
             return Err(ControlError::invalid(
                 "Could not unzip uploaded file. Please check your file, then try to upload again.",
             ));
         }
-        self.code.put_zip(zip).map_err(code_error)
+        let upload = self.code.gc().upload();
+        Ok((self.code.put_zip(zip).map_err(code_error)?, upload))
+    }
+
+    /// Content addresses of the packages some function's `$LATEST` or version refers to.
+    pub fn referenced_code(&self) -> Result<std::collections::HashSet<String>> {
+        let state = self.read();
+        let configs = state
+            .functions
+            .values()
+            .flat_map(|e| std::iter::once(&e.latest).chain(e.versions.values()));
+        Ok(configs.map(|c| c.code.sha256_hex.clone()).collect())
     }
 
     pub(super) fn logging(
@@ -200,7 +216,7 @@ impl ControlPlane {
         if self.read().contains_key(&key) {
             return Err(self.exists_error(account_id, &input.name));
         }
-        let artifact = self.store_code(&input.zip)?;
+        let (artifact, _upload) = self.store_code(&input.zip)?;
         let latest = FunctionConfig {
             name: input.name.clone(),
             version: "$LATEST".into(),
@@ -369,7 +385,7 @@ impl ControlPlane {
             let (_, e) = self.lookup(&state, account_id, &r.name)?;
             Self::check_revision(&e.latest.revision_id, input.revision_id.as_deref())?;
         }
-        let artifact = self.store_code(&input.zip)?;
+        let (artifact, _upload) = self.store_code(&input.zip)?;
         if input.dry_run {
             let state = self.read();
             let (_, e) = self.lookup(&state, account_id, &r.name)?;

@@ -61,6 +61,7 @@ impl ControlPlane {
                 )));
             }
             policy.statements.push(statement.clone());
+            crate::policy::check_length(policy, input.policy_size)?;
             policy.revision_id = new_revision();
             Ok(statement)
         })
