@@ -71,3 +71,77 @@ def test_runtime_api_flood_does_not_grow_server(server_factory):
     assert invoke(lam, bystander, {"k": 2}).json() == {"k": 2}
     again = invoke(lam, attacker, {})
     assert again.function_error is None, again
+
+
+STREAM_WRITER = FUNCTIONS / "stream_writer"
+# The node's write timeout for the stalled-reader test, and the function's own timeout: the
+# environment must come back long before the function could time out.
+WRITE_TIMEOUT_S = 2
+WRITER_TIMEOUT_S = 90
+RELEASE_WITHIN_S = 45
+# 150 chunks of 128 KiB (19 MiB, under the 20 MiB limit of streamed responses): far more than the
+# socket buffers and the channels between the function and the client hold.
+STALLED_EVENT = {"chunks": 150, "kib": 128, "gap_ms": 10}
+
+
+def open_unread_stream(srv, name: str, event: dict) -> socket.socket:
+    """Sends a signed InvokeWithResponseStream on a raw socket with a tiny receive window and
+    returns the socket without reading anything from it."""
+    path = f"/2021-11-15/functions/{name}/response-streaming-invocations"
+    body = json.dumps(event).encode()
+    req = AWSRequest(method="POST", url=srv.endpoint + path, data=body,
+                     headers={"Content-Type": "application/json"})
+    SigV4Auth(srv.credentials(), "lambda", REGION).add_auth(req)
+    prepared = req.prepare()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", srv.port))
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\nContent-Length: {len(body)}\r\n"
+    for k, v in prepared.headers.items():
+        if k.lower() not in ("host", "content-length"):
+            head += f"{k}: {v}\r\n"
+    s.sendall(head.encode() + b"\r\n" + body)
+    return s
+
+
+def test_a_stream_reader_that_stops_reading_releases_the_environment(server_factory):
+    srv = server_factory(extra_args=("--write-timeout", str(WRITE_TIMEOUT_S)))
+    lam = srv.client()
+    name = unique_name("stall")
+    create_function(lam, name, dir_zip(STREAM_WRITER), Runtime="nodejs20.x", Handler="index.handler",
+                    Timeout=WRITER_TIMEOUT_S)
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
+
+    stalled = open_unread_stream(srv, name, STALLED_EVENT)
+    started = time.monotonic()
+    # The one environment the function may have is busy with the stalled stream until the node
+    # gives up on its reader; then the function finishes writing and the environment is free.
+    throttled = 0
+    while True:
+        try:
+            r = invoke(lam, name, {"chunks": 2, "kib": 1})
+            break
+        except lam.exceptions.TooManyRequestsException:
+            throttled += 1
+            assert time.monotonic() - started < RELEASE_WITHIN_S, (
+                f"the environment was still busy after {RELEASE_WITHIN_S}s ({throttled} throttles)"
+            )
+            time.sleep(0.5)
+    assert r.function_error is None, r
+    assert r.body == b"x" * 2048
+    # The stalled call really held the environment for a while (it was not answered at once).
+    assert throttled > 0
+
+    # The server cut the stalled connection: what it had sent still arrives, then the end, and the
+    # stream never completed.
+    stalled.settimeout(30)
+    received = bytearray()
+    try:
+        while chunk := stalled.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    stalled.close()
+    assert received.startswith(b"HTTP/1.1 200"), received[:200]
+    assert b"InvokeComplete" not in received
+    assert len(received) < STALLED_EVENT["chunks"] * STALLED_EVENT["kib"] * 1024
