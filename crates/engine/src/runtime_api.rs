@@ -38,6 +38,9 @@
 //!   its head alone with 403 `InvalidStateTransition`, as an answer that was already sent is;
 //! - `/next` calls with no other event between them are one [`RuntimeEvent::Next`], so a runtime
 //!   that connects, asks for its next event and hangs up in a loop queues nothing.
+//! - an answer over 1 MiB that the server holds (while it is read, and until its invocation
+//!   takes it) is charged to the node's memory budget, as memory of its environment ([`Held`]),
+//!   so that new environments are not started on top of it.
 
 mod pipelined;
 
@@ -58,6 +61,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use updraft_sandbox::ExitInfo;
 
+use crate::env::{Capacity, MemoryLease};
 use pipelined::PipelinedIo;
 
 /// Largest response or error body a runtime may post (Lambda's 6 MB limit, in bytes).
@@ -104,12 +108,16 @@ pub(crate) enum RuntimeEvent {
     InitError {
         error_type: Option<String>,
         body: Bytes,
+        /// Gives the memory charge back when the owner drops the event.
+        _held: Held,
     },
     Response {
         request_id: String,
         /// `Content-Type` the runtime gave its response.
         content_type: Option<String>,
         body: Bytes,
+        /// Gives the memory charge back when the owner drops the event.
+        _held: Held,
     },
     /// The runtime started a streamed response; its body is still arriving.
     Streaming {
@@ -121,6 +129,8 @@ pub(crate) enum RuntimeEvent {
         request_id: String,
         error_type: Option<String>,
         body: Bytes,
+        /// Gives the memory charge back when the owner drops the event.
+        _held: Held,
     },
     ResponseTooLarge {
         request_id: String,
@@ -256,17 +266,21 @@ pub(crate) struct RuntimeApi {
     refused: AtomicU64,
     next_rx: tokio::sync::Mutex<mpsc::Receiver<Assigned>>,
     events: mpsc::UnboundedSender<RuntimeEvent>,
+    /// The node's memory budget, charged with large answers the server holds (see [`Held`]).
+    capacity: Option<Arc<Capacity>>,
 }
 
 impl RuntimeApi {
     /// The API, the sender that assigns invocations to it, and the receiver of its events.
     pub(crate) fn new(
         events: mpsc::UnboundedSender<RuntimeEvent>,
+        capacity: Option<Arc<Capacity>>,
     ) -> (Arc<RuntimeApi>, mpsc::Sender<Assigned>) {
         let (next_tx, next_rx) = mpsc::channel(1);
         let api = Arc::new(RuntimeApi {
             state: Mutex::new(ApiState::default()),
             refused: AtomicU64::new(0),
+            capacity,
             next_rx: tokio::sync::Mutex::new(next_rx),
             events,
         });
@@ -568,7 +582,47 @@ enum BodyError {
 /// so that it can read the 413 instead of failing on a reset connection.
 pub(crate) const DISCARD_LIMIT: u64 = 64 * 1024 * 1024;
 
-async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Bytes), BodyError> {
+/// Answers up to this size are not charged to the node's memory budget: a lock per invocation
+/// would cost more than the memory it counts.
+const CHARGE_FROM: usize = 1024 * 1024;
+
+/// What the server holds of an environment's answer, counted in the node's memory budget
+/// against that environment until the invocation takes the answer (dropping this gives it back).
+#[derive(Default)]
+pub(crate) struct Held(Option<MemoryLease>);
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Held({} MiB)", self.mb())
+    }
+}
+
+impl Held {
+    pub(crate) fn mb(&self) -> u64 {
+        self.0.as_ref().map_or(0, MemoryLease::mb)
+    }
+
+    /// Counts `bytes` held for the environment (only ever more: the buffer does not shrink).
+    fn hold(&mut self, api: &RuntimeApi, bytes: usize) {
+        if bytes <= CHARGE_FROM {
+            return;
+        }
+        let Some(capacity) = &api.capacity else {
+            return;
+        };
+        let mb = bytes.div_ceil(1024 * 1024) as u64;
+        match &mut self.0 {
+            Some(lease) if lease.mb() >= mb => {}
+            Some(lease) => lease.force_resize(mb),
+            None => self.0 = Some(capacity.charge(mb)),
+        }
+    }
+}
+
+async fn read_body(
+    api: &RuntimeApi,
+    req: Request<Incoming>,
+) -> Result<(http::request::Parts, Bytes, Held), BodyError> {
     let (parts, mut body) = req.into_parts();
     let declared = parts
         .headers
@@ -580,6 +634,7 @@ async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Byte
     // A body that arrives as one frame is passed on as is; only several frames are joined.
     let mut single: Option<Bytes> = None;
     let mut joined = BytesMut::new();
+    let mut held = Held::default();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(|_| BodyError::Broken)?.into_data() else {
             continue;
@@ -595,6 +650,7 @@ async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Byte
             continue;
         }
         if single.is_none() && joined.is_empty() {
+            held.hold(api, data.len());
             single = Some(data);
         } else {
             if let Some(first) = single.take() {
@@ -606,12 +662,13 @@ async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Byte
                 joined.extend_from_slice(&first);
             }
             joined.extend_from_slice(&data);
+            held.hold(api, joined.capacity());
         }
     }
     if over {
         return Err(BodyError::TooLarge);
     }
-    Ok((parts, single.unwrap_or_else(|| joined.freeze())))
+    Ok((parts, single.unwrap_or_else(|| joined.freeze()), held))
 }
 
 fn error_type_header(parts: &http::request::Parts) -> Option<String> {
@@ -689,7 +746,7 @@ async fn answer(api: &RuntimeApi, id: &str, req: Request<Incoming>, kind: Answer
     if let Err(refusal) = claim(api, id) {
         return refusal.reply();
     }
-    let (parts, body) = match read_body(req).await {
+    let (parts, body, held) = match read_body(api, req).await {
         Ok(x) => x,
         Err(BodyError::TooLarge) => {
             settle(api, id, |request_id| RuntimeEvent::ResponseTooLarge {
@@ -707,11 +764,13 @@ async fn answer(api: &RuntimeApi, id: &str, req: Request<Incoming>, kind: Answer
             request_id,
             content_type: content_type(&parts.headers),
             body,
+            _held: held,
         },
         Answer::Error => RuntimeEvent::Error {
             request_id,
             error_type: error_type_header(&parts),
             body,
+            _held: held,
         },
     });
     accepted()
@@ -781,7 +840,7 @@ async fn init_error(api: &RuntimeApi, req: Request<Incoming>) -> Reply {
         }
         st.init_error_claimed = true;
     }
-    let (parts, body) = match read_body(req).await {
+    let (parts, body, held) = match read_body(api, req).await {
         Ok(x) => x,
         Err(e) => {
             // Heard out (or broken off) and dropped: the runtime may report a smaller one.
@@ -795,6 +854,7 @@ async fn init_error(api: &RuntimeApi, req: Request<Incoming>) -> Reply {
     api.emit(RuntimeEvent::InitError {
         error_type: error_type_header(&parts),
         body,
+        _held: held,
     });
     accepted()
 }
@@ -907,10 +967,17 @@ mod tests {
 
     /// A harness that also serves on `unix`.
     fn start_with(unix: Option<std::os::unix::net::UnixListener>) -> Harness {
+        start_full(unix, None)
+    }
+
+    fn start_full(
+        unix: Option<std::os::unix::net::UnixListener>,
+        capacity: Option<Arc<Capacity>>,
+    ) -> Harness {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (ev_tx, events) = mpsc::unbounded_channel();
-        let (api, next_tx) = RuntimeApi::new(ev_tx);
+        let (api, next_tx) = RuntimeApi::new(ev_tx, capacity);
         let server = serve(listener, unix, api.clone()).unwrap();
         Harness {
             addr,
@@ -1129,6 +1196,7 @@ mod tests {
                 request_id,
                 error_type,
                 body,
+                ..
             }) => {
                 assert_eq!(request_id, "req-2");
                 assert_eq!(error_type.as_deref(), Some("Unhandled"));
@@ -1279,7 +1347,9 @@ mod tests {
             .await;
         assert_eq!(s, StatusCode::ACCEPTED);
         match h.events.recv().await {
-            Some(RuntimeEvent::InitError { error_type, body }) => {
+            Some(RuntimeEvent::InitError {
+                error_type, body, ..
+            }) => {
                 assert_eq!(error_type.as_deref(), Some("Runtime.ImportModuleError"));
                 assert!(!body.is_empty());
             }
@@ -1503,5 +1573,58 @@ mod tests {
         ));
         assert!(matches!(h.events.try_recv(), Ok(RuntimeEvent::Next)));
         assert!(h.events.try_recv().is_err(), "more than one event queued");
+    }
+
+    #[tokio::test]
+    async fn a_large_answer_is_charged_to_the_node_until_it_is_taken() {
+        let capacity = Capacity::new(1000);
+        let mut h = start_full(None, Some(capacity.clone()));
+        let mut c = connect(h.addr).await;
+        h.next_tx.send(assigned("req-m")).await.unwrap();
+        c.call(Method::GET, NEXT, &[], Bytes::new()).await;
+        assert!(matches!(h.events.recv().await, Some(RuntimeEvent::Next)));
+
+        // Half of a 5 MiB answer: the server holds a buffer for all of it already.
+        let path = "/2018-06-01/runtime/invocation/req-m/response";
+        let five = 5 * 1024 * 1024;
+        let mut post = raw_post(h.addr, path, five, &vec![b'a'; five / 2]).await;
+        let mut charged = false;
+        for _ in 0..3000 {
+            if capacity.used_mb() == 5 {
+                charged = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            charged,
+            "the buffer was not charged: {} MiB",
+            capacity.used_mb()
+        );
+        {
+            use tokio::io::AsyncWriteExt;
+            post.write_all(&vec![b'a'; five - five / 2]).await.unwrap();
+        }
+        assert!(read_answer(&mut post).await.starts_with("HTTP/1.1 202"));
+        // Still charged while the answer waits for its invocation, given back once taken.
+        let ev = h.events.recv().await;
+        assert!(matches!(&ev, Some(RuntimeEvent::Response { _held, .. }) if _held.mb() == 5));
+        assert_eq!(capacity.used_mb(), 5);
+        drop(ev);
+        assert_eq!(capacity.used_mb(), 0);
+
+        // Small answers cost nothing.
+        h.next_tx.send(assigned("req-s")).await.unwrap();
+        c.call(Method::GET, NEXT, &[], Bytes::new()).await;
+        let (s, _, _) = c
+            .call(
+                Method::POST,
+                "/2018-06-01/runtime/invocation/req-s/response",
+                &[],
+                Bytes::from(vec![b'b'; 64 * 1024]),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        assert_eq!(capacity.used_mb(), 0);
     }
 }
