@@ -16,6 +16,7 @@ import json
 import socket
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -93,9 +94,7 @@ def open_unread_stream(srv, name: str, event: dict) -> socket.socket:
                      headers={"Content-Type": "application/json"})
     SigV4Auth(srv.credentials(), "lambda", REGION).add_auth(req)
     prepared = req.prepare()
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(("127.0.0.1", srv.port))
+    s = unread_socket(srv)
     head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\nContent-Length: {len(body)}\r\n"
     for k, v in prepared.headers.items():
         if k.lower() not in ("host", "content-length"):
@@ -104,18 +103,30 @@ def open_unread_stream(srv, name: str, event: dict) -> socket.socket:
     return s
 
 
-def test_a_stream_reader_that_stops_reading_releases_the_environment(server_factory):
+def unread_socket(srv) -> socket.socket:
+    """A connection to the server with a tiny receive window."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", srv.port))
+    return s
+
+
+def stalled_writer(server_factory):
+    """A server with a short write timeout and a streaming function limited to one environment."""
     srv = server_factory(extra_args=("--write-timeout", str(WRITE_TIMEOUT_S)))
     lam = srv.client()
     name = unique_name("stall")
     create_function(lam, name, dir_zip(STREAM_WRITER), Runtime="nodejs20.x", Handler="index.handler",
                     Timeout=WRITER_TIMEOUT_S)
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
+    return srv, lam, name
 
-    stalled = open_unread_stream(srv, name, STALLED_EVENT)
+
+def assert_released_and_cut(lam, name: str, stalled: socket.socket, status_line: bytes, end_marker: bytes):
+    """The function's one environment comes back long before the function could time out, and
+    the server cut the stalled connection: what it had sent still arrives, then the end, and the
+    response never completed."""
     started = time.monotonic()
-    # The one environment the function may have is busy with the stalled stream until the node
-    # gives up on its reader; then the function finishes writing and the environment is free.
     throttled = 0
     while True:
         try:
@@ -132,8 +143,6 @@ def test_a_stream_reader_that_stops_reading_releases_the_environment(server_fact
     # The stalled call really held the environment for a while (it was not answered at once).
     assert throttled > 0
 
-    # The server cut the stalled connection: what it had sent still arrives, then the end, and the
-    # stream never completed.
     stalled.settimeout(30)
     received = bytearray()
     try:
@@ -142,6 +151,27 @@ def test_a_stream_reader_that_stops_reading_releases_the_environment(server_fact
     except ConnectionResetError:
         pass
     stalled.close()
-    assert received.startswith(b"HTTP/1.1 200"), received[:200]
-    assert b"InvokeComplete" not in received
+    assert received.startswith(status_line), received[:200]
+    assert end_marker not in received
     assert len(received) < STALLED_EVENT["chunks"] * STALLED_EVENT["kib"] * 1024
+
+
+def test_a_stream_reader_that_stops_reading_releases_the_environment(server_factory):
+    srv, lam, name = stalled_writer(server_factory)
+    stalled = open_unread_stream(srv, name, STALLED_EVENT)
+    # The event stream's last message would be InvokeComplete.
+    assert_released_and_cut(lam, name, stalled, b"HTTP/1.1 200", b"InvokeComplete")
+
+
+def test_a_function_url_reader_that_stops_reading_releases_the_environment(server_factory):
+    srv, lam, name = stalled_writer(server_factory)
+    cfg = lam.create_function_url_config(FunctionName=name, AuthType="NONE", InvokeMode="RESPONSE_STREAM")
+    lam.add_permission(FunctionName=name, StatementId="FunctionURLAllowPublicAccess",
+                       Action="lambda:InvokeFunctionUrl", Principal="*", FunctionUrlAuthType="NONE")
+    url_id = urlparse(cfg["FunctionUrl"]).hostname.split(".")[0]
+    query = "&".join(f"{k}={v}" for k, v in STALLED_EVENT.items())
+    stalled = unread_socket(srv)
+    stalled.sendall(f"GET /lambda-url/{url_id}/?{query} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n\r\n"
+                    .encode())
+    # A chunked body ends with its empty last chunk.
+    assert_released_and_cut(lam, name, stalled, b"HTTP/1.1 200", b"\r\n0\r\n\r\n")
