@@ -63,6 +63,11 @@ pub struct ServeArgs {
     /// largest body); a request that finds no room within 2 s is answered 429.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(70..=1_048_576))]
     body_budget_mb: u64,
+    /// Seconds a client may take nothing of a response that is ready for it before its
+    /// connection is closed; a streamed response then goes on without it, so a reader that
+    /// stops reading releases the function's environment and the buffered response.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    write_timeout: u64,
     /// Memory environments may hold, in MB (default: the host's memory): MemorySize while they
     /// run; idle ones count at their measured footprint when this runs short.
     #[arg(long)]
@@ -252,6 +257,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             overrides: args.runtimes.clone(),
             strict: args.strict_runtimes,
         };
+        cfg.stream_write_timeout = Duration::from_secs(args.write_timeout);
         cfg.keep_alive = KeepAlive {
             mode: match args.keep_alive {
                 KeepAliveArg::Fixed => KeepAliveMode::Fixed,
@@ -342,6 +348,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             crate::http::Limits {
                 max_connections: args.max_connections,
                 header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
+                write_timeout: Duration::from_secs(args.write_timeout),
                 ..Default::default()
             },
             shutdown_signal(),

@@ -13,7 +13,6 @@
 //! 7 = string, value length, value), the payload, and the CRC-32 of everything before it. All
 //! integers are big-endian.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -89,6 +88,14 @@ pub(crate) fn invoke_complete(error: Option<&FunctionError>, log_tail: Option<&[
     event_message("InvokeComplete", "application/json", payload.as_bytes())
 }
 
+/// Why a response stream was cut: its reader took nothing for the node's stream write timeout.
+pub(crate) fn stalled_reader(timeout: std::time::Duration) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("the reader took nothing for {timeout:?}"),
+    )
+}
+
 /// `POST /2021-11-15/functions/{name}/response-streaming-invocations`.
 pub async fn invoke_with_response_stream(
     state: &Arc<AppState>,
@@ -123,20 +130,36 @@ pub async fn invoke_with_response_stream(
         .map_err(engine_error)?;
 
     let executed_version = stream.executed_version.clone();
-    let (mut tx, body) = Channel::<Bytes, Infallible>::new(BODY_CHANNEL);
+    let write_timeout = state.engine.stream_write_timeout();
+    let (mut tx, body) = Channel::<Bytes, std::io::Error>::new(BODY_CHANNEL);
     tokio::spawn(async move {
+        let mut completed = false;
         while let Some(ev) = stream.events.recv().await {
             let frame = match &ev {
                 StreamEvent::Chunk(bytes) => payload_chunk(bytes),
                 StreamEvent::Complete {
                     function_error,
                     log_tail,
-                } => invoke_complete(function_error.as_ref(), log_tail.as_deref()),
+                } => {
+                    completed = true;
+                    invoke_complete(function_error.as_ref(), log_tail.as_deref())
+                }
             };
-            // A client that hung up: dropping the events lets the invocation run to its end.
-            if tx.send_data(frame).await.is_err() {
-                return;
+            match tokio::time::timeout(write_timeout, tx.send_data(frame)).await {
+                Ok(Ok(())) => {}
+                // A client that hung up: dropping the events lets the invocation run to its end.
+                Ok(Err(_)) => return,
+                // A client that stopped reading: the connection is cut (hyper drops what it
+                // holds for it) and the invocation runs to its end without it.
+                Err(_) => {
+                    tx.abort(stalled_reader(write_timeout));
+                    return;
+                }
             }
+        }
+        if !completed {
+            // The engine gave up on this reader: the stream must not look complete.
+            tx.abort(stalled_reader(write_timeout));
         }
     });
     let mut resp = (StatusCode::OK, Body::new(body)).into_response();

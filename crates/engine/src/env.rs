@@ -50,6 +50,17 @@ impl Capacity {
         })
     }
 
+    /// Charges `mb` to the budget whether or not it fits: for memory already taken (the Runtime
+    /// API server holding an environment's answer), which the budget must show so that new
+    /// environments are not started on top of it.
+    pub(crate) fn charge(self: &Arc<Self>, mb: u64) -> MemoryLease {
+        *self.used_mb.lock().unwrap_or_else(|p| p.into_inner()) += mb;
+        MemoryLease {
+            capacity: self.clone(),
+            mb,
+        }
+    }
+
     pub(crate) fn used_mb(&self) -> u64 {
         *self.used_mb.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -108,6 +119,17 @@ impl MemoryLease {
         *used = used.saturating_sub(self.mb) + mb;
         self.mb = mb;
         true
+    }
+
+    /// Changes the share to `mb` whether or not the budget has room (see [`Capacity::charge`]).
+    pub(crate) fn force_resize(&mut self, mb: u64) {
+        let mut used = self
+            .capacity
+            .used_mb
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *used = used.saturating_sub(self.mb) + mb;
+        self.mb = mb;
     }
 
     pub(crate) fn mb(&self) -> u64 {
@@ -265,7 +287,7 @@ impl Env {
         req.capacity.register(&id, sandbox.clone());
 
         let (ev_tx, events) = mpsc::unbounded_channel();
-        let (api, next_tx) = RuntimeApi::new(ev_tx.clone());
+        let (api, next_tx) = RuntimeApi::new(ev_tx.clone(), Some(req.capacity.clone()));
         // From here on, dropping `env` on an error path kills the jail.
         let mut env = Env {
             id,

@@ -87,6 +87,10 @@ pub struct EngineConfig {
     /// Operator overrides and strictness of the runtime id → interpreter mapping (`data_dir` is
     /// filled in from the field above).
     pub runtimes: RuntimeOptions,
+    /// How long a streamed response may wait for its reader to take the next piece: a reader
+    /// that takes nothing for this long is treated as gone (the rest of the response is read and
+    /// dropped, so the environment is released when the function ends, not at its timeout).
+    pub stream_write_timeout: Duration,
 }
 
 impl EngineConfig {
@@ -103,9 +107,14 @@ impl EngineConfig {
             helper_exe,
             prewarm: 1,
             runtimes: RuntimeOptions::default(),
+            stream_write_timeout: DEFAULT_STREAM_WRITE_TIMEOUT,
         }
     }
 }
+
+/// Default of [`EngineConfig::stream_write_timeout`]: long enough for a reader on a slow link,
+/// short next to the 15 minutes a function may run.
+pub const DEFAULT_STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Total memory of the host in MiB, from `/proc/meminfo`.
 pub fn host_memory_mb() -> Option<u64> {
@@ -441,9 +450,14 @@ impl Engine {
         let (head_tx, head_rx) = tokio::sync::oneshot::channel();
         let executed_version = spec.version.clone();
         let inner = self.inner.clone();
+        let write_timeout = inner.cfg.stream_write_timeout;
         tokio::spawn(async move {
             inner
-                .invoke_streaming(spec, inv, pool::stream::Forwarder::new(tx, head_tx))
+                .invoke_streaming(
+                    spec,
+                    inv,
+                    pool::stream::Forwarder::new(tx, head_tx, write_timeout),
+                )
                 .await;
         });
         match head_rx.await {
@@ -528,6 +542,12 @@ impl Engine {
     /// Cold and warm starts, pre-warms and idle memory so far, in total and per function version.
     pub fn stats(&self) -> EngineStats {
         self.inner.stats()
+    }
+
+    /// How long a streamed response waits for a reader that takes nothing (see
+    /// [`EngineConfig::stream_write_timeout`]); the front door gives its writes the same limit.
+    pub fn stream_write_timeout(&self) -> Duration {
+        self.inner.cfg.stream_write_timeout
     }
 
     /// Memory the live environments are counted at, in MiB (out of `memory_budget_mb`).

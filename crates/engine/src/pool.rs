@@ -1177,7 +1177,9 @@ async fn wait_ready(env: &mut Env) -> InitEnd {
     loop {
         match env.event().await {
             Some(RuntimeEvent::Next) => return InitEnd::Ready,
-            Some(RuntimeEvent::InitError { error_type, body }) => {
+            Some(RuntimeEvent::InitError {
+                error_type, body, ..
+            }) => {
                 return InitEnd::Error(error_type, body);
             }
             Some(RuntimeEvent::Exited(info)) => return InitEnd::Exited(info),
@@ -1204,7 +1206,7 @@ async fn wait_finish(
     loop {
         tokio::select! {
             ev = env.event() => match ev {
-                Some(RuntimeEvent::Response { request_id: id, content_type, body }) if id == request_id => {
+                Some(RuntimeEvent::Response { request_id: id, content_type, body, .. }) if id == request_id => {
                     return Finish::Response(body, content_type);
                 }
                 Some(RuntimeEvent::Streaming { request_id: id, content_type, body }) if id == request_id => {
@@ -1215,7 +1217,7 @@ async fn wait_finish(
                         Some(finish) => return finish,
                     }
                 }
-                Some(RuntimeEvent::Error { request_id: id, error_type, body }) if id == request_id => {
+                Some(RuntimeEvent::Error { request_id: id, error_type, body, .. }) if id == request_id => {
                     let et = posted_error_type(error_type.as_deref(), &body);
                     return Finish::Error(messages::posted_error_body(body, error_type.as_deref()), et);
                 }

@@ -28,10 +28,24 @@
 //! The server does not decide anything: it hands each answer to the invocation that owns the
 //! environment as a [`RuntimeEvent`]. Payloads travel as `Bytes` (the event body is never copied;
 //! a buffered response is collected once).
+//!
+//! The server runs in Updraft's process, so whatever it holds for a function is memory outside
+//! that function's cgroup. What one environment can make it hold is therefore bounded:
+//! - at most [`MAX_CONNECTIONS`] connections at once (more are closed as soon as they are
+//!   accepted), each with a read buffer of at most [`MAX_READ_BUFFER`];
+//! - an answer is claimed before its body is read, so one body at a time is read per invocation
+//!   (and one init error per environment): a second post for the same request id is refused from
+//!   its head alone with 403 `InvalidStateTransition`, as an answer that was already sent is;
+//! - `/next` calls with no other event between them are one [`RuntimeEvent::Next`], so a runtime
+//!   that connects, asks for its next event and hangs up in a loop queues nothing.
+//! - an answer over 1 MiB that the server holds (while it is read, and until its invocation
+//!   takes it) is charged to the node's memory budget, as memory of its environment ([`Held`]),
+//!   so that new environments are not started on top of it.
 
 mod pipelined;
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -47,10 +61,21 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use updraft_sandbox::ExitInfo;
 
+use crate::env::{Capacity, MemoryLease};
 use pipelined::PipelinedIo;
 
 /// Largest response or error body a runtime may post (Lambda's 6 MB limit, in bytes).
 pub const MAX_PAYLOAD_BYTES: usize = 6_291_556;
+
+/// Connections one environment's Runtime API serves at once. A runtime client needs one or two
+/// (its `/next` and, while it streams a response, the stream); the rest is room for runtimes that
+/// keep a small pool.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// Largest read buffer of one connection: request heads are a few hundred bytes and bodies are
+/// read in pieces of this size (hyper's default of about 400 KiB would let the capped connections
+/// alone hold 13 MiB).
+pub const MAX_READ_BUFFER: usize = 64 * 1024;
 
 /// Largest response a runtime may stream (Lambda's 20 MiB limit for streamed responses, in bytes).
 pub const MAX_STREAMED_RESPONSE_BYTES: usize = 20 * 1024 * 1024;
@@ -83,12 +108,16 @@ pub(crate) enum RuntimeEvent {
     InitError {
         error_type: Option<String>,
         body: Bytes,
+        /// Gives the memory charge back when the owner drops the event.
+        _held: Held,
     },
     Response {
         request_id: String,
         /// `Content-Type` the runtime gave its response.
         content_type: Option<String>,
         body: Bytes,
+        /// Gives the memory charge back when the owner drops the event.
+        _held: Held,
     },
     /// The runtime started a streamed response; its body is still arriving.
     Streaming {
@@ -100,6 +129,8 @@ pub(crate) enum RuntimeEvent {
         request_id: String,
         error_type: Option<String>,
         body: Bytes,
+        /// Gives the memory charge back when the owner drops the event.
+        _held: Held,
     },
     ResponseTooLarge {
         request_id: String,
@@ -218,25 +249,38 @@ struct ApiState {
     ready: bool,
     /// Invocation handed out and not yet answered.
     current: Option<String>,
+    /// A post answering `current` is being read: no other may start.
+    claimed: bool,
+    /// An init error is being read or was reported: no other may start.
+    init_error_claimed: bool,
     /// Last invocation answered.
     answered: Option<String>,
+    /// The last event queued is a `Next` (another one would tell the owner nothing new).
+    next_queued: bool,
 }
 
 /// Shared state of one environment's Runtime API.
 pub(crate) struct RuntimeApi {
     state: Mutex<ApiState>,
+    /// Connections closed because the environment had [`MAX_CONNECTIONS`] open.
+    refused: AtomicU64,
     next_rx: tokio::sync::Mutex<mpsc::Receiver<Assigned>>,
     events: mpsc::UnboundedSender<RuntimeEvent>,
+    /// The node's memory budget, charged with large answers the server holds (see [`Held`]).
+    capacity: Option<Arc<Capacity>>,
 }
 
 impl RuntimeApi {
     /// The API, the sender that assigns invocations to it, and the receiver of its events.
     pub(crate) fn new(
         events: mpsc::UnboundedSender<RuntimeEvent>,
+        capacity: Option<Arc<Capacity>>,
     ) -> (Arc<RuntimeApi>, mpsc::Sender<Assigned>) {
         let (next_tx, next_rx) = mpsc::channel(1);
         let api = Arc::new(RuntimeApi {
             state: Mutex::new(ApiState::default()),
+            refused: AtomicU64::new(0),
+            capacity,
             next_rx: tokio::sync::Mutex::new(next_rx),
             events,
         });
@@ -247,8 +291,16 @@ impl RuntimeApi {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn emit(&self, ev: RuntimeEvent) {
+    /// Queues `ev` while the caller holds the state lock, so that the order of events and the
+    /// `Next` coalescing agree.
+    fn emit_locked(&self, st: &mut ApiState, ev: RuntimeEvent) {
+        st.next_queued = matches!(ev, RuntimeEvent::Next);
         let _ = self.events.send(ev);
+    }
+
+    fn emit(&self, ev: RuntimeEvent) {
+        let mut st = self.lock();
+        self.emit_locked(&mut st, ev);
     }
 }
 
@@ -279,22 +331,37 @@ async fn accept_unix(listener: Option<&UnixListener>) -> std::io::Result<UnixStr
     }
 }
 
+/// Whether `conns` has room for one more connection; finished ones are reaped first, so a
+/// closed connection never holds a place.
+fn has_room(conns: &mut JoinSet<()>) -> bool {
+    while conns.try_join_next().is_some() {}
+    conns.len() < MAX_CONNECTIONS
+}
+
 async fn accept_loop(listener: TcpListener, unix: Option<UnixListener>, api: Arc<RuntimeApi>) {
     let mut conns = JoinSet::new();
     loop {
         let failed = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    // Small request/response exchanges: never wait for Nagle.
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(serve_connection(stream, api.clone()));
+                    if has_room(&mut conns) {
+                        // Small request/response exchanges: never wait for Nagle.
+                        let _ = stream.set_nodelay(true);
+                        conns.spawn(serve_connection(stream, api.clone()));
+                    } else {
+                        refuse_connection(&api);
+                    }
                     None
                 }
                 Err(e) => Some(e),
             },
             accepted = accept_unix(unix.as_ref()) => match accepted {
                 Ok(stream) => {
-                    conns.spawn(serve_connection(stream, api.clone()));
+                    if has_room(&mut conns) {
+                        conns.spawn(serve_connection(stream, api.clone()));
+                    } else {
+                        refuse_connection(&api);
+                    }
                     None
                 }
                 Err(e) => Some(e),
@@ -308,6 +375,16 @@ async fn accept_loop(listener: TcpListener, unix: Option<UnixListener>, api: Arc
     }
 }
 
+/// A connection over [`MAX_CONNECTIONS`] is closed unread (dropping the stream); only the first
+/// of an environment is logged, so the flood does not move into the log.
+fn refuse_connection(api: &RuntimeApi) {
+    if api.refused.fetch_add(1, Ordering::Relaxed) == 0 {
+        tracing::warn!(
+            "runtime api: more than {MAX_CONNECTIONS} connections from one environment; closing the extra ones"
+        );
+    }
+}
+
 async fn serve_connection<S>(stream: S, api: Arc<RuntimeApi>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -315,6 +392,7 @@ where
     let svc = service_fn(move |req| handle(api.clone(), req));
     let _ = http1::Builder::new()
         .keep_alive(true)
+        .max_buf_size(MAX_READ_BUFFER)
         .serve_connection(TokioIo::new(PipelinedIo::new(stream)), svc)
         .await;
 }
@@ -437,8 +515,13 @@ async fn handle(api: Arc<RuntimeApi>, req: Request<Incoming>) -> Result<Reply, I
 }
 
 async fn next(api: &RuntimeApi) -> Reply {
-    api.lock().ready = true;
-    api.emit(RuntimeEvent::Next);
+    {
+        let mut st = api.lock();
+        st.ready = true;
+        if !st.next_queued {
+            api.emit_locked(&mut st, RuntimeEvent::Next);
+        }
+    }
     let assigned = {
         let mut rx = api.next_rx.lock().await;
         rx.recv().await
@@ -450,7 +533,11 @@ async fn next(api: &RuntimeApi) -> Reply {
             "Environment is shutting down",
         );
     };
-    api.lock().current = Some(a.request_id.clone());
+    {
+        let mut st = api.lock();
+        st.current = Some(a.request_id.clone());
+        st.claimed = false;
+    }
     next_response(a)
 }
 
@@ -495,7 +582,47 @@ enum BodyError {
 /// so that it can read the 413 instead of failing on a reset connection.
 pub(crate) const DISCARD_LIMIT: u64 = 64 * 1024 * 1024;
 
-async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Bytes), BodyError> {
+/// Answers up to this size are not charged to the node's memory budget: a lock per invocation
+/// would cost more than the memory it counts.
+const CHARGE_FROM: usize = 1024 * 1024;
+
+/// What the server holds of an environment's answer, counted in the node's memory budget
+/// against that environment until the invocation takes the answer (dropping this gives it back).
+#[derive(Default)]
+pub(crate) struct Held(Option<MemoryLease>);
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Held({} MiB)", self.mb())
+    }
+}
+
+impl Held {
+    pub(crate) fn mb(&self) -> u64 {
+        self.0.as_ref().map_or(0, MemoryLease::mb)
+    }
+
+    /// Counts `bytes` held for the environment (only ever more: the buffer does not shrink).
+    fn hold(&mut self, api: &RuntimeApi, bytes: usize) {
+        if bytes <= CHARGE_FROM {
+            return;
+        }
+        let Some(capacity) = &api.capacity else {
+            return;
+        };
+        let mb = bytes.div_ceil(1024 * 1024) as u64;
+        match &mut self.0 {
+            Some(lease) if lease.mb() >= mb => {}
+            Some(lease) => lease.force_resize(mb),
+            None => self.0 = Some(capacity.charge(mb)),
+        }
+    }
+}
+
+async fn read_body(
+    api: &RuntimeApi,
+    req: Request<Incoming>,
+) -> Result<(http::request::Parts, Bytes, Held), BodyError> {
     let (parts, mut body) = req.into_parts();
     let declared = parts
         .headers
@@ -507,6 +634,7 @@ async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Byte
     // A body that arrives as one frame is passed on as is; only several frames are joined.
     let mut single: Option<Bytes> = None;
     let mut joined = BytesMut::new();
+    let mut held = Held::default();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(|_| BodyError::Broken)?.into_data() else {
             continue;
@@ -522,6 +650,7 @@ async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Byte
             continue;
         }
         if single.is_none() && joined.is_empty() {
+            held.hold(api, data.len());
             single = Some(data);
         } else {
             if let Some(first) = single.take() {
@@ -533,12 +662,13 @@ async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Byte
                 joined.extend_from_slice(&first);
             }
             joined.extend_from_slice(&data);
+            held.hold(api, joined.capacity());
         }
     }
     if over {
         return Err(BodyError::TooLarge);
     }
-    Ok((parts, single.unwrap_or_else(|| joined.freeze())))
+    Ok((parts, single.unwrap_or_else(|| joined.freeze()), held))
 }
 
 fn error_type_header(parts: &http::request::Parts) -> Option<String> {
@@ -566,64 +696,81 @@ impl Refusal {
     }
 }
 
-/// Checks that `id` is the invocation in flight.
-fn check_current(api: &RuntimeApi, id: &str) -> Result<(), Refusal> {
-    let st = api.lock();
+/// Claims the answer to `id` before its body is read: only one post per invocation is read, so
+/// parallel posts cannot make the server hold one body each.
+fn claim(api: &RuntimeApi, id: &str) -> Result<(), Refusal> {
+    let mut st = api.lock();
     match (&st.current, &st.answered) {
-        (Some(c), _) if c == id => Ok(()),
+        (Some(c), _) if c == id && !st.claimed => {
+            st.claimed = true;
+            Ok(())
+        }
+        // Being answered by another post: for the runtime that is an answer already sent.
+        (Some(c), _) if c == id => Err(Refusal::AlreadyAnswered),
         (_, Some(a)) if a == id => Err(Refusal::AlreadyAnswered),
         _ => Err(Refusal::UnknownId),
     }
 }
 
-/// Marks `id` answered; false if someone answered it meanwhile.
-fn settle(api: &RuntimeApi, id: &str) -> bool {
+/// Gives a claim back (its post broke off), so that the runtime may post the answer again.
+fn unclaim(api: &RuntimeApi, id: &str) {
+    let mut st = api.lock();
+    if st.current.as_deref() == Some(id) {
+        st.claimed = false;
+    }
+}
+
+/// Marks the claimed `id` answered and queues the event `make` builds from it, in one step.
+fn settle(api: &RuntimeApi, id: &str, make: impl FnOnce(String) -> RuntimeEvent) {
     let mut st = api.lock();
     if st.current.as_deref() != Some(id) {
-        return false;
+        // Only the claim's holder settles, and nothing else clears `current`.
+        return;
     }
-    st.current = None;
-    st.answered = Some(id.to_string());
-    true
+    let request_id = st.current.take().unwrap_or_default();
+    st.claimed = false;
+    st.answered = Some(request_id.clone());
+    let ev = make(request_id);
+    api.emit_locked(&mut st, ev);
+}
+
+fn truncated() -> Reply {
+    api_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequest",
+        "Truncated request body",
+    )
 }
 
 async fn answer(api: &RuntimeApi, id: &str, req: Request<Incoming>, kind: Answer) -> Reply {
-    if let Err(refusal) = check_current(api, id) {
+    if let Err(refusal) = claim(api, id) {
         return refusal.reply();
     }
-    let (parts, body) = match read_body(req).await {
+    let (parts, body, held) = match read_body(api, req).await {
         Ok(x) => x,
         Err(BodyError::TooLarge) => {
-            if !settle(api, id) {
-                return invalid_request_id();
-            }
-            api.emit(RuntimeEvent::ResponseTooLarge {
-                request_id: id.to_string(),
+            settle(api, id, |request_id| RuntimeEvent::ResponseTooLarge {
+                request_id,
             });
             return too_large();
         }
         Err(BodyError::Broken) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidRequest",
-                "Truncated request body",
-            );
+            unclaim(api, id);
+            return truncated();
         }
     };
-    if !settle(api, id) {
-        return Refusal::AlreadyAnswered.reply();
-    }
-    let request_id = id.to_string();
-    api.emit(match kind {
+    settle(api, id, |request_id| match kind {
         Answer::Response => RuntimeEvent::Response {
             request_id,
             content_type: content_type(&parts.headers),
             body,
+            _held: held,
         },
         Answer::Error => RuntimeEvent::Error {
             request_id,
             error_type: error_type_header(&parts),
             body,
+            _held: held,
         },
     });
     accepted()
@@ -646,16 +793,13 @@ fn content_type(headers: &HeaderMap) -> Option<String> {
 /// A streamed response: the body goes to the invocation as it arrives; the runtime's answer waits
 /// for the invocation's verdict once the body has ended.
 async fn answer_streaming(api: &RuntimeApi, id: &str, req: Request<Incoming>) -> Reply {
-    if let Err(refusal) = check_current(api, id) {
+    if let Err(refusal) = claim(api, id) {
         return refusal.reply();
-    }
-    if !settle(api, id) {
-        return Refusal::AlreadyAnswered.reply();
     }
     let (parts, body) = req.into_parts();
     let (tx, rx) = oneshot::channel();
-    api.emit(RuntimeEvent::Streaming {
-        request_id: id.to_string(),
+    settle(api, id, |request_id| RuntimeEvent::Streaming {
+        request_id,
         content_type: content_type(&parts.headers),
         body: StreamedBody {
             body,
@@ -681,23 +825,36 @@ async fn answer_streaming(api: &RuntimeApi, id: &str, req: Request<Incoming>) ->
 }
 
 async fn init_error(api: &RuntimeApi, req: Request<Incoming>) -> Reply {
-    if api.lock().ready {
-        return invalid_transition("State transition from Ready to InitError failed for runtime");
-    }
-    let (parts, body) = match read_body(req).await {
-        Ok(x) => x,
-        Err(BodyError::TooLarge) => return too_large(),
-        Err(BodyError::Broken) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidRequest",
-                "Truncated request body",
+    {
+        let mut st = api.lock();
+        if st.ready {
+            return invalid_transition(
+                "State transition from Ready to InitError failed for runtime",
             );
+        }
+        // Claimed before the body is read, like an answer.
+        if st.init_error_claimed {
+            return invalid_transition(
+                "State transition from InitError to InitError failed for runtime",
+            );
+        }
+        st.init_error_claimed = true;
+    }
+    let (parts, body, held) = match read_body(api, req).await {
+        Ok(x) => x,
+        Err(e) => {
+            // Heard out (or broken off) and dropped: the runtime may report a smaller one.
+            api.lock().init_error_claimed = false;
+            return match e {
+                BodyError::TooLarge => too_large(),
+                BodyError::Broken => truncated(),
+            };
         }
     };
     api.emit(RuntimeEvent::InitError {
         error_type: error_type_header(&parts),
         body,
+        _held: held,
     });
     accepted()
 }
@@ -706,6 +863,7 @@ async fn init_error(api: &RuntimeApi, req: Request<Incoming>) -> Reply {
 mod tests {
     use super::*;
     use hyper::client::conn::http1 as client;
+    use tokio::net::TcpStream;
 
     #[test]
     fn routes() {
@@ -791,6 +949,7 @@ mod tests {
 
     struct Harness {
         addr: std::net::SocketAddr,
+        api: Arc<RuntimeApi>,
         next_tx: mpsc::Sender<Assigned>,
         events: mpsc::UnboundedReceiver<RuntimeEvent>,
         server: JoinHandle<()>,
@@ -808,13 +967,21 @@ mod tests {
 
     /// A harness that also serves on `unix`.
     fn start_with(unix: Option<std::os::unix::net::UnixListener>) -> Harness {
+        start_full(unix, None)
+    }
+
+    fn start_full(
+        unix: Option<std::os::unix::net::UnixListener>,
+        capacity: Option<Arc<Capacity>>,
+    ) -> Harness {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (ev_tx, events) = mpsc::unbounded_channel();
-        let (api, next_tx) = RuntimeApi::new(ev_tx);
-        let server = serve(listener, unix, api).unwrap();
+        let (api, next_tx) = RuntimeApi::new(ev_tx, capacity);
+        let server = serve(listener, unix, api.clone()).unwrap();
         Harness {
             addr,
+            api,
             next_tx,
             events,
             server,
@@ -1029,6 +1196,7 @@ mod tests {
                 request_id,
                 error_type,
                 body,
+                ..
             }) => {
                 assert_eq!(request_id, "req-2");
                 assert_eq!(error_type.as_deref(), Some("Unhandled"));
@@ -1179,7 +1347,9 @@ mod tests {
             .await;
         assert_eq!(s, StatusCode::ACCEPTED);
         match h.events.recv().await {
-            Some(RuntimeEvent::InitError { error_type, body }) => {
+            Some(RuntimeEvent::InitError {
+                error_type, body, ..
+            }) => {
                 assert_eq!(error_type.as_deref(), Some("Runtime.ImportModuleError"));
                 assert!(!body.is_empty());
             }
@@ -1194,5 +1364,267 @@ mod tests {
             )
             .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+
+    /// Generous: a refusal comes from the head alone, so only a broken server takes this long.
+    const REFUSAL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// Sends a request head (and `body`) on a raw connection.
+    async fn raw_post(
+        addr: std::net::SocketAddr,
+        path: &str,
+        length: usize,
+        body: &[u8],
+    ) -> TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {length}\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(body).await.unwrap();
+        s
+    }
+
+    /// Reads what the server answered on `s` until the head and `{...}` body are in.
+    async fn read_answer(s: &mut TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if n == 0 || text.ends_with('}') {
+                return text;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_are_closed_and_room_comes_back() {
+        use tokio::io::AsyncReadExt;
+        let h = start();
+        let mut open = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            let mut c = connect(h.addr).await;
+            // Served: an unknown path is answered.
+            let (s, _, _) = c.call(Method::GET, "/nothing", &[], Bytes::new()).await;
+            assert_eq!(s, StatusCode::NOT_FOUND);
+            open.push(c);
+        }
+        // One more is accepted by the kernel and closed unread by the server.
+        let mut extra = TcpStream::connect(h.addr).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = extra.read(&mut buf).await.unwrap_or(0);
+        assert_eq!(n, 0, "a connection over the cap was served");
+        assert_eq!(h.api.refused.load(Ordering::Relaxed), 1);
+
+        // A connection that ends gives its place back (the server notices the close on its own
+        // schedule, so a new connection may be refused a few times first).
+        drop(open.pop());
+        let mut served = false;
+        for _ in 0..500 {
+            let Ok(mut c) = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                let stream = TcpStream::connect(h.addr).await.unwrap();
+                let (send, conn) = client::handshake(TokioIo::new(stream)).await.unwrap();
+                tokio::spawn(conn);
+                Client { send }
+            })
+            .await
+            else {
+                continue;
+            };
+            let req = Request::get("/nothing")
+                .header("host", "x")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            if let Ok(resp) = c.send.send_request(req).await {
+                assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+                served = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(served, "no room after a connection closed");
+    }
+
+    #[tokio::test]
+    async fn a_second_post_for_the_same_id_is_refused_without_reading_its_body() {
+        let mut h = start();
+        let mut c = connect(h.addr).await;
+        h.next_tx.send(assigned("req-c")).await.unwrap();
+        c.call(Method::GET, NEXT, &[], Bytes::new()).await;
+        assert!(matches!(h.events.recv().await, Some(RuntimeEvent::Next)));
+
+        // Two posts announce 6 MB each and send none of it: whichever the server reads first
+        // claims the answer, the other is refused from its head alone.
+        let path = "/2018-06-01/runtime/invocation/req-c/response";
+        let mut a = raw_post(h.addr, path, MAX_PAYLOAD_BYTES, b"").await;
+        let mut b = raw_post(h.addr, path, MAX_PAYLOAD_BYTES, b"").await;
+        // Without claims both would wait for their bodies: the bound turns that into a failure.
+        let (refused, mut claimed) = tokio::time::timeout(REFUSAL_WAIT, async {
+            tokio::select! {
+                answer = read_answer(&mut a) => (answer, b),
+                answer = read_answer(&mut b) => (answer, a),
+            }
+        })
+        .await
+        .expect("neither post was refused");
+        assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+        assert!(refused.contains("InvalidStateTransition"), "{refused}");
+        // The claim holder's body is still awaited: nothing was answered yet.
+        assert!(h.events.try_recv().is_err());
+
+        {
+            use tokio::io::AsyncWriteExt;
+            let body = vec![b'a'; MAX_PAYLOAD_BYTES];
+            claimed.write_all(&body).await.unwrap();
+        }
+        let answer = read_answer(&mut claimed).await;
+        assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+        match h.events.recv().await {
+            Some(RuntimeEvent::Response {
+                request_id, body, ..
+            }) => {
+                assert_eq!(request_id, "req-c");
+                assert_eq!(body.len(), MAX_PAYLOAD_BYTES);
+            }
+            other => panic!("expected the response, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_post_that_breaks_off_gives_its_claim_back() {
+        let mut h = start();
+        let mut c = connect(h.addr).await;
+        h.next_tx.send(assigned("req-b")).await.unwrap();
+        c.call(Method::GET, NEXT, &[], Bytes::new()).await;
+        let path = "/2018-06-01/runtime/invocation/req-b/response";
+        let mut broken = raw_post(h.addr, path, 1000, b"partial").await;
+        {
+            use tokio::io::AsyncWriteExt;
+            broken.shutdown().await.unwrap();
+        }
+        let answer = read_answer(&mut broken).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let (s, _, _) = c
+            .call(Method::POST, path, &[], Bytes::from_static(b"\"ok\""))
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        assert!(matches!(h.events.recv().await, Some(RuntimeEvent::Next)));
+        assert!(matches!(
+            h.events.recv().await,
+            Some(RuntimeEvent::Response { body, .. }) if &body[..] == b"\"ok\""
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_second_init_error_is_refused_while_the_first_is_read() {
+        let h = start();
+        let path = "/2018-06-01/runtime/init/error";
+        let mut a = raw_post(h.addr, path, 1000, b"").await;
+        let mut b = raw_post(h.addr, path, 1000, b"").await;
+        let refused = tokio::time::timeout(REFUSAL_WAIT, async {
+            tokio::select! {
+                answer = read_answer(&mut a) => answer,
+                answer = read_answer(&mut b) => answer,
+            }
+        })
+        .await
+        .expect("neither init error was refused");
+        assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+        assert!(refused.contains("InvalidStateTransition"), "{refused}");
+    }
+
+    /// Runs `/next` until it waits for an invocation, then drops it (as hyper does when the
+    /// runtime hangs up).
+    async fn next_and_hang_up(api: &RuntimeApi) {
+        let polled_once = tokio::time::timeout(std::time::Duration::ZERO, next(api)).await;
+        assert!(polled_once.is_err(), "no invocation was assigned");
+    }
+
+    #[tokio::test]
+    async fn next_calls_in_a_row_queue_one_event() {
+        let mut h = start();
+        for _ in 0..1000 {
+            next_and_hang_up(&h.api).await;
+        }
+        assert!(matches!(h.events.try_recv(), Ok(RuntimeEvent::Next)));
+        assert!(h.events.try_recv().is_err(), "more than one event queued");
+
+        // An answer in between is kept in order, and the `/next` after it is told again.
+        let mut c = connect(h.addr).await;
+        h.next_tx.send(assigned("req-n")).await.unwrap();
+        c.call(Method::GET, NEXT, &[], Bytes::new()).await;
+        let (s, _, _) = c
+            .call(
+                Method::POST,
+                "/2018-06-01/runtime/invocation/req-n/response",
+                &[],
+                Bytes::from_static(b"1"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        for _ in 0..1000 {
+            next_and_hang_up(&h.api).await;
+        }
+        assert!(matches!(
+            h.events.try_recv(),
+            Ok(RuntimeEvent::Response { request_id, .. }) if request_id == "req-n"
+        ));
+        assert!(matches!(h.events.try_recv(), Ok(RuntimeEvent::Next)));
+        assert!(h.events.try_recv().is_err(), "more than one event queued");
+    }
+
+    #[tokio::test]
+    async fn a_large_answer_is_charged_to_the_node_until_it_is_taken() {
+        let capacity = Capacity::new(1000);
+        let mut h = start_full(None, Some(capacity.clone()));
+        let mut c = connect(h.addr).await;
+        h.next_tx.send(assigned("req-m")).await.unwrap();
+        c.call(Method::GET, NEXT, &[], Bytes::new()).await;
+        assert!(matches!(h.events.recv().await, Some(RuntimeEvent::Next)));
+
+        // Half of a 5 MiB answer: the server holds a buffer for all of it already.
+        let path = "/2018-06-01/runtime/invocation/req-m/response";
+        let five = 5 * 1024 * 1024;
+        let mut post = raw_post(h.addr, path, five, &vec![b'a'; five / 2]).await;
+        let mut charged = false;
+        for _ in 0..3000 {
+            if capacity.used_mb() == 5 {
+                charged = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            charged,
+            "the buffer was not charged: {} MiB",
+            capacity.used_mb()
+        );
+        {
+            use tokio::io::AsyncWriteExt;
+            post.write_all(&vec![b'a'; five - five / 2]).await.unwrap();
+        }
+        assert!(read_answer(&mut post).await.starts_with("HTTP/1.1 202"));
+        // Still charged while the answer waits for its invocation, given back once taken.
+        let ev = h.events.recv().await;
+        assert!(matches!(&ev, Some(RuntimeEvent::Response { _held, .. }) if _held.mb() == 5));
+        assert_eq!(capacity.used_mb(), 5);
+        drop(ev);
+        assert_eq!(capacity.used_mb(), 0);
+
+        // Small answers cost nothing.
+        h.next_tx.send(assigned("req-s")).await.unwrap();
+        c.call(Method::GET, NEXT, &[], Bytes::new()).await;
+        let (s, _, _) = c
+            .call(
+                Method::POST,
+                "/2018-06-01/runtime/invocation/req-s/response",
+                &[],
+                Bytes::from(vec![b'b'; 64 * 1024]),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        assert_eq!(capacity.used_mb(), 0);
     }
 }

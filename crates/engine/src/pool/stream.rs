@@ -9,9 +9,12 @@
 //!
 //! Forwarding goes through a bounded channel, so a caller that reads slowly slows the runtime's
 //! writes down (through the Runtime API connection) instead of piling chunks up in memory. A
-//! caller that stops reading is treated like a client that hangs up: the rest of the response is
-//! read and dropped and the invocation runs to its end. The invocation's deadline bounds every
-//! wait here, including a wait for a full channel.
+//! caller that hangs up, or takes nothing for the node's stream write timeout, is treated as
+//! gone: the rest of the response is read and dropped and the invocation runs to its end (so a
+//! stalled reader pins neither the environment nor the chunks until the function's timeout).
+//! The invocation's deadline bounds every wait here, including a wait for a full channel.
+
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
@@ -48,7 +51,10 @@ pub(crate) enum Sink {
 
 /// The caller's end of a streaming invocation.
 pub(crate) struct Forwarder {
-    pub tx: mpsc::Sender<StreamEvent>,
+    /// `None` once the caller stopped reading (dropping the sender lets it see the end).
+    pub tx: Option<mpsc::Sender<StreamEvent>>,
+    /// How long a send may wait for room before the caller counts as gone.
+    write_timeout: Duration,
     /// Taken when the head (or the failure) has been told.
     head: Option<oneshot::Sender<HeadResult>>,
     /// The caller stopped listening.
@@ -61,9 +67,14 @@ pub(crate) struct Forwarder {
 pub(crate) struct DeadlinePassed;
 
 impl Forwarder {
-    pub(crate) fn new(tx: mpsc::Sender<StreamEvent>, head: oneshot::Sender<HeadResult>) -> Self {
+    pub(crate) fn new(
+        tx: mpsc::Sender<StreamEvent>,
+        head: oneshot::Sender<HeadResult>,
+        write_timeout: Duration,
+    ) -> Self {
         Forwarder {
-            tx,
+            tx: Some(tx),
+            write_timeout,
             head: Some(head),
             closed: false,
             done: false,
@@ -95,23 +106,39 @@ impl Forwarder {
         }
     }
 
-    /// Passes one event on, waiting for room in the channel until `deadline`.
+    /// Stops forwarding: the caller hung up or stopped reading.
+    fn close(&mut self) {
+        self.closed = true;
+        self.tx = None;
+    }
+
+    /// Passes one event on, waiting for room in the channel until `deadline`, or until the
+    /// write timeout, after which the caller counts as gone.
     pub(crate) async fn send(
         &mut self,
         ev: StreamEvent,
         deadline: Instant,
     ) -> Result<(), DeadlinePassed> {
-        if self.closed {
+        let Some(tx) = self.tx.as_ref().filter(|_| !self.closed) else {
             return Ok(());
-        }
+        };
+        let stalled = Instant::now() + self.write_timeout;
         tokio::select! {
-            sent = self.tx.send(ev) => {
+            sent = tx.send(ev) => {
                 if sent.is_err() {
-                    self.closed = true;
+                    self.close();
                 }
                 Ok(())
             }
-            _ = tokio::time::sleep_until(deadline) => Err(DeadlinePassed),
+            _ = tokio::time::sleep_until(deadline.min(stalled)) => {
+                if stalled < deadline {
+                    tracing::debug!("streaming reader took nothing for {:?}; dropping the rest", self.write_timeout);
+                    self.close();
+                    Ok(())
+                } else {
+                    Err(DeadlinePassed)
+                }
+            }
         }
     }
 }
@@ -133,9 +160,11 @@ impl Sink {
             Sink::Forward(f) => {
                 f.start(content_type, false);
                 // The first event of the channel: there is room for it.
-                if !body.is_empty() && !f.closed && f.tx.try_send(StreamEvent::Chunk(body)).is_err()
+                if !body.is_empty()
+                    && let Some(tx) = f.tx.as_ref().filter(|_| !f.closed)
+                    && tx.try_send(StreamEvent::Chunk(body)).is_err()
                 {
-                    f.closed = true;
+                    f.close();
                 }
                 Bytes::new()
             }
@@ -185,14 +214,20 @@ impl Sink {
                         }
                     }
                 };
-                match f.tx.try_send(complete) {
+                // A reader that stopped reading gets no end: it is dropped as it is. The sender
+                // stays until the invocation is done, so the reader's stream ends with it.
+                let Some(tx) = f.tx.as_ref().filter(|_| !f.closed) else {
+                    return;
+                };
+                match tx.try_send(complete) {
                     Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
                     Err(mpsc::error::TrySendError::Full(complete)) => {
                         // The invocation is over (its permits are back); only a reader that is
-                        // still there waits.
-                        let tx = f.tx.clone();
+                        // still there waits, and no longer than the write timeout.
+                        let tx = tx.clone();
+                        let wait = f.write_timeout;
                         tokio::spawn(async move {
-                            let _ = tx.send(complete).await;
+                            let _ = tokio::time::timeout(wait, tx.send(complete)).await;
                         });
                     }
                 }

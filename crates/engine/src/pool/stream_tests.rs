@@ -89,8 +89,13 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(crate::DEFAULT_STREAM_WRITE_TIMEOUT)
+}
+
+fn fixture_with(stream_write_timeout: Duration) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = EngineConfig::new(dir.path().join("data"), PathBuf::from("/nonexistent"));
+    let mut cfg = EngineConfig::new(dir.path().join("data"), PathBuf::from("/nonexistent"));
+    cfg.stream_write_timeout = stream_write_timeout;
     let engine = Engine::with_launcher(cfg, Arc::new(HostLauncher), Timings::default()).unwrap();
     Fixture { engine, dir }
 }
@@ -400,6 +405,34 @@ async fn a_reader_that_goes_away_does_not_stop_the_invocation() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("the invocation did not finish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_releases_the_environment() {
+    // The function may run for a minute; the reader stalls from the start.
+    let fx = fixture_with(Duration::from_millis(300));
+    let spec = fx.spec("stalled", 60);
+    let chunk = "x".repeat(64 * 1024);
+    let chunks: Vec<&str> = (0..64).map(|_| chunk.as_str()).collect();
+    let s = fx
+        .stream(&spec, json!({"op": "stream", "chunks": chunks, "gap": 0}))
+        .await;
+    // Far below the function's timeout: only the write timeout can end the wait this soon.
+    for _ in 0..3000 {
+        let logs = fx.engine.read_logs("123456789012", "stalled", 0).unwrap();
+        if logs.iter().any(|e| e.message.starts_with("REPORT ")) {
+            assert!(
+                logs.iter()
+                    .any(|e| e.message.starts_with("stream answered 202")),
+                "the runtime's stream was not read to its end"
+            );
+            assert!(!logs.iter().any(|e| e.message.contains("Task timed out")));
+            drop(s);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the stalled reader kept the invocation running");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
