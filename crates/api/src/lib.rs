@@ -225,7 +225,7 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     if incoming.segments.first().is_some_and(|s| s == "updraft")
         && incoming.segments.get(1).is_some_and(|s| s == "code")
     {
-        return lambda::download_code(state, &incoming, &raw_path, &raw_query);
+        return lambda::download_code(state, &incoming, &raw_path, &raw_query).await;
     }
     let pairs = header_pairs(&incoming.headers);
     let caller = match auth::authenticate(
