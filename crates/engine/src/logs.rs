@@ -15,6 +15,11 @@
 //! Writes are few: the `START` line is held back and goes out with whatever is written next (the
 //! runtime's first line, or `END` and `REPORT`, which are one write), so a quiet warm invocation
 //! costs one `write(2)`; platform lines are formatted straight into the sink's buffer.
+//!
+//! Reads are bounded: [`read_logs_page`] merges a function's streams one page at a time (at most
+//! 10,000 events and about 1 MB of messages, as CloudWatch's `FilterLogEvents`), reading each file
+//! line by line from a position found by bisection on the timestamps, and returns a token for the
+//! next page, so a long log never sits in memory whole.
 
 use std::fmt::Write as _;
 use std::fs::File;
