@@ -458,35 +458,39 @@ fn now_ms() -> u64 {
 
 pub fn logs(a: LogsArgs) -> Result<ExitCode> {
     let client = Client::new(&a.endpoint)?;
+    let path = format!("/updraft/v1/functions/{}/logs", enc(&a.name));
     let mut since = now_ms().saturating_sub(parse_since(&a.since)?);
     let mut printed: u64 = 0;
     loop {
-        let r = client
-            .send(
-                "GET",
-                &format!("/updraft/v1/functions/{}/logs", enc(&a.name)),
-                &format!("since_ms={since}"),
-                &[],
-                b"",
-            )?
-            .ok()?
-            .json()?;
-        let events = r["events"].as_array().cloned().unwrap_or_default();
         let mut last = since;
         let mut same_ms = 0u64;
-        for e in &events {
-            let ts = e["timestamp_ms"].as_u64().unwrap_or(0);
-            // Events at the boundary millisecond were printed by the previous round.
-            if ts == since && same_ms < printed {
-                same_ms += 1;
-                continue;
+        // One round reads every page from `since` on; the server bounds each page.
+        let mut token: Option<String> = None;
+        loop {
+            let query = match &token {
+                Some(t) => format!("nextToken={}&since_ms={since}", enc(t)),
+                None => format!("since_ms={since}"),
+            };
+            let r = client.send("GET", &path, &query, &[], b"")?.ok()?.json()?;
+            let events = r["events"].as_array().cloned().unwrap_or_default();
+            for e in &events {
+                let ts = e["timestamp_ms"].as_u64().unwrap_or(0);
+                // Events at the boundary millisecond were printed by the previous round.
+                if ts == since && same_ms < printed {
+                    same_ms += 1;
+                    continue;
+                }
+                println!("{}", e["message"].as_str().unwrap_or_default());
+                if ts == last {
+                    printed += 1;
+                } else {
+                    last = ts;
+                    printed = 1;
+                }
             }
-            println!("{}", e["message"].as_str().unwrap_or_default());
-            if ts == last {
-                printed += 1;
-            } else {
-                last = ts;
-                printed = 1;
+            match r["nextToken"].as_str() {
+                Some(t) if !events.is_empty() => token = Some(t.to_string()),
+                _ => break,
             }
         }
         if !a.follow {

@@ -148,10 +148,14 @@ fuzz_target!(|data: &[u8]| {
 
     let tree_rel = format!("trees/{}", artifact.sha256_hex);
     let zip_rel = format!("zips/{}.zip", artifact.sha256_hex);
+    let marker_rel = format!("complete/{}", artifact.sha256_hex);
     for entry in after.difference(&before) {
         let (_, rel) = entry.split_once(' ').expect("kind and path");
         assert!(
-            rel == zip_rel || rel == tree_rel || rel.starts_with(&format!("{tree_rel}/")),
+            rel == zip_rel
+                || rel == marker_rel
+                || rel == tree_rel
+                || rel.starts_with(&format!("{tree_rel}/")),
             "an accepted package left {entry:?} outside its tree"
         );
     }

@@ -367,11 +367,17 @@ async fn create_function(
     caller: &Caller,
     req: Incoming,
 ) -> ApiResult<Response> {
-    let input = wire::parse_body::<wire::CreateFunctionWire>(&req.body)?.into_input()?;
-    let note = runtime_note(state, input.runtime.as_deref())?;
     let (s, c, _, _) = owned(state, caller, "", None);
-    let (latest, published) =
-        blocking(move || Ok(s.control.create_function(&c.account_id, input)?)).await?;
+    // A body can carry a 50 MB package in base64: parsing and decoding it, like extracting it,
+    // is blocking work that must not hold an async worker.
+    let body = req.body;
+    let (latest, published, note) = blocking(move || {
+        let input = wire::parse_body::<wire::CreateFunctionWire>(&body)?.into_input()?;
+        let note = runtime_note(&s, input.runtime.as_deref())?;
+        let (latest, published) = s.control.create_function(&c.account_id, input)?;
+        Ok((latest, published, note))
+    })
+    .await?;
     let cfg = published.unwrap_or(latest);
     let r = config_response(state, caller, StatusCode::CREATED, &cfg, Phase::Creating);
     Ok(with_runtime_note(r, &cfg.name, note))
@@ -415,23 +421,28 @@ async fn update_code(
     req: &Incoming,
     f: &str,
 ) -> ApiResult<Response> {
-    let input: wire::UpdateCodeWire = wire::parse_body(&req.body)?;
-    let zip = wire::decode_code(&wire::CodeInput {
-        zip_file: input.zip_file,
-        s3_bucket: input.s3_bucket,
-        s3_key: input.s3_key,
-        s3_object_version: None,
-        image_uri: input.image_uri,
-    })?;
-    let update = CodeUpdate {
-        zip,
-        publish: input.publish,
-        dry_run: input.dry_run,
-        revision_id: input.revision_id,
-        architectures: input.architectures,
-    };
     let (s, c, f, _) = owned(state, caller, f, None);
-    let cfg = blocking(move || Ok(s.control.update_code(&c.account_id, &f, update)?)).await?;
+    // As for CreateFunction: the base64 package is decoded on the blocking pool.
+    let body = req.body.clone();
+    let cfg = blocking(move || {
+        let input: wire::UpdateCodeWire = wire::parse_body(&body)?;
+        let zip = wire::decode_code(&wire::CodeInput {
+            zip_file: input.zip_file,
+            s3_bucket: input.s3_bucket,
+            s3_key: input.s3_key,
+            s3_object_version: None,
+            image_uri: input.image_uri,
+        })?;
+        let update = CodeUpdate {
+            zip,
+            publish: input.publish,
+            dry_run: input.dry_run,
+            revision_id: input.revision_id,
+            architectures: input.architectures,
+        };
+        Ok(s.control.update_code(&c.account_id, &f, update)?)
+    })
+    .await?;
     Ok(config_response(
         state,
         caller,
@@ -491,8 +502,9 @@ fn code_link(state: &AppState, host: &str, sha256_hex: &str) -> ApiResult<String
     Ok(format!("http://{host}{path}?{query}"))
 }
 
-/// Serves `GET /updraft/code/<sha256>.zip` for links made by [`code_link`].
-pub fn download_code(
+/// Serves `GET /updraft/code/<sha256>.zip` for links made by [`code_link`]. The zip (up to
+/// 50 MB) is streamed from the file in chunks rather than read into memory first.
+pub async fn download_code(
     state: &AppState,
     req: &Incoming,
     raw_path: &str,
@@ -533,39 +545,98 @@ pub fn download_code(
     let Some(path) = state.control.code_zip(sha) else {
         return ApiError::not_found("Code not found").into_response();
     };
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let mut resp = (StatusCode::OK, bytes).into_response();
-            resp.headers_mut()
-                .insert("content-type", HeaderValue::from_static("application/zip"));
+    match stream_file(&path).await {
+        Ok((len, body)) => {
+            let mut resp = (StatusCode::OK, body).into_response();
+            let headers = resp.headers_mut();
+            headers.insert("content-type", HeaderValue::from_static("application/zip"));
+            headers.insert("content-length", HeaderValue::from(len));
             resp
         }
         Err(e) => ApiError::service(e).into_response(),
     }
 }
 
-/// `GET /updraft/v1/functions/{name}/logs?since_ms=N`: the function's log events (for `updraft logs`).
+/// Chunks of a streamed file body.
+const FILE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Opens `path` and returns its length and a body that reads it chunk by chunk on a task (tokio's
+/// file reads run on the blocking pool). Stored zips are immutable, so the length holds.
+async fn stream_file(path: &std::path::Path) -> std::io::Result<(u64, axum::body::Body)> {
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    let len = file.metadata().await?.len();
+    let (mut tx, body) = http_body_util::channel::Channel::<bytes::Bytes, std::io::Error>::new(2);
+    tokio::spawn(async move {
+        loop {
+            let mut buf = bytes::BytesMut::with_capacity(FILE_CHUNK_BYTES);
+            match file.read_buf(&mut buf).await {
+                Ok(0) => return,
+                Ok(_) => {
+                    if tx.send_data(buf.freeze()).await.is_err() {
+                        return; // the client went away
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("reading a stored zip failed mid-download: {e}");
+                    tx.abort(e);
+                    return;
+                }
+            }
+        }
+    });
+    Ok((len, axum::body::Body::new(body)))
+}
+
+/// `GET /updraft/v1/functions/{name}/logs?since_ms=N&limit=M&nextToken=T`: one page of the
+/// function's log events, oldest first (for `updraft logs`). `nextToken` in the answer is present
+/// when more events follow; passing it back reads the next page. `limit` is 1 to 10000
+/// (default 10000), and a page holds about 1 MB of messages at most.
 pub async fn function_logs(state: &Arc<AppState>, caller: &Caller, req: &Incoming) -> Response {
+    match logs_page(state, caller, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn logs_page(state: &Arc<AppState>, caller: &Caller, req: &Incoming) -> ApiResult<Response> {
     let since = req
         .param("since_ms")
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(0);
+    let limit = match req.param("limit") {
+        None => updraft_engine::MAX_PAGE_EVENTS,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=updraft_engine::MAX_PAGE_EVENTS).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "limit must be between 1 and {}",
+                    updraft_engine::MAX_PAGE_EVENTS
+                ))
+            })?,
+    };
+    let token = req.param("nextToken").map(str::to_string);
     let name = function_name_of(&req.segments[3]);
-    if let Err(e) = state
+    state
         .control
-        .get_configuration(&caller.account_id, &name, None)
-    {
-        return ApiError::from(e).into_response();
-    }
+        .get_configuration(&caller.account_id, &name, None)?;
     let (s, c) = (state.clone(), caller.clone());
-    let events = blocking(move || {
+    let page = blocking(move || {
         s.engine
-            .read_logs(&c.account_id, &name, since)
-            .map_err(ApiError::service)
+            .read_logs_page(&c.account_id, &name, since, token.as_deref(), limit)
+            .map_err(|e| match e {
+                updraft_engine::EngineError::InvalidLogToken => {
+                    ApiError::invalid("The specified nextToken is invalid.")
+                }
+                e => ApiError::service(e),
+            })
     })
-    .await;
-    match events {
-        Ok(events) => json(StatusCode::OK, json!({ "events": events })),
-        Err(e) => e.into_response(),
+    .await?;
+    let mut body = json!({ "events": page.events });
+    if let Some(t) = page.next_token {
+        body["nextToken"] = json!(t);
     }
+    Ok(json(StatusCode::OK, body))
 }

@@ -200,7 +200,7 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         // A presigned GET over an empty payload: its body is never read.
         return unread(
             has_body,
-            lambda::download_code(state, &incoming, &raw_path, &raw_query),
+            lambda::download_code(state, &incoming, &raw_path, &raw_query).await,
         );
     }
     // The head first: a request with no valid key, scope or (when the head can tell) signature

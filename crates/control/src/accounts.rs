@@ -150,7 +150,9 @@ impl MasterKey {
     }
 
     /// Writes the key to a private temporary file, then links it into place so a crash never
-    /// leaves a half-written key and an existing key is never replaced.
+    /// leaves a half-written key and an existing key is never replaced. The directory is fsynced
+    /// after the link: until then a power loss could forget the key while secrets sealed with it
+    /// are already in the database.
     fn write_new(&self, path: &Path) -> std::result::Result<(), AccountsError> {
         use std::os::unix::fs::OpenOptionsExt;
         let err = |source| AccountsError::WriteMasterKey {
@@ -170,7 +172,14 @@ impl MasterKey {
             std::fs::hard_link(&tmp, path)
         })();
         let _ = std::fs::remove_file(&tmp);
-        written.map_err(err)
+        written.map_err(err)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {

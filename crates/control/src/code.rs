@@ -24,19 +24,34 @@
 //!   any execute bit (a custom runtime's `bootstrap`). Set-id and sticky bits are dropped; files
 //!   belong to the server's user.
 //!
-//! Extraction happens in a fresh directory under `root/tmp` that is renamed into place only when
-//! complete, so a tree either exists whole or not at all, and a rejected package leaves nothing
-//! behind. The zip is committed after its tree; an artifact exists when both are present.
+//! Durability: a `kill -9` or a power loss at any moment leaves either the old state or the new
+//! one. Extraction happens in a fresh directory under `root/tmp`, so a rejected package leaves
+//! nothing behind. Every extracted file and directory is fsynced there, then the package is
+//! committed in this order, each rename followed by an fsync of the directory it lands in:
+//!
+//! 1. the zip, written to `root/tmp`, fsynced and renamed to `root/zips/<hex>.zip`: from here on
+//!    the tree can always be rebuilt from it;
+//! 2. the tree, renamed to `root/trees/<hex>/`;
+//! 3. an empty completion marker `root/complete/<hex>`.
+//!
+//! The marker lives beside the tree rather than inside it so that `/var/task` shows exactly the
+//! package, as on Lambda. A tree without its marker is never trusted: [`CodeStore::open`] removes
+//! it and rebuilds it from its zip (as it does for a zip whose tree is missing), and
+//! [`CodeStore::put_zip`] rebuilds it. An artifact exists when its zip, tree and marker do.
 //!
 //! One [`CodeStore`] is expected per root: [`CodeStore::open`] clears leftovers of interrupted
 //! work from `root/tmp`. Callers serialise [`CodeStore::remove`] against uploads of the same
 //! digest (garbage collection only removes code no function refers to).
+//!
+//! Debug builds read `UPDRAFT_FAILPOINT`: naming one of [`FAILPOINTS`] ends the process at that
+//! step of storing a package, without running any destructor, so tests can crash it there.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Cursor, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -202,6 +217,32 @@ impl CodeError {
     }
 }
 
+/// The steps of [`CodeStore::put_zip`] at which a debug build can be made to stop (see the
+/// module documentation), in the order they are reached.
+pub const FAILPOINTS: &[&str] = &[
+    "code-store:after-extract",
+    "code-store:after-zip-rename",
+    "code-store:after-tree-rename",
+    "code-store:after-marker",
+];
+
+/// Exit status of a process stopped by a failpoint.
+pub const FAILPOINT_EXIT_CODE: i32 = 86;
+
+/// Ends the process at once when `UPDRAFT_FAILPOINT` names `step`. `process::exit` runs no
+/// destructor (so no temporary is cleaned up), which leaves the disk as a `kill -9` would.
+#[cfg(debug_assertions)]
+fn failpoint(step: &str) {
+    if std::env::var_os("UPDRAFT_FAILPOINT").is_some_and(|v| v == step) {
+        eprintln!("updraft: failpoint {step} reached, exiting");
+        std::process::exit(FAILPOINT_EXIT_CODE);
+    }
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+fn failpoint(_step: &str) {}
+
 /// The code store rooted at one directory.
 #[derive(Debug)]
 pub struct CodeStore {
@@ -209,21 +250,27 @@ pub struct CodeStore {
     limits: CodeLimits,
     /// Uploads in flight, which garbage collection must not race (see `code_gc`).
     gc: crate::code_gc::CodeGc,
+    /// Serialises the commit phase of uploads (extraction runs outside it), so that two uploads
+    /// of the same bytes never take turns replacing each other's tree.
+    commit: Mutex<()>,
 }
 
 impl CodeStore {
-    /// Opens (creating if needed) the store at `root` and clears leftovers of interrupted
-    /// uploads from `root/tmp`.
+    /// Opens (creating if needed) the store at `root`, clears leftovers of interrupted uploads
+    /// from `root/tmp`, and recovers from an interrupted commit: a tree without its completion
+    /// marker is removed, and every stored zip without a complete tree gets it rebuilt.
     pub fn open(root: impl Into<PathBuf>, limits: CodeLimits) -> Result<Self, CodeError> {
         let store = Self {
             root: root.into(),
             limits,
             gc: Default::default(),
+            commit: Mutex::new(()),
         };
         for dir in [
             store.root.clone(),
             store.zips_dir(),
             store.trees_dir(),
+            store.complete_dir(),
             store.tmp_dir(),
         ] {
             fs::create_dir_all(&dir).map_err(|source| CodeError::CreateDir {
@@ -232,6 +279,7 @@ impl CodeStore {
             })?;
         }
         store.clear_tmp()?;
+        store.recover()?;
         Ok(store)
     }
 
@@ -246,7 +294,8 @@ impl CodeStore {
     }
 
     /// Validates and stores a zip package. Idempotent: storing the same bytes again returns the
-    /// same artifact without extracting again. On any error nothing new is left in the store.
+    /// same artifact without extracting again (unless its tree is incomplete, which is then
+    /// rebuilt). A package that is refused leaves nothing new in the store.
     pub fn put_zip(&self, zip: &[u8]) -> Result<CodeArtifact, CodeError> {
         let size = zip.len() as u64;
         if size > self.limits.max_zip_bytes {
@@ -259,24 +308,17 @@ impl CodeStore {
             return Err(CodeError::EmptyZip);
         }
         let sha256_hex = hex::encode(Sha256::digest(zip));
-        let tree = self.tree_path(&sha256_hex);
         let zip_path = self.zip_path(&sha256_hex);
-
-        if !is_real_dir(&tree)? {
-            let tmp = TempPath::new(self.tmp_dir().join(format!("{sha256_hex}.{}", unique())));
-            extract(zip, &self.limits, &tmp.path)?;
-            if let Err(source) = fs::rename(&tmp.path, &tree) {
-                // Another upload of the same bytes may have committed first; its tree is
-                // identical, so ours is simply dropped.
-                if !is_real_dir(&tree)? {
-                    return Err(CodeError::Commit {
-                        path: tree.clone(),
-                        source,
-                    });
-                }
-            }
+        if self.is_complete(&sha256_hex)? && is_regular_file(&zip_path)? {
+            return Ok(self.artifact(sha256_hex, size));
         }
 
+        // Extraction validates the package, so it runs before anything is committed.
+        let tmp_tree = TempPath::new(self.tmp_dir().join(format!("{sha256_hex}.{}", unique())));
+        extract(zip, &self.limits, &tmp_tree.path)?;
+        failpoint("code-store:after-extract");
+
+        let _commit = self.commit.lock().unwrap_or_else(|p| p.into_inner());
         if !is_regular_file(&zip_path)? {
             let tmp = TempPath::new(
                 self.tmp_dir()
@@ -288,9 +330,134 @@ impl CodeStore {
                 source,
             })?;
             tmp.disarm();
+            sync_dir(&self.zips_dir())?;
         }
-
+        failpoint("code-store:after-zip-rename");
+        if !self.is_complete(&sha256_hex)? {
+            self.commit_tree(&sha256_hex, tmp_tree)?;
+        }
         Ok(self.artifact(sha256_hex, size))
+    }
+
+    /// Moves a fully written and fsynced tree into place, replacing an incomplete one, then
+    /// writes its completion marker. The caller holds `self.commit`.
+    fn commit_tree(&self, sha256_hex: &str, tmp_tree: TempPath) -> Result<(), CodeError> {
+        let tree = self.tree_path(sha256_hex);
+        if is_real_dir(&tree)? {
+            self.discard_tree(sha256_hex)?;
+        }
+        fs::rename(&tmp_tree.path, &tree).map_err(|source| CodeError::Commit {
+            path: tree.clone(),
+            source,
+        })?;
+        tmp_tree.disarm();
+        sync_dir(&self.trees_dir())?;
+        failpoint("code-store:after-tree-rename");
+        let marker = self.marker_path(sha256_hex);
+        let err = |source| CodeError::Commit {
+            path: marker.clone(),
+            source,
+        };
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(err)?;
+        sync_dir(&self.complete_dir())?;
+        failpoint("code-store:after-marker");
+        Ok(())
+    }
+
+    /// Removes a tree (and its marker) at once by moving it aside first.
+    fn discard_tree(&self, sha256_hex: &str) -> Result<(), CodeError> {
+        let marker = self.marker_path(sha256_hex);
+        match fs::remove_file(&marker) {
+            Ok(()) => sync_dir(&self.complete_dir())?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(CodeError::Remove {
+                    path: marker,
+                    source,
+                });
+            }
+        }
+        let tree = self.tree_path(sha256_hex);
+        let doomed = self
+            .tmp_dir()
+            .join(format!("{sha256_hex}.{}.removed", unique()));
+        match fs::rename(&tree, &doomed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(CodeError::Remove { path: tree, source }),
+        }
+        fs::remove_dir_all(&doomed).map_err(|source| CodeError::Remove {
+            path: doomed.clone(),
+            source,
+        })
+    }
+
+    /// Whether the tree of `sha256_hex` exists and carries its completion marker.
+    fn is_complete(&self, sha256_hex: &str) -> Result<bool, CodeError> {
+        Ok(is_real_dir(&self.tree_path(sha256_hex))?
+            && is_regular_file(&self.marker_path(sha256_hex))?)
+    }
+
+    /// Start-up recovery (see [`CodeStore::open`]). A zip that cannot be rebuilt from is
+    /// reported and left alone: the functions using it fail to start, the others run.
+    fn recover(&self) -> Result<(), CodeError> {
+        for name in list_dir(&self.trees_dir())? {
+            if is_address(&name) && !self.is_complete(&name)? {
+                tracing::warn!(sha256 = %name, "removing a code tree without its completion marker");
+                self.discard_tree(&name)?;
+            }
+        }
+        for name in list_dir(&self.complete_dir())? {
+            if is_address(&name) && !is_real_dir(&self.tree_path(&name))? {
+                let marker = self.marker_path(&name);
+                fs::remove_file(&marker).map_err(|source| CodeError::Remove {
+                    path: marker,
+                    source,
+                })?;
+            }
+        }
+        for name in list_dir(&self.zips_dir())? {
+            let Some(sha256_hex) = name.strip_suffix(".zip").filter(|s| is_address(s)) else {
+                continue;
+            };
+            if self.is_complete(sha256_hex)? {
+                continue;
+            }
+            if let Err(e) = self.rebuild(sha256_hex) {
+                tracing::error!(sha256 = %sha256_hex, "cannot rebuild a code tree from its zip: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Extracts the stored zip of `sha256_hex` again and commits the tree.
+    fn rebuild(&self, sha256_hex: &str) -> Result<(), CodeError> {
+        let zip_path = self.zip_path(sha256_hex);
+        let zip = fs::read(&zip_path).map_err(|source| CodeError::Inspect {
+            path: zip_path.clone(),
+            source,
+        })?;
+        if hex::encode(Sha256::digest(&zip)) != sha256_hex {
+            return Err(CodeError::InvalidZip(format!(
+                "{} does not match its digest",
+                zip_path.display()
+            )));
+        }
+        let tmp_tree = TempPath::new(self.tmp_dir().join(format!("{sha256_hex}.{}", unique())));
+        extract(&zip, &self.limits, &tmp_tree.path)?;
+        let _commit = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+        if self.is_complete(sha256_hex)? {
+            return Ok(());
+        }
+        tracing::info!(sha256 = %sha256_hex, "rebuilt a code tree from its zip");
+        self.commit_tree(sha256_hex, tmp_tree)
     }
 
     /// The stored artifact with this content address, if it exists. Anything other than 64
@@ -302,7 +469,11 @@ impl CodeStore {
         let tree = self.tree_path(sha256_hex);
         let zip_meta = fs::symlink_metadata(self.zip_path(sha256_hex)).ok()?;
         let tree_meta = fs::symlink_metadata(&tree).ok()?;
-        if !zip_meta.file_type().is_file() || !tree_meta.file_type().is_dir() {
+        let marker_meta = fs::symlink_metadata(self.marker_path(sha256_hex)).ok()?;
+        if !zip_meta.file_type().is_file()
+            || !tree_meta.file_type().is_dir()
+            || !marker_meta.file_type().is_file()
+        {
             return None;
         }
         Some(self.artifact(sha256_hex.to_string(), zip_meta.len()))
@@ -325,20 +496,9 @@ impl CodeStore {
                 });
             }
         }
-        // Moving the tree aside first makes it disappear at once rather than file by file.
-        let tree = self.tree_path(sha256_hex);
-        let doomed = self
-            .tmp_dir()
-            .join(format!("{sha256_hex}.{}.removed", unique()));
-        match fs::rename(&tree, &doomed) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => return Err(CodeError::Remove { path: tree, source }),
-        }
-        fs::remove_dir_all(&doomed).map_err(|source| CodeError::Remove {
-            path: doomed.clone(),
-            source,
-        })
+        // The marker goes before the tree, and the tree is moved aside first, so it disappears
+        // at once rather than file by file.
+        self.discard_tree(sha256_hex)
     }
 
     fn artifact(&self, sha256_hex: String, code_size: u64) -> CodeArtifact {
@@ -387,6 +547,14 @@ impl CodeStore {
         self.root.join("tmp")
     }
 
+    fn complete_dir(&self) -> PathBuf {
+        self.root.join("complete")
+    }
+
+    fn marker_path(&self, sha256_hex: &str) -> PathBuf {
+        self.complete_dir().join(sha256_hex)
+    }
+
     fn zip_path(&self, sha256_hex: &str) -> PathBuf {
         self.zips_dir().join(format!("{sha256_hex}.zip"))
     }
@@ -430,6 +598,31 @@ fn is_regular_file(path: &Path) -> Result<bool, CodeError> {
             source,
         }),
     }
+}
+
+/// Makes the entries of `dir` (creations, renames, removals) durable.
+fn sync_dir(dir: &Path) -> Result<(), CodeError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| CodeError::Commit {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// The names in `dir` (names that are not UTF-8 are never ours and are skipped).
+fn list_dir(dir: &Path) -> Result<Vec<String>, CodeError> {
+    let err = |source| CodeError::Inspect {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(err)? {
+        if let Ok(name) = entry.map_err(err)?.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 fn write_zip(path: &Path, zip: &[u8]) -> Result<(), CodeError> {
@@ -779,6 +972,8 @@ fn check_symlink(link: &str, targets: &HashMap<String, String>) -> Result<(), Co
 struct Extractor {
     root: PathBuf,
     made_dirs: HashSet<String>,
+    /// Regular files written, fsynced together once extraction is done.
+    files: Vec<PathBuf>,
     buf: Vec<u8>,
 }
 
@@ -792,6 +987,7 @@ impl Extractor {
         Ok(Self {
             root: dest.to_path_buf(),
             made_dirs: HashSet::new(),
+            files: Vec::new(),
             buf: vec![0; 64 * 1024],
         })
     }
@@ -822,7 +1018,12 @@ impl Extractor {
             std::os::unix::fs::symlink(target, &path)
                 .map_err(|source| CodeError::Extract { path, source })?;
         }
-        Ok(())
+        // Every file's data and every directory's entries (files, links and subdirectories) are
+        // made durable before the tree can be renamed into place.
+        let mut paths = std::mem::take(&mut self.files);
+        paths.extend(self.made_dirs.iter().map(|d| self.root.join(d)));
+        paths.push(self.root.clone());
+        sync_paths(&paths)
     }
 
     /// Creates `rel` and its ancestors as real directories (never following a link).
@@ -914,8 +1115,43 @@ impl Extractor {
         }
         let mode = if executable { 0o755 } else { 0o644 };
         out.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err)
+            .map_err(io_err)?;
+        self.files.push(path);
+        Ok(())
     }
+}
+
+/// fsyncs every path, several at a time: the filesystem's journal commits concurrent fsyncs
+/// together, so a package of thousands of files costs a few journal commits rather than one each.
+/// The work is waiting on the disk, not the CPU, hence more threads than cores.
+fn sync_paths(paths: &[PathBuf]) -> Result<(), CodeError> {
+    const WORKERS: usize = 16;
+    let sync = |path: &PathBuf| {
+        fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| CodeError::Extract {
+                path: path.clone(),
+                source,
+            })
+    };
+    if paths.len() <= 2 {
+        return paths.iter().try_for_each(sync);
+    }
+    let chunk = paths.len().div_ceil(WORKERS);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().try_for_each(sync)))
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join().unwrap_or_else(|_| {
+                Err(CodeError::Extract {
+                    path: PathBuf::new(),
+                    source: io::Error::other("an fsync worker panicked"),
+                })
+            })
+        })
+    })
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), CodeError> {
@@ -1218,6 +1454,76 @@ mod tests {
         fx.store.remove(&art.sha256_hex).unwrap();
         assert_eq!(fs::read_dir(fx.root().join("tmp")).unwrap().count(), 0);
         assert_eq!(fx.store.put_zip(&zip).unwrap(), art);
+    }
+
+    #[test]
+    fn tree_without_marker_is_rebuilt_from_the_zip() {
+        let fx = Fixture::new();
+        let zip = build(&[
+            E::File("index.py", b"print(1)\n", 0o644),
+            E::File("lib/util.py", b"X = 2\n", 0o644),
+        ]);
+        let art = fx.store.put_zip(&zip).unwrap();
+        let marker = fx.root().join("complete").join(&art.sha256_hex);
+        assert!(marker.is_file());
+        // What a commit cut short (or a tree from before markers existed) looks like: the tree
+        // is in place, possibly incomplete, and carries no marker.
+        fs::remove_file(&marker).unwrap();
+        fs::remove_file(art.dir.join("lib/util.py")).unwrap();
+        fs::write(art.dir.join("stray"), b"left over").unwrap();
+        assert_eq!(fx.store.get(&art.sha256_hex), None);
+
+        let store = CodeStore::open(fx.root(), CodeLimits::default()).unwrap();
+        assert_eq!(fs::read(art.dir.join("lib/util.py")).unwrap(), b"X = 2\n");
+        assert_eq!(fs::read(art.dir.join("index.py")).unwrap(), b"print(1)\n");
+        assert!(!art.dir.join("stray").exists());
+        assert!(marker.is_file());
+        assert_eq!(store.get(&art.sha256_hex), Some(art.clone()));
+        assert_eq!(fs::read_dir(fx.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn put_rebuilds_a_tree_without_marker() {
+        let fx = Fixture::new();
+        let zip = build(&[E::File("a.txt", b"1", 0o644), E::File("b.txt", b"2", 0o644)]);
+        let art = fx.store.put_zip(&zip).unwrap();
+        fs::remove_file(fx.root().join("complete").join(&art.sha256_hex)).unwrap();
+        fs::remove_file(art.dir.join("b.txt")).unwrap();
+        assert_eq!(fx.store.put_zip(&zip).unwrap(), art);
+        assert_eq!(fs::read(art.dir.join("b.txt")).unwrap(), b"2");
+        assert_eq!(fx.store.get(&art.sha256_hex), Some(art));
+        assert_eq!(fs::read_dir(fx.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn open_rebuilds_missing_trees_and_drops_orphan_markers() {
+        let fx = Fixture::new();
+        let zip = build(&[E::File("a.txt", b"kept in the zip", 0o644)]);
+        let art = fx.store.put_zip(&zip).unwrap();
+        // The zip was committed but the process died before the tree was: rebuilt.
+        fs::remove_file(fx.root().join("complete").join(&art.sha256_hex)).unwrap();
+        fs::remove_dir_all(&art.dir).unwrap();
+        // A marker whose tree is gone and whose zip is gone too: dropped.
+        let orphan = "ab".repeat(32);
+        fs::write(fx.root().join("complete").join(&orphan), b"").unwrap();
+        let store = CodeStore::open(fx.root(), CodeLimits::default()).unwrap();
+        assert_eq!(store.get(&art.sha256_hex), Some(art.clone()));
+        assert_eq!(fs::read(art.dir.join("a.txt")).unwrap(), b"kept in the zip");
+        assert!(!fx.root().join("complete").join(&orphan).exists());
+    }
+
+    #[test]
+    fn a_zip_that_does_not_match_its_name_is_not_rebuilt() {
+        let fx = Fixture::new();
+        let art = fx
+            .store
+            .put_zip(&build(&[E::File("a.txt", b"a", 0o644)]))
+            .unwrap();
+        fs::remove_file(fx.root().join("complete").join(&art.sha256_hex)).unwrap();
+        fs::write(&art.zip_path, build(&[E::File("b.txt", b"b", 0o644)])).unwrap();
+        let store = CodeStore::open(fx.root(), CodeLimits::default()).unwrap();
+        assert_eq!(store.get(&art.sha256_hex), None);
+        assert!(!art.dir.exists());
     }
 
     #[test]

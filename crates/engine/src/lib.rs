@@ -50,7 +50,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use keepalive::{Decision, KeepAlive, KeepAliveMode};
-pub use logs::{LogEvent, read_logs, stream_file_name, stream_name_from_file};
+pub use logs::{
+    LogEvent, LogPage, MAX_PAGE_EVENTS, read_logs, read_logs_page, stream_file_name,
+    stream_name_from_file,
+};
 pub use metering::{UsageOutcome, UsageRecord};
 pub use runtime_api::{MAX_PAYLOAD_BYTES, MAX_STREAMED_RESPONSE_BYTES};
 // The pure head-of-request parts of the Runtime API, public for the fuzz targets only.
@@ -271,6 +274,8 @@ pub enum EngineError {
     InvalidName(String),
     #[error("cannot read log stream {0}: {1}")]
     ReadLogs(PathBuf, std::io::Error),
+    #[error("invalid log pagination token")]
+    InvalidLogToken,
     #[error("cannot start the pre-warming thread: {0}")]
     Prewarm(std::io::Error),
 }
@@ -525,6 +530,26 @@ impl Engine {
         since_ms: u64,
     ) -> Result<Vec<LogEvent>, EngineError> {
         read_logs(&self.inner.logs_dir, account_id, function_name, since_ms)
+    }
+
+    /// One page of a function's log events at or after `since_ms`, after `token` (see
+    /// [`read_logs_page`]).
+    pub fn read_logs_page(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        since_ms: u64,
+        token: Option<&str>,
+        limit: usize,
+    ) -> Result<LogPage, EngineError> {
+        read_logs_page(
+            &self.inner.logs_dir,
+            account_id,
+            function_name,
+            since_ms,
+            token,
+            limit,
+        )
     }
 
     /// A receiver of one [`UsageRecord`] per finished invocation (throttled invocations produce

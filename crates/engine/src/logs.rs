@@ -15,6 +15,11 @@
 //! Writes are few: the `START` line is held back and goes out with whatever is written next (the
 //! runtime's first line, or `END` and `REPORT`, which are one write), so a quiet warm invocation
 //! costs one `write(2)`; platform lines are formatted straight into the sink's buffer.
+//!
+//! Reads are bounded: [`read_logs_page`] merges a function's streams one page at a time (at most
+//! 10,000 events and about 1 MB of messages, as CloudWatch's `FilterLogEvents`), reading each file
+//! line by line from a position found by bisection on the timestamps, and returns a token for the
+//! next page, so a long log never sits in memory whole.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -467,45 +472,338 @@ async fn pump(
     }
 }
 
-/// Log events of a function at or after `since_ms`, oldest first (events of the same millisecond
-/// keep their order within a stream).
+/// Largest page [`read_logs_page`] returns, in events (CloudWatch's `FilterLogEvents` limit).
+pub const MAX_PAGE_EVENTS: usize = 10_000;
+/// Largest page in message bytes (CloudWatch answers "as many events as fit in 1 MB"); a page
+/// always holds at least one event, however long.
+pub const MAX_PAGE_BYTES: usize = 1 << 20;
+/// How far out of order timestamps within one stream may be (the stdout and stderr pumps stamp
+/// their lines before taking the sink's lock, so one may land a moment after a later stamp).
+/// Seeking and stopping early inside a stream leave this much room.
+const STREAM_ORDER_SLACK_MS: u64 = 1_000;
+
+/// One page of a function's log events and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    /// Oldest first.
+    pub events: Vec<LogEvent>,
+    /// Present when more events follow this page; pass it back to read the next one.
+    pub next_token: Option<String>,
+}
+
+/// A position in a function's log. Events are ordered by timestamp, then stream file name, then
+/// byte offset in that file, which is a total order that new events appended to any stream
+/// never reorder. Tokens are `<ts>.<offset>.<stream file>` in hex, so they pass through query
+/// strings untouched and are never used as a path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Position {
+    ts: u64,
+    file: String,
+    offset: u64,
+}
+
+impl Position {
+    fn token(&self) -> String {
+        hex_encode(format!("{}.{}.{}", self.ts, self.offset, self.file).as_bytes())
+    }
+
+    fn parse(token: &str) -> Option<Position> {
+        let raw = String::from_utf8(hex_decode(token)?).ok()?;
+        let mut parts = raw.splitn(3, '.');
+        let ts = parts.next()?.parse().ok()?;
+        let offset = parts.next()?.parse().ok()?;
+        let file = parts.next()?.to_string();
+        stream_name_from_file(&file)?;
+        Some(Position { ts, file, offset })
+    }
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || s.len() > 2048 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// An event read for a page, ordered by its position.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Candidate {
+    at: Position,
+    message: String,
+}
+
+/// The smallest events seen so far, within a page's count and byte limits.
+struct PageHeap {
+    heap: std::collections::BinaryHeap<Candidate>,
+    bytes: usize,
+    limit: usize,
+    max_bytes: usize,
+    /// The smallest position left out so far. Nothing at or after it may join the page any
+    /// more (or the page would skip the events it left out); its presence means another page
+    /// follows.
+    cutoff: Option<Position>,
+}
+
+impl PageHeap {
+    fn full(&self) -> bool {
+        self.heap.len() >= self.limit || self.bytes >= self.max_bytes
+    }
+
+    /// A position past which nothing can join the page, once one is known.
+    fn bound(&self) -> Option<&Position> {
+        self.cutoff.as_ref().or_else(|| {
+            self.full()
+                .then(|| self.heap.peek().map(|c| &c.at))
+                .flatten()
+        })
+    }
+
+    fn exclude(&mut self, at: Position) {
+        if self.cutoff.as_ref().is_none_or(|c| at < *c) {
+            self.cutoff = Some(at);
+        }
+    }
+
+    fn offer(&mut self, c: Candidate) {
+        if self.bound().is_some_and(|b| c.at > *b) {
+            self.exclude(c.at);
+            return;
+        }
+        self.bytes += c.message.len();
+        self.heap.push(c);
+        while self.heap.len() > self.limit || (self.bytes > self.max_bytes && self.heap.len() > 1) {
+            if let Some(dropped) = self.heap.pop() {
+                self.bytes -= dropped.message.len();
+                self.exclude(dropped.at);
+            }
+        }
+    }
+}
+
+/// Reads one page of a function's log events at or after `since_ms`, oldest first, starting after
+/// `token` (from the previous page) when given. At most `limit` events (capped at
+/// [`MAX_PAGE_EVENTS`]) and about [`MAX_PAGE_BYTES`] of messages are held at any time; stream
+/// files are read line by line from a position found by bisection, never whole.
+pub fn read_logs_page(
+    logs_dir: &Path,
+    account_id: &str,
+    function_name: &str,
+    since_ms: u64,
+    token: Option<&str>,
+    limit: usize,
+) -> Result<LogPage, EngineError> {
+    let after = match token {
+        Some(t) => Some(Position::parse(t).ok_or(EngineError::InvalidLogToken)?),
+        None => None,
+    };
+    let dir = function_dir(logs_dir, account_id, function_name)?;
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(LogPage {
+                events: Vec::new(),
+                next_token: None,
+            });
+        }
+        Err(e) => return Err(EngineError::ReadLogs(dir, e)),
+    };
+    let floor = since_ms.max(after.as_ref().map_or(0, |p| p.ts));
+    let mut page = PageHeap {
+        heap: std::collections::BinaryHeap::new(),
+        bytes: 0,
+        limit: limit.clamp(1, MAX_PAGE_EVENTS),
+        max_bytes: MAX_PAGE_BYTES,
+        cutoff: None,
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| EngineError::ReadLogs(dir.clone(), e))?;
+        let Ok(file) = entry.file_name().into_string() else {
+            continue;
+        };
+        if stream_name_from_file(&file).is_none() {
+            continue;
+        }
+        let path = entry.path();
+        scan_stream(&path, file, floor, since_ms, after.as_ref(), &mut page)
+            .map_err(|e| EngineError::ReadLogs(path, e))?;
+    }
+    let more = page.cutoff.is_some();
+    let candidates = page.heap.into_sorted_vec();
+    let next_token = more
+        .then(|| candidates.last().map(|c| c.at.token()))
+        .flatten();
+    let events = candidates
+        .into_iter()
+        .map(|c| LogEvent {
+            timestamp_ms: c.at.ts,
+            stream: stream_name_from_file(&c.at.file).unwrap_or_default(),
+            message: c.message,
+        })
+        .collect();
+    Ok(LogPage { events, next_token })
+}
+
+/// Log events of a function at or after `since_ms`, oldest first: every page, chained. For
+/// callers that know the log is small (tests); the API serves pages.
 pub fn read_logs(
     logs_dir: &Path,
     account_id: &str,
     function_name: &str,
     since_ms: u64,
 ) -> Result<Vec<LogEvent>, EngineError> {
-    let dir = function_dir(logs_dir, account_id, function_name)?;
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(EngineError::ReadLogs(dir, e)),
-    };
     let mut events = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| EngineError::ReadLogs(dir.clone(), e))?;
-        let name = entry.file_name();
-        let Some(stream) = name.to_str().and_then(stream_name_from_file) else {
+    let mut token = None;
+    loop {
+        let page = read_logs_page(
+            logs_dir,
+            account_id,
+            function_name,
+            since_ms,
+            token.as_deref(),
+            MAX_PAGE_EVENTS,
+        )?;
+        events.extend(page.events);
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => return Ok(events),
+        }
+    }
+}
+
+/// Offers the events of one stream file that may belong on the page.
+fn scan_stream(
+    path: &Path,
+    file_name: String,
+    floor: u64,
+    since_ms: u64,
+    after: Option<&Position>,
+    page: &mut PageHeap,
+) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Seek, SeekFrom};
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    // Every event is stamped before it is written, so nothing in a file is newer than its last
+    // modification (give or take the slack, for coarse file timestamps).
+    let modified = meta.modified().map(epoch_ms).unwrap_or(u64::MAX);
+    if modified.saturating_add(STREAM_ORDER_SLACK_MS) < floor {
+        return Ok(());
+    }
+    let start = seek_time(
+        &file,
+        meta.len(),
+        floor.saturating_sub(STREAM_ORDER_SLACK_MS),
+    )?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    reader.seek(SeekFrom::Start(start))?;
+    let mut offset = start;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        // A line without its newline is still being written: it belongs to a later read.
+        if n == 0 || line.last() != Some(&b'\n') {
+            return Ok(());
+        }
+        let at = offset;
+        offset += n as u64;
+        let Some((ts, message)) = parse_line(&line[..n - 1]) else {
             continue;
         };
-        let path = entry.path();
-        let data = std::fs::read(&path).map_err(|e| EngineError::ReadLogs(path.clone(), e))?;
-        parse_stream(&data, &stream, since_ms, &mut events);
+        if ts < since_ms {
+            continue;
+        }
+        let pos = Position {
+            ts,
+            file: file_name.clone(),
+            offset: at,
+        };
+        if after.is_some_and(|a| pos <= *a) {
+            continue;
+        }
+        if let Some(bound) = page.bound()
+            && ts > bound.ts.saturating_add(STREAM_ORDER_SLACK_MS)
+        {
+            // This event and everything further in this stream come after what the page can
+            // still take.
+            page.exclude(pos);
+            return Ok(());
+        }
+        page.offer(Candidate {
+            at: pos,
+            message: String::from_utf8_lossy(message).into_owned(),
+        });
     }
-    events.sort_by_key(|e| e.timestamp_ms);
-    Ok(events)
+}
+
+/// `<epoch ms> <message>`; `None` for a line that is not an event.
+fn parse_line(line: &[u8]) -> Option<(u64, &[u8])> {
+    let space = line.iter().position(|&b| b == b' ')?;
+    let ts = std::str::from_utf8(&line[..space]).ok()?.parse().ok()?;
+    Some((ts, &line[space + 1..]))
+}
+
+/// A line start in `file` (of `len` bytes) such that every line before it is stamped before
+/// `target`, found by bisection over byte offsets. Lines that cannot be read as events make it
+/// keep the earlier bound, so the answer is never past an event it should include.
+fn seek_time(file: &File, len: u64, target: u64) -> std::io::Result<u64> {
+    const LINEAR: u64 = 64 * 1024;
+    let (mut lo, mut hi) = (0u64, len);
+    while hi - lo > LINEAR {
+        let mid = lo + (hi - lo) / 2;
+        let start = next_line_start(file, mid, len)?;
+        if start >= hi {
+            hi = mid;
+            continue;
+        }
+        match line_time(file, start)? {
+            Some(ts) if ts < target => lo = start,
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
+}
+
+/// The first line start at or after `at`.
+fn next_line_start(file: &File, at: u64, len: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    if at == 0 {
+        return Ok(0);
+    }
+    let mut pos = at - 1;
+    let mut buf = [0u8; 4096];
+    while pos < len {
+        let n = file.read_at(&mut buf, pos)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(i) = buf[..n].iter().position(|&b| b == b'\n') {
+            return Ok(pos + i as u64 + 1);
+        }
+        pos += n as u64;
+    }
+    Ok(len)
+}
+
+/// The timestamp of the line starting at `at`, if it has one.
+fn line_time(file: &File, at: u64) -> std::io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 32];
+    let n = file.read_at(&mut buf, at)?;
+    Ok(parse_line(&buf[..n]).map(|(ts, _)| ts))
 }
 
 /// Parses the events of one stream file into `out`.
+#[cfg(test)]
 pub(crate) fn parse_stream(data: &[u8], stream: &str, since_ms: u64, out: &mut Vec<LogEvent>) {
     for line in data.split(|&b| b == b'\n') {
-        let Some(space) = line.iter().position(|&b| b == b' ') else {
-            continue;
-        };
-        let Some(ts) = std::str::from_utf8(&line[..space])
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
+        let Some((ts, message)) = parse_line(line) else {
             continue;
         };
         if ts < since_ms {
@@ -514,7 +812,7 @@ pub(crate) fn parse_stream(data: &[u8], stream: &str, since_ms: u64, out: &mut V
         out.push(LogEvent {
             timestamp_ms: ts,
             stream: stream.to_string(),
-            message: String::from_utf8_lossy(&line[space + 1..]).into_owned(),
+            message: String::from_utf8_lossy(message).into_owned(),
         });
     }
 }
@@ -722,6 +1020,177 @@ mod tests {
                 .is_empty()
         );
         assert!(read_logs(dir.path(), "123", "../x", 0).is_err());
+    }
+
+    /// Writes `events` (timestamp, message) as stream `name` of function `f` of account `123`.
+    fn write_stream(root: &Path, name: &str, events: &[(u64, String)]) {
+        let fdir = function_dir(root, "123", "f").unwrap();
+        std::fs::create_dir_all(&fdir).unwrap();
+        let text: String = events.iter().map(|(t, m)| format!("{t} {m}\n")).collect();
+        std::fs::write(fdir.join(stream_file_name(name)), text).unwrap();
+    }
+
+    /// Follows every page with `limit`, returning (timestamp, stream, message) and the page count.
+    fn all_pages(root: &Path, since: u64, limit: usize) -> (Vec<(u64, String, String)>, usize) {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = read_logs_page(root, "123", "f", since, token.as_deref(), limit).unwrap();
+            pages += 1;
+            assert!(page.events.len() <= limit.max(1));
+            out.extend(
+                page.events
+                    .into_iter()
+                    .map(|e| (e.timestamp_ms, e.stream, e.message)),
+            );
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => return (out, pages),
+            }
+            assert!(pages < 100_000, "pagination does not end");
+        }
+    }
+
+    #[test]
+    fn pages_chain_to_the_whole_log_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        // Three streams with interleaved and equal timestamps, several events per millisecond.
+        let mut expected = Vec::new();
+        for (s, name) in ["s/[1]a", "s/[1]b", "s/[2]c"].iter().enumerate() {
+            let events: Vec<_> = (0..300u64)
+                .map(|i| (1_000 + i / 3 + s as u64, format!("{name} event {i}")))
+                .collect();
+            for (t, m) in &events {
+                expected.push((*t, name.to_string(), m.clone()));
+            }
+            write_stream(dir.path(), name, &events);
+        }
+        // Oldest first; ties by stream, then by order within the stream.
+        expected.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for limit in [1, 7, 100, 899, 900, 10_000] {
+            let (got, pages) = all_pages(dir.path(), 0, limit);
+            assert_eq!(got, expected, "limit {limit}");
+            assert_eq!(pages, 900usize.div_ceil(limit), "limit {limit}");
+        }
+        let (got, _) = all_pages(dir.path(), 1_050, 13);
+        let want: Vec<_> = expected.iter().filter(|e| e.0 >= 1_050).cloned().collect();
+        assert_eq!(got, want);
+        assert_eq!(read_logs(dir.path(), "123", "f", 0).unwrap().len(), 900);
+    }
+
+    #[test]
+    fn long_streams_are_bisected_and_pages_stay_within_the_byte_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        // 4 MiB of log in one stream: pages of 1 MiB, each read from a bisected start.
+        let line = "x".repeat(4000);
+        let events: Vec<_> = (0..1_000u64)
+            .map(|i| (5_000 + i * 10, format!("{i} {line}")))
+            .collect();
+        write_stream(dir.path(), "s/[1]big", &events);
+        let (got, pages) = all_pages(dir.path(), 0, MAX_PAGE_EVENTS);
+        assert_eq!(got.len(), 1_000);
+        assert!(
+            got.iter()
+                .enumerate()
+                .all(|(i, e)| e.0 == 5_000 + i as u64 * 10)
+        );
+        assert!(pages >= 4, "{pages} pages for 4 MB");
+        let first = read_logs_page(dir.path(), "123", "f", 0, None, MAX_PAGE_EVENTS).unwrap();
+        let bytes: usize = first.events.iter().map(|e| e.message.len()).sum();
+        assert!(bytes <= MAX_PAGE_BYTES, "{bytes}");
+        // A start far into the file is found without reading what precedes it.
+        let fdir = function_dir(dir.path(), "123", "f").unwrap();
+        let f = File::open(fdir.join(stream_file_name("s/[1]big"))).unwrap();
+        let len = f.metadata().unwrap().len();
+        let at = seek_time(&f, len, 5_000 + 900 * 10).unwrap();
+        assert!(at > len / 2, "{at} of {len}");
+        let (got, _) = all_pages(dir.path(), 5_000 + 900 * 10, 50);
+        assert_eq!(got.len(), 100);
+        assert_eq!(got[0].0, 5_000 + 900 * 10);
+    }
+
+    #[test]
+    fn a_page_full_by_bytes_never_skips_the_small_events_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // Large events fill the page by bytes; the short ones after them must wait for the next
+        // page rather than slip in behind an event that was left out.
+        let mut events: Vec<_> = (0..10u64)
+            .map(|i| (100 + i, format!("big {i} {}", "b".repeat(200_000))))
+            .collect();
+        events.extend((0..50u64).map(|i| (110 + i / 10, format!("small {i}"))));
+        write_stream(dir.path(), "s/[1]a", &events);
+        write_stream(
+            dir.path(),
+            "s/[1]b",
+            &(0..30u64)
+                .map(|i| {
+                    (
+                        100 + i,
+                        format!("other {i} {}", "o".repeat(i as usize * 9_000)),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        let mut want: Vec<_> = events
+            .iter()
+            .map(|(t, m)| (*t, "s/[1]a".to_string(), m.clone()))
+            .collect();
+        want.extend((0..30u64).map(|i| {
+            (
+                100 + i,
+                "s/[1]b".to_string(),
+                format!("other {i} {}", "o".repeat(i as usize * 9_000)),
+            )
+        }));
+        want.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for limit in [3, 10, MAX_PAGE_EVENTS] {
+            let (got, pages) = all_pages(dir.path(), 0, limit);
+            assert_eq!(got.len(), want.len(), "limit {limit}");
+            assert!(got == want, "limit {limit}");
+            assert!(pages > 2, "limit {limit}: {pages} pages");
+        }
+    }
+
+    #[test]
+    fn one_event_larger_than_a_page_still_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = "y".repeat(MAX_PAGE_BYTES + 10);
+        write_stream(
+            dir.path(),
+            "s/[1]a",
+            &[(1, big.clone()), (2, big.clone()), (3, "small".into())],
+        );
+        let (got, pages) = all_pages(dir.path(), 0, 100);
+        assert_eq!(pages, 3);
+        assert_eq!(got.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(got[1].2, big);
+    }
+
+    #[test]
+    fn unfinished_lines_and_bad_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        write_stream(dir.path(), "s/[1]a", &[(1, "one".into())]);
+        let fdir = function_dir(dir.path(), "123", "f").unwrap();
+        let path = fdir.join(stream_file_name("s/[1]a"));
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"2 half-writ").unwrap();
+        let (got, _) = all_pages(dir.path(), 0, 10);
+        assert_eq!(got.len(), 1);
+        f.write_all(b"ten\n").unwrap();
+        let (got, _) = all_pages(dir.path(), 0, 10);
+        assert_eq!(got[1].2, "half-written");
+        for bad in ["zz", "abc", "00", &hex_encode(b"1.2.../etc/passwd")] {
+            assert!(matches!(
+                read_logs_page(dir.path(), "123", "f", 0, Some(bad), 10),
+                Err(EngineError::InvalidLogToken)
+            ));
+        }
+        let page = read_logs_page(dir.path(), "123", "nobody", 0, None, 10).unwrap();
+        assert!(page.events.is_empty() && page.next_token.is_none());
     }
 
     #[tokio::test]
