@@ -54,6 +54,8 @@ pub struct AppState {
     pub code_link_key: Credentials,
     pub region: String,
     pub spec_cache: invoke::SpecCache,
+    /// The EventBridge service (`X-Amz-Target: AWSEvents.*`), set once by the binary.
+    pub eventbridge: std::sync::OnceLock<Arc<updraft_eventbridge::EventBridge>>,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
             code_link_key,
             region,
             spec_cache: invoke::SpecCache::default(),
+            eventbridge: std::sync::OnceLock::new(),
         })
     }
 }
@@ -240,6 +243,13 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    if let Some(target) = incoming.header("x-amz-target")
+        && target.starts_with("AWSEvents.")
+        && let Some(eb) = state.eventbridge.get()
+    {
+        let r = updraft_eventbridge::wire::handle(eb, &caller.account_id, target, &incoming.body);
+        return eventbridge_response(r.await);
+    }
     if incoming.segments.first().is_some_and(|s| is_api_date(s)) {
         if caller.service != "lambda" {
             return ApiError::new(
@@ -267,6 +277,20 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         return lambda::function_logs(state, &caller, &incoming).await;
     }
     ApiError::unknown_operation().into_response()
+}
+
+fn eventbridge_response(r: updraft_eventbridge::wire::WireResponse) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, r.body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static(updraft_eventbridge::wire::CONTENT_TYPE),
+    );
+    if let Some(t) = r.error_type {
+        h.insert("x-amzn-ErrorType", HeaderValue::from_static(t));
+    }
+    resp
 }
 
 /// A JSON answer with a status code.
