@@ -291,7 +291,7 @@ def test_test_event_pattern(events):
     bad = dict(event)
     del bad["id"]
     with pytest.raises(events.exceptions.ClientError) as ei:
-        events.test_event_pattern(EventPattern="{}", Event=json.dumps(bad))
+        events.test_event_pattern(EventPattern=json.dumps({"source": ["shop"]}), Event=json.dumps(bad))
     assert_error(ei, "ValidationException", 400)
     assert ei.value.response["Error"]["Message"] == "Parameter Event is not valid."
 
@@ -300,7 +300,7 @@ def test_test_event_pattern(events):
 
 def test_errors_store_nothing(events, events_raw):
     name = unique_name("bad")
-    for pattern in ['{"source": "shop"}', "not json", '{"n": [{"numeric": [">", "x"]}]}',
+    for pattern in ['{"source": "shop"}', "not json", "{}", '{"detail": {}}', '{"source": []}', '{"n": [{"numeric": [">", "x"]}]}',
                     '{"n": [{"bogus": 1}]}', '[1]']:
         with pytest.raises(events.exceptions.InvalidEventPatternException) as ei:
             events.put_rule(Name=name, EventPattern=pattern)
@@ -320,7 +320,7 @@ def test_errors_store_nothing(events, events_raw):
     assert name not in [r["Name"] for r in events.list_rules(NamePrefix=name)["Rules"]]
 
     with pytest.raises(events.exceptions.ResourceNotFoundException) as ei:
-        events.put_rule(Name=name, EventBusName="no-such-bus", EventPattern="{}")
+        events.put_rule(Name=name, EventBusName="no-such-bus", EventPattern=json.dumps({"source": ["x"]}))
     assert_error(ei, "ResourceNotFoundException", 400)
     assert ei.value.response["Error"]["Message"] == "Event bus no-such-bus does not exist."
     with pytest.raises(events.exceptions.ResourceNotFoundException) as ei:
@@ -343,7 +343,7 @@ def test_errors_store_nothing(events, events_raw):
     events.delete_event_bus(Name=bus)
 
     # Target inputs are checked before anything is stored.
-    events.put_rule(Name=name, EventPattern="{}")
+    events.put_rule(Name=name, EventPattern=json.dumps({"source": ["x"]}))
     with pytest.raises(events.exceptions.ClientError) as ei:
         events.put_targets(Rule=name, Targets=[{"Id": "a", "Arn": "arn:aws:lambda:us-east-1:123456789012:function:f",
                                                 "Input": "{}", "InputPath": "$.detail"}])

@@ -141,7 +141,7 @@ impl Pattern {
             return err("Filter is not an object");
         };
         Ok(Self {
-            root: parse_node(o, "")?,
+            root: parse_node(o)?,
         })
     }
 
@@ -151,7 +151,7 @@ impl Pattern {
     }
 }
 
-fn parse_node(o: &Map<String, Value>, path: &str) -> Result<Node, PatternError> {
+fn parse_node(o: &Map<String, Value>) -> Result<Node, PatternError> {
     let mut node = Node {
         fields: Vec::new(),
         ors: Vec::new(),
@@ -159,39 +159,39 @@ fn parse_node(o: &Map<String, Value>, path: &str) -> Result<Node, PatternError> 
     for (key, v) in o {
         if key == "$or" {
             let Value::Array(alts) = v else {
-                return err("Value of $or must be an array");
+                return err("It must be an Array followed with $or.");
             };
-            if alts.len() < 2 {
-                return err("Value of $or must have at least 2 elements");
-            }
             let mut parsed = Vec::new();
             for alt in alts {
                 let Value::Object(alt) = alt else {
-                    return err("Every element of $or must be an object");
+                    return err("Only JSON object is allowed in array of $or relationship.");
                 };
-                parsed.push(parse_node(alt, path)?);
+                parsed.push(parse_node(alt)?);
+            }
+            if alts.len() < 2 {
+                return err("There must have at least 2 Objects in $or relationship.");
             }
             node.ors.push(parsed);
             continue;
         }
-        let field_path = if path.is_empty() {
-            key.clone()
-        } else {
-            format!("{path}.{key}")
-        };
         let field = match v {
-            Value::Object(inner) => Field::Nested(parse_node(inner, &field_path)?),
-            Value::Array(items) => Field::Leaf(
-                items
+            Value::Object(inner) => Field::Nested(parse_node(inner)?),
+            Value::Array(items) => {
+                let matchers = items
                     .iter()
-                    .map(|i| parse_matcher(i, &field_path))
-                    .collect::<Result<_, _>>()?,
-            ),
-            _ => {
-                return err(format!("\"{field_path}\" must be an object or an array"));
+                    .map(parse_matcher)
+                    .collect::<Result<Vec<_>, _>>()?;
+                if matchers.is_empty() {
+                    return err("Empty arrays are not allowed");
+                }
+                Field::Leaf(matchers)
             }
+            _ => return err(format!("\"{key}\" must be an object or an array")),
         };
         node.fields.push((key.clone(), field));
+    }
+    if o.is_empty() {
+        return err("Empty objects are not allowed");
     }
     Ok(node)
 }
@@ -206,19 +206,16 @@ fn literal(v: &Value) -> Option<Literal> {
     }
 }
 
+/// A string, or a non-empty list of strings, as the value of `what`.
 fn string_or_list(v: &Value, what: &str) -> Result<Vec<String>, PatternError> {
+    let bad = || PatternError(format!("{what} match pattern must be a string"));
     match v {
         Value::String(s) => Ok(vec![s.clone()]),
         Value::Array(items) if !items.is_empty() => items
             .iter()
-            .map(|i| match i {
-                Value::String(s) => Ok(s.clone()),
-                _ => err(format!("Inside {what}, only strings are allowed")),
-            })
+            .map(|i| i.as_str().map(str::to_string).ok_or_else(bad))
             .collect(),
-        _ => err(format!(
-            "Inside {what}, value must be a string or a list of strings"
-        )),
+        _ => Err(bad()),
     }
 }
 
@@ -236,22 +233,18 @@ fn text_operand(v: &Value, op: &str) -> Result<Text, PatternError> {
     }
 }
 
-fn parse_matcher(v: &Value, path: &str) -> Result<Matcher, PatternError> {
+fn parse_matcher(v: &Value) -> Result<Matcher, PatternError> {
     let Value::Object(o) = v else {
         return literal(v).map(Matcher::Equals).ok_or_else(|| {
-            PatternError(format!(
-                "Match value for \"{path}\" must be a string, number, boolean, null or object"
-            ))
+            PatternError("Match value must be String, number, true, false, or null".into())
         });
     };
-    if o.len() != 1 {
-        return err(format!(
-            "Only one key allowed in match expression for \"{path}\""
-        ));
-    }
     let Some((op, arg)) = o.iter().next() else {
-        return err("Empty match expression");
+        return err("Match expression name not found");
     };
+    if o.len() != 1 {
+        return err("Only one key allowed in match expression");
+    }
     match op.as_str() {
         "prefix" => Ok(Matcher::Prefix(text_operand(arg, "prefix")?)),
         "suffix" => Ok(Matcher::Suffix(text_operand(arg, "suffix")?)),
@@ -281,36 +274,51 @@ fn parse_numeric(arg: &Value) -> Result<Vec<(Cmp, f64)>, PatternError> {
     let Value::Array(items) = arg else {
         return err("Value of numeric must be an array.");
     };
-    if items.is_empty() || items.len() % 2 != 0 || items.len() > 4 {
-        return err("Value of numeric must be an array of 1 or 2 comparisons");
-    }
-    let mut out = Vec::new();
-    for pair in items.chunks(2) {
-        let cmp = match pair[0].as_str() {
-            Some("<") => Cmp::Lt,
-            Some("<=") => Cmp::Le,
-            Some("=") => Cmp::Eq,
-            Some(">") => Cmp::Gt,
-            Some(">=") => Cmp::Ge,
-            _ => return err(format!("Unrecognized numeric range operator: {}", pair[0])),
+    fn op(v: Option<&Value>) -> Result<(Cmp, &str), PatternError> {
+        let Some(Value::String(o)) = v else {
+            return err(format!(
+                "Invalid member in numeric match: {}",
+                v.map(Value::to_string).unwrap_or_default()
+            ));
         };
-        let Some(n) = pair[1].as_f64() else {
-            return err("Value of numeric comparison must be a number");
-        };
-        out.push((cmp, n));
+        Ok((
+            match o.as_str() {
+                "<" => Cmp::Lt,
+                "<=" => Cmp::Le,
+                "=" => Cmp::Eq,
+                ">" => Cmp::Gt,
+                ">=" => Cmp::Ge,
+                other => return err(format!("Unrecognized numeric range operator: {other}")),
+            },
+            o.as_str(),
+        ))
     }
-    if out.len() == 2 {
-        let lower = |c: Cmp| matches!(c, Cmp::Gt | Cmp::Ge);
-        let upper = |c: Cmp| matches!(c, Cmp::Lt | Cmp::Le);
-        let (a, b) = (out[0], out[1]);
-        if !(lower(a.0) && upper(b.0)) {
-            return err(
-                "Bad numeric range: a lower bound (> or >=) must come before an upper bound (< or <=)",
-            );
+    let num = |v: Option<&Value>, name: &str| -> Result<f64, PatternError> {
+        v.and_then(Value::as_f64)
+            .ok_or_else(|| PatternError(format!("Value of {name} must be numeric")))
+    };
+    let (first, name) = op(items.first())?;
+    let name = if first == Cmp::Eq { "equals" } else { name };
+    let bottom = num(items.get(1), name)?;
+    let mut out = vec![(first, bottom)];
+    if items.len() > 2 {
+        if !matches!(first, Cmp::Gt | Cmp::Ge) {
+            return err("Too many elements in numeric expression");
         }
-        if a.1 >= b.1 {
-            return err("Bad numeric range: the bottom must be less than the top");
+        let (second, name) = match &items[2] {
+            Value::String(o) if o == "<" => (Cmp::Lt, "<"),
+            Value::String(o) if o == "<=" => (Cmp::Le, "<="),
+            Value::String(o) => return err(format!("Bad numeric range operator: {o}")),
+            other => return err(format!("Bad value in numeric range: {other}")),
+        };
+        let top = num(items.get(3), name)?;
+        if items.len() > 4 {
+            return err("Too many terms in numeric range expression");
         }
+        if bottom >= top {
+            return err("Bottom must be less than top");
+        }
+        out.push((second, top));
     }
     Ok(out)
 }
@@ -318,56 +326,76 @@ fn parse_numeric(arg: &Value) -> Result<Vec<(Cmp, f64)>, PatternError> {
 fn parse_anything_but(arg: &Value) -> Result<Excluded, PatternError> {
     match arg {
         Value::Array(items) => {
-            if items.is_empty() {
-                return err("Inside anything but list, the list must not be empty");
+            let strings = items.iter().all(Value::is_string);
+            let numbers = items.iter().all(Value::is_number);
+            if items
+                .iter()
+                .any(|i| !matches!(i, Value::String(_) | Value::Number(_)))
+            {
+                return err("Inside anything but list, start|null|boolean is not supported.");
             }
-            let mut out = Vec::new();
-            for i in items {
-                match i {
-                    Value::String(_) | Value::Number(_) => out.extend(literal(i)),
-                    _ => {
-                        return err(
-                            "Inside anything but list, start|null|boolean is not supported.",
-                        );
-                    }
-                }
+            if items.is_empty() || !(strings || numbers) {
+                return err(
+                    "Inside anything but list, either all values are number or string, mixed type is not supported",
+                );
             }
-            Ok(Excluded::Values(out))
+            Ok(Excluded::Values(items.iter().filter_map(literal).collect()))
         }
         Value::String(_) | Value::Number(_) => {
             Ok(Excluded::Values(literal(arg).into_iter().collect()))
         }
-        Value::Object(o) if o.len() == 1 => {
+        Value::Object(o) => {
             let Some((op, v)) = o.iter().next() else {
-                return err("Empty anything-but expression");
+                return err("Anything-But expression name not found");
+            };
+            if o.len() != 1 {
+                return err("Only one key allowed in match expression");
+            }
+            let texts = |what: &str| -> Result<Vec<String>, PatternError> {
+                let list = string_or_list(v, what)?;
+                if list.iter().any(String::is_empty) {
+                    return err("Null prefix/suffix not allowed");
+                }
+                Ok(list)
             };
             match op.as_str() {
                 "prefix" => Ok(Excluded::Prefixes(match v {
                     Value::Object(_) => vec![text_operand(v, "prefix")?],
-                    _ => string_or_list(v, "anything but prefix")?
+                    _ => texts("prefix/suffix")?
                         .into_iter()
                         .map(Text::Exact)
                         .collect(),
                 })),
                 "suffix" => Ok(Excluded::Suffixes(match v {
                     Value::Object(_) => vec![text_operand(v, "suffix")?],
-                    _ => string_or_list(v, "anything but suffix")?
+                    _ => texts("prefix/suffix")?
                         .into_iter()
                         .map(Text::Exact)
                         .collect(),
                 })),
                 "wildcard" => Ok(Excluded::Wildcards(
-                    string_or_list(v, "anything but wildcard")?
+                    string_or_list(v, "wildcard")?
                         .iter()
                         .map(|s| wildcard::Wildcard::parse(s))
                         .collect::<Result<_, _>>()?,
                 )),
-                "equals-ignore-case" => Ok(Excluded::IgnoreCase(
-                    string_or_list(v, "anything but equals-ignore-case")?
-                        .into_iter()
-                        .map(|s| s.to_lowercase())
-                        .collect(),
-                )),
+                "equals-ignore-case" => Ok(Excluded::IgnoreCase(match v {
+                    Value::Array(items)
+                        if items.iter().all(Value::is_string) && !items.is_empty() =>
+                    {
+                        items
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_lowercase)
+                            .collect()
+                    }
+                    Value::String(s) => vec![s.to_lowercase()],
+                    _ => {
+                        return err(
+                            "Inside anything-but/equals-ignore-case list, number|start|null|boolean is not supported.",
+                        );
+                    }
+                })),
                 other => err(format!("Unsupported anything-but pattern: {other}")),
             }
         }

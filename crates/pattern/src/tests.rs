@@ -84,8 +84,6 @@ fn exact_values_and_arrays() {
         (json!({"detail": {"items": {"kind": ["c"]}}}), false),
         // An object where a value is expected is no value.
         (json!({"detail": {"location": ["Seattle"]}}), false),
-        // An empty pattern matches everything.
-        (json!({}), true),
     ]);
 }
 
@@ -351,45 +349,117 @@ fn refused_patterns() {
     for (text, reason) in [
         ("not json", "Filter is not valid JSON"),
         ("[1]", "Filter is not an object"),
-        (r#"{"source": "aws.ec2"}"#, "must be an object or an array"),
+        ("{}", "Empty objects are not allowed"),
+        (r#"{"detail": {}}"#, "Empty objects are not allowed"),
+        (r#"{"source": []}"#, "Empty arrays are not allowed"),
+        (
+            r#"{"detail": {"slug": "x"}}"#,
+            "\"slug\" must be an object or an array",
+        ),
         (
             r#"{"source": [{"prefix": 5}]}"#,
             "prefix match pattern must be a string",
         ),
         (
+            r#"{"source": [{"suffix": 5}]}"#,
+            "suffix match pattern must be a string",
+        ),
+        (
             r#"{"source": [{"nope": "x"}]}"#,
             "Unrecognized match type nope",
         ),
+        (r#"{"source": [{}]}"#, "Match expression name not found"),
         (
             r#"{"source": [{"prefix": "a", "suffix": "b"}]}"#,
-            "Only one key allowed",
+            "Only one key allowed in match expression",
         ),
-        (r#"{"n": [{"numeric": [">", "x"]}]}"#, "must be a number"),
+        (
+            r#"{"n": [{"numeric": ">"}]}"#,
+            "Value of numeric must be an array.",
+        ),
+        (
+            r#"{"n": [{"numeric": [">", "x"]}]}"#,
+            "Value of > must be numeric",
+        ),
+        (
+            r#"{"n": [{"numeric": ["=", "x"]}]}"#,
+            "Value of equals must be numeric",
+        ),
+        (
+            r#"{"n": [{"numeric": [1, 2]}]}"#,
+            "Invalid member in numeric match: 1",
+        ),
         (
             r#"{"n": [{"numeric": ["~", 1]}]}"#,
-            "Unrecognized numeric range operator",
+            "Unrecognized numeric range operator: ~",
         ),
         (
             r#"{"n": [{"numeric": ["<", 1, ">", 0]}]}"#,
-            "Bad numeric range",
+            "Too many elements in numeric expression",
+        ),
+        (
+            r#"{"n": [{"numeric": [">", 0, ">", 1]}]}"#,
+            "Bad numeric range operator: >",
+        ),
+        (
+            r#"{"n": [{"numeric": [">", 0, "<", 1, "<", 2]}]}"#,
+            "Too many terms in numeric range expression",
         ),
         (
             r#"{"n": [{"numeric": [">", 5, "<", 1]}]}"#,
-            "Bad numeric range",
+            "Bottom must be less than top",
         ),
-        (r#"{"n": [{"numeric": [">"]}]}"#, "1 or 2 comparisons"),
+        (
+            r#"{"n": [{"numeric": [">"]}]}"#,
+            "Value of > must be numeric",
+        ),
         (
             r#"{"n": [{"exists": "yes"}]}"#,
             "exists match pattern must be either true or false.",
         ),
-        (r#"{"n": [{"anything-but": [true]}]}"#, "anything but list"),
+        (
+            r#"{"n": [{"anything-but": [true]}]}"#,
+            "Inside anything but list, start|null|boolean is not supported.",
+        ),
+        (
+            r#"{"n": [{"anything-but": ["a", 1]}]}"#,
+            "mixed type is not supported",
+        ),
+        (
+            r#"{"n": [{"anything-but": []}]}"#,
+            "mixed type is not supported",
+        ),
+        (
+            r#"{"n": [{"anything-but": null}]}"#,
+            "Value of anything-but must be an array or single string/number value.",
+        ),
         (
             r#"{"n": [{"anything-but": {"numeric": [">", 1]}}]}"#,
-            "Unsupported anything-but pattern",
+            "Unsupported anything-but pattern: numeric",
+        ),
+        (
+            r#"{"n": [{"anything-but": {"prefix": ""}}]}"#,
+            "Null prefix/suffix not allowed",
+        ),
+        (
+            r#"{"n": [{"anything-but": {"prefix": 1}}]}"#,
+            "prefix/suffix match pattern must be a string",
+        ),
+        (
+            r#"{"n": [{"anything-but": {"equals-ignore-case": 1}}]}"#,
+            "Inside anything-but/equals-ignore-case list",
         ),
         (
             r#"{"n": [{"wildcard": "a**b"}]}"#,
-            "Consecutive wildcard characters",
+            "Consecutive wildcard characters at pos 2",
+        ),
+        (
+            r#"{"n": [{"wildcard": 1}]}"#,
+            "wildcard match pattern must be a string",
+        ),
+        (
+            r#"{"n": [{"equals-ignore-case": 1}]}"#,
+            "equals-ignore-case match pattern must be a string",
         ),
         (r#"{"n": [{"cidr": "10.0.0.0"}]}"#, "Malformed CIDR"),
         (
@@ -397,9 +467,22 @@ fn refused_patterns() {
             "Invalid prefix length",
         ),
         (r#"{"n": [{"cidr": "10.0.0.300/8"}]}"#, "Invalid IP address"),
-        (r#"{"$or": [{"a": ["b"]}]}"#, "at least 2 elements"),
-        (r#"{"$or": {"a": ["b"]}}"#, "must be an array"),
-        (r#"{"n": [[1]]}"#, "must be a string, number"),
+        (
+            r#"{"$or": [{"a": ["b"]}]}"#,
+            "There must have at least 2 Objects in $or relationship.",
+        ),
+        (
+            r#"{"$or": {"a": ["b"]}}"#,
+            "It must be an Array followed with $or.",
+        ),
+        (
+            r#"{"$or": [{"a": ["b"]}, 1]}"#,
+            "Only JSON object is allowed in array of $or relationship.",
+        ),
+        (
+            r#"{"n": [[1]]}"#,
+            "Match value must be String, number, true, false, or null",
+        ),
     ] {
         let e = Pattern::parse(text).expect_err(text);
         assert!(e.0.contains(reason), "{text}: {e}");
