@@ -113,6 +113,8 @@ def test_rule_and_target_crud_and_tags(events, lam):
     events.remove_targets(Rule="orders", EventBusName=bus, Ids=["fn"])
     events.delete_rule(Name="orders", EventBusName=bus)
     assert events.list_rules(EventBusName=bus)["Rules"] == []
+    # Deleting a rule that is gone succeeds, as on AWS.
+    events.delete_rule(Name="orders", EventBusName=bus)
     events.delete_event_bus(Name=bus)
 
 
