@@ -91,6 +91,9 @@ def test_rule_and_target_crud_and_tags(events, lam):
     assert targets == [{"Id": "fn", "Arn": fn_arn, "InputPath": "$.detail",
                         "RetryPolicy": {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 120}}]
 
+    assert events.list_rule_names_by_target(TargetArn=fn_arn, EventBusName=bus)["RuleNames"] == ["orders"]
+    assert events.list_rule_names_by_target(TargetArn=fn_arn)["RuleNames"] == []
+
     events.disable_rule(Name="orders", EventBusName=bus)
     assert events.describe_rule(Name="orders", EventBusName=bus)["State"] == "DISABLED"
     events.enable_rule(Name="orders", EventBusName=bus)

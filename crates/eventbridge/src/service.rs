@@ -748,6 +748,25 @@ impl EventBridge {
         })
     }
 
+    /// `ListRuleNamesByTarget`: names of the bus's rules with a target of this ARN, by name.
+    pub fn rules_by_target(
+        &self,
+        account: &str,
+        bus: Option<&str>,
+        arn: &str,
+    ) -> EbResult<Vec<String>> {
+        let st = self.lock();
+        let bus = self.bus_of(&st, account, bus)?;
+        Ok(st
+            .rules
+            .iter()
+            .filter(|((a, b, _), e)| {
+                a == account && *b == bus && e.doc.targets.iter().any(|t| t.arn == arn)
+            })
+            .map(|((_, _, n), _)| n.clone())
+            .collect())
+    }
+
     /// `RemoveTargets`: ids the rule does not have are ignored.
     pub fn remove_targets(
         &self,

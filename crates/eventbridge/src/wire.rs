@@ -482,6 +482,19 @@ fn manage(eb: &EventBridge, account: &str, op: &str, o: &Map<String, Value>) -> 
             }
             Ok(v)
         }
+        "ListRuleNamesByTarget" => {
+            let names = eb.rules_by_target(account, bus, req_str(o, "TargetArn", "targetArn")?)?;
+            let lim = limit(o)?;
+            let start = opt_str(o, "NextToken")?
+                .and_then(|t| t.parse::<usize>().ok())
+                .unwrap_or(0);
+            let page: Vec<&String> = names.iter().skip(start).take(lim).collect();
+            let mut v = json!({"RuleNames": page});
+            if start + lim < names.len() {
+                v["NextToken"] = json!((start + lim).to_string());
+            }
+            Ok(v)
+        }
         "RemoveTargets" => {
             let rule = req_str(o, "Rule", "rule")?;
             let ids: Vec<String> = o
@@ -542,6 +555,7 @@ const MANAGE: &[&str] = &[
     "DisableRule",
     "PutTargets",
     "ListTargetsByRule",
+    "ListRuleNamesByTarget",
     "RemoveTargets",
     "TestEventPattern",
     "TagResource",
