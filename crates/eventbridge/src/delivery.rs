@@ -19,8 +19,10 @@ pub struct Delivery {
     pub payload: Vec<u8>,
     /// The rule's ARN (what `AddPermission`'s `SourceArn` names).
     pub source_arn: String,
-    /// The target's `RetryPolicy`; `None` keeps the path's defaults.
+    /// Attempts in all, the first included (`RetryPolicy.MaximumRetryAttempts` + 1); `None`
+    /// keeps the delivery path's default.
     pub max_attempts: Option<u32>,
+    /// `RetryPolicy.MaximumEventAgeInSeconds`; `None` keeps the delivery path's default.
     pub max_age_secs: Option<u32>,
 }
 

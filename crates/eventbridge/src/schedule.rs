@@ -82,17 +82,21 @@ impl Schedule {
     ) -> Option<OffsetDateTime> {
         match self {
             Schedule::Rate { minutes } => {
-                let period = minute * (*minutes as i32);
+                let period = minute.checked_mul(i32::try_from(*minutes).ok()?)?;
                 if period <= Duration::ZERO {
                     return None;
                 }
                 if now < anchor {
-                    return Some(anchor + period);
+                    return anchor.checked_add(period);
                 }
                 let elapsed = (now - anchor).whole_nanoseconds();
                 let p = period.whole_nanoseconds();
                 let k = elapsed / p + 1;
-                Some(anchor + Duration::nanoseconds_i128(k * p))
+                // Far beyond any real date the sum overflows: such a schedule never fires.
+                let ahead =
+                    Duration::checked_seconds_f64((k.checked_mul(p)? / 1_000_000_000) as f64)?;
+                let rest = Duration::nanoseconds_i128(k.checked_mul(p)? % 1_000_000_000);
+                anchor.checked_add(ahead)?.checked_add(rest)
             }
             Schedule::Cron(c) => c.next_after(now),
         }
