@@ -128,8 +128,32 @@ ANSWERS = {
     "string.json": "just a string",
 }
 
+# eventbridge_input: NUL-separated (pattern or schedule or path, event, template).
+EVENT = {
+    "version": "0", "id": "1", "detail-type": "Order Placed", "source": "shop", "account": "111122223333",
+    "time": "2026-01-01T00:00:00Z", "region": "us-east-1", "resources": ["arn:aws:s3:::b"],
+    "detail": {"amount": 250, "state": "running", "path": "logs/a.txt", "ip": "10.0.0.7", "tags": ["a", "b"],
+               "items": [{"kind": "a"}, {"kind": "b"}], "owner": None},
+}
+EVENTBRIDGE = {
+    "pattern_all.bin": {"source": ["shop"], "detail": {
+        "amount": [{"numeric": [">", 0, "<=", 1000]}], "state": [{"prefix": {"equals-ignore-case": "RUN"}}],
+        "path": [{"wildcard": "logs/*.txt"}], "ip": [{"cidr": "10.0.0.0/24"}],
+        "tags": [{"anything-but": {"suffix": "z"}}], "owner": [None], "missing": [{"exists": False}],
+        "$or": [{"items": {"kind": ["b"]}}, {"state": [{"equals-ignore-case": "x"}]}]}},
+    "rate.bin": "rate(5 minutes)",
+    "cron.bin": "cron(0/15 8-17 ? * MON-FRI *)",
+    "cron_special.bin": "cron(0 9 LW * ? 2027)",
+    "cron_nth.bin": "cron(30 6 ? JAN,JUL 2#1 *)",
+    "path.bin": "$.detail.items[1].kind",
+}
+
 
 def main() -> None:
+    for name, first in EVENTBRIDGE.items():
+        head = first if isinstance(first, str) else json.dumps(first)
+        template = '{"k": <k>, "s": "<k> at <aws.events.rule-name>"}'
+        write("eventbridge_input", name, "\0".join([head, json.dumps(EVENT), template]).encode())
     for name, data in ZIPS.items():
         write("zip_extract", name, data)
     for name, body in JSON_BODIES.items():

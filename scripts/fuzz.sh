@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../fuzz"
 
 seconds="${1:-20}"
 shift || true
-all_targets=(sigv4_verify zip_extract lambda_json runtime_api payload_v2)
+all_targets=(sigv4_verify zip_extract lambda_json runtime_api payload_v2 eventbridge_input)
 targets=("${@:-${all_targets[@]}}")
 jobs="${FUZZ_JOBS:-1}"
 

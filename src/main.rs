@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod events_glue;
 mod http;
 mod serve;
 

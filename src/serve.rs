@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// longest function timeout, since environments of replaced code drain with it mounted.
     #[arg(long, default_value_t = updraft_control::code_gc::DEFAULT_GRACE.as_secs())]
     code_gc_grace: u64,
+    /// How long one minute of EventBridge `rate(…)` schedules lasts, in milliseconds (tests
+    /// shorten it; `cron(…)` schedules always follow the real UTC clock).
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    schedule_minute_ms: u64,
 }
 
 /// Collects unreferenced code packages every `interval` for the life of the process.
@@ -193,7 +197,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         .data_dir
         .canonicalize()
         .context("resolving the data dir")?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("updraft.db"))?);
+    let sqlite = Arc::new(SqliteStore::open(&data_dir.join("updraft.db"))?);
+    let store: Arc<dyn Store> = sqlite.clone();
     let account_id = meta_or_create(&*store, "account_id", || {
         let mut rng = rand::thread_rng();
         format!(
@@ -218,7 +223,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         Arc::new(Accounts::open(store.clone(), master, &account_id).context("loading accounts")?);
     let code = CodeStore::open(data_dir.join("code"), CodeLimits::default())?;
     let control = Arc::new(ControlPlane::open(
-        store,
+        store.clone(),
         code,
         ControlConfig {
             region: args.region.clone(),
@@ -337,6 +342,21 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 updraft_api::provisioned::sync(&state, &function_arn);
             }
         }
+        let eventbridge = Arc::new(
+            updraft_eventbridge::EventBridge::open(
+                sqlite,
+                args.region.clone(),
+                Arc::new(crate::events_glue::EngineDelivery(Arc::downgrade(&state))),
+                Arc::new(crate::events_glue::PolicyCheck(state.control.clone())),
+                Duration::from_millis(args.schedule_minute_ms),
+            )
+            .context("loading event buses and rules")?,
+        );
+        let _ = state.eventbridge.set(eventbridge.clone());
+        let scheduler = tokio::spawn(updraft_eventbridge::scheduler::run(
+            eventbridge,
+            std::future::pending(),
+        ));
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
@@ -355,6 +375,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         )
         .await;
         tracing::info!("shutting down");
+        scheduler.abort();
         engine.shutdown().await;
         anyhow::Ok(())
     })?;

@@ -25,6 +25,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Largest request body accepted at all: a `CreateFunction` carrying a 50 MB zip as base64.
 pub const MAX_BODY_BYTES: usize = 70 * 1024 * 1024;
 
+/// Largest body of an EventBridge request: its own limit (256 KB for `PutEvents`) is checked by
+/// the service, with its own error; this only keeps a bigger body from being held at all.
+pub const EVENTS_MAX_BODY: usize = 1024 * 1024;
+
 /// The node's body settings.
 #[derive(Debug, Clone)]
 pub struct BodyLimits {

@@ -31,7 +31,8 @@ pub struct SpecCache {
 }
 
 impl SpecCache {
-    pub(crate) fn get(&self, r: &Resolved) -> Arc<FunctionSpec> {
+    /// The engine spec of a resolved function (also used by the binary's event delivery).
+    pub fn get(&self, r: &Resolved) -> Arc<FunctionSpec> {
         let key = (r.config.revision_id.clone(), r.reserved_concurrency);
         let mut specs = match self.specs.lock() {
             Ok(s) => s,

@@ -39,7 +39,7 @@ use updraft_sigv4::Credentials;
 
 use crate::auth::{KeyRing, header_pairs};
 pub use crate::body::MAX_BODY_BYTES;
-use crate::body::{BodyError, BodyLimits, BodyReader};
+use crate::body::{BodyError, BodyLimits, BodyReader, EVENTS_MAX_BODY};
 use crate::error::ApiError;
 
 /// Largest synchronous invocation payload, as on Lambda.
@@ -58,6 +58,8 @@ pub struct AppState {
     pub spec_cache: invoke::SpecCache,
     /// Reads every request body: limits, deadline and the node's budget of body bytes.
     pub bodies: BodyReader,
+    /// The EventBridge service (`X-Amz-Target: AWSEvents.*`), set once by the binary.
+    pub eventbridge: std::sync::OnceLock<Arc<updraft_eventbridge::EventBridge>>,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
             region,
             spec_cache: invoke::SpecCache::default(),
             bodies: BodyReader::new(body_limits),
+            eventbridge: std::sync::OnceLock::new(),
         })
     }
 }
@@ -219,25 +222,22 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     };
     let lambda_api = incoming.segments.first().is_some_and(|s| is_api_date(s));
     if lambda_api && pending.service() != "lambda" {
-        return unread(
-            has_body,
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "InvalidSignatureException",
-                format!(
-                    "Credential should be scoped to correct service: 'lambda', not '{}'.",
-                    pending.service()
-                ),
-            )
-            .into_response(),
-        );
+        return unread(has_body, wrong_service("lambda", pending.service()));
     }
     if pending.empty_body_only() && has_body {
         return unread(has_body, pending.refuse_body().into_response());
     }
+    let events = incoming
+        .header("x-amz-target")
+        .is_some_and(|t| t.starts_with("AWSEvents."));
+    if events && pending.service() != "events" {
+        return unread(has_body, wrong_service("events", pending.service()));
+    }
     let invoke = incoming.segments.last().is_some_and(|s| s == "invocations");
     let limit = if invoke {
         MAX_SYNC_PAYLOAD
+    } else if events {
+        EVENTS_MAX_BODY
     } else {
         MAX_BODY_BYTES
     };
@@ -255,6 +255,11 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     };
     incoming.body = read.bytes;
     incoming.budget = read.permit;
+    if events && let Some(eb) = state.eventbridge.get() {
+        let target = incoming.header("x-amz-target").unwrap_or_default();
+        let r = updraft_eventbridge::wire::handle(eb, &caller.account_id, target, &incoming.body);
+        return eventbridge_response(r.await);
+    }
     if incoming.segments.first().is_some_and(|s| is_api_date(s)) {
         return lambda::handle(state, &caller, incoming).await;
     }
@@ -271,6 +276,30 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         return lambda::function_logs(state, &caller, &incoming).await;
     }
     ApiError::unknown_operation().into_response()
+}
+
+/// The answer to a request signed for another service than the one it addresses.
+fn wrong_service(want: &str, got: &str) -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "InvalidSignatureException",
+        format!("Credential should be scoped to correct service: '{want}', not '{got}'."),
+    )
+    .into_response()
+}
+
+fn eventbridge_response(r: updraft_eventbridge::wire::WireResponse) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, r.body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static(updraft_eventbridge::wire::CONTENT_TYPE),
+    );
+    if let Some(t) = r.error_type {
+        h.insert("x-amzn-ErrorType", HeaderValue::from_static(t));
+    }
+    resp
 }
 
 /// Marks an answer given without reading the request's body (when it has one): the connection

@@ -63,12 +63,14 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(StoreError::Migrate)?;
         conn.execute_batch(SCHEMA).map_err(StoreError::Migrate)?;
+        conn.execute_batch(crate::eventbridge::SCHEMA)
+            .map_err(StoreError::Migrate)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+    pub(crate) fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
     }
 }
