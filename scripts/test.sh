@@ -20,6 +20,9 @@ scripts/python-env.sh
 
 step "end-to-end tests"
 cargo build --bin updraft
+# The Rust test function (AWS's lambda_runtime crate) is built here rather than inside a test,
+# where its first, from-scratch build could outlast the per-test timeout.
+bash tests/functions/build-rust-hello.sh >/dev/null
 export UPDRAFT_BIN="$PWD/target/debug/updraft"
 .venv/bin/python -m pytest -q -p no:cacheprovider
 
