@@ -3,7 +3,7 @@
 # - cargo audit: every Cargo.lock in the repository against the RustSec advisory database
 #   snapshot in ../shared/advisory-db (it cannot be fetched here, so it is never fetched);
 #   any advisory that applies fails, unless .cargo/audit.toml ignores its ID with a reason;
-# - cargo deny (deny.toml), offline: licences against the allowlist, banned and duplicate
+# - cargo deny (deny.toml), offline (--frozen): licences against the allowlist, banned and duplicate
 #   crates, sources limited to crates.io.
 #
 #   scripts/supply-chain.sh                 all of it (CI runs this)
@@ -54,7 +54,8 @@ audit() {
 
 deny() {
     echo "-- cargo deny check (licenses, bans, sources; advisories are cargo audit's)"
-    cargo deny --locked check --disable-fetch licenses bans sources
+    # --frozen: Cargo.lock as it is, and no network (the registry index cargo already has).
+    cargo deny --frozen check licenses bans sources
 }
 
 case "${1:-all}" in

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Updraft's whole test suite: formatting, lints, Rust unit and integration tests, then the
-# end-to-end suites that drive the real binary with boto3 and the aws CLI.
+# Updraft's whole test suite: formatting, lints, supply-chain checks, Rust unit and integration
+# tests, then the end-to-end suites that drive the real binary with boto3 and the aws CLI.
+# With CI=true (as .ci/run is started) a skipped test or jail case is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,10 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+
+step "supply chain (cargo audit, cargo deny)"
+scripts/supply-chain.sh
+scripts/supply-chain-selftest.sh
 
 step "cargo test"
 cargo test --workspace
