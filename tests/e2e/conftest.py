@@ -28,9 +28,10 @@ test.
 Error expectations
 ------------------
 Errors are checked three ways: boto3's modeled exception class (`client.exceptions.X`), the HTTP status code and
-the `x-amzn-ErrorType` header. Where AWS itself answers a violated model constraint (length, pattern, numeric
-range) with `ValidationException` but a violated service limit with `InvalidParameterValueException`, both codes
-are accepted (`PARAM_ERRORS`); the status code must still be 400. Hostile packages (path traversal, absolute
+the `x-amzn-ErrorType` header, always the one exact code Lambda answers: `ValidationException` ("1 validation
+error detected") for a malformed value (pattern, enum, length), `InvalidParameterValueException` for numeric
+ranges such as MemorySize and Timeout and for service limits. (`PARAM_ERRORS`, accepting either, cannot tell
+the two apart; no test here uses it.) Hostile packages (path traversal, absolute
 paths, symlinks leaving the package, zip bombs) are rejected by Updraft with `InvalidParameterValueException`.
 """
 

@@ -57,9 +57,10 @@ def test_wrong_secret_cannot_create(server, lam):
 def test_unsigned_request_is_rejected(server):
     resp = send_raw("GET", server.endpoint + "/2015-03-31/functions")
     assert resp.status == 403, resp
+    assert resp.error_type == "MissingAuthenticationTokenException", resp
     payload = resp.json()
     message = payload.get("message") or payload.get("Message")
-    assert isinstance(message, str) and message, resp
+    assert message == "Missing Authentication Token", resp
 
 
 def test_signature_dated_20_minutes_ago_is_rejected(server):

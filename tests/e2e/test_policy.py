@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import PARAM_ERRORS, assert_error, create_function, unique_name
+from conftest import assert_error, create_function, unique_name
 
 
 @pytest.fixture
@@ -72,10 +72,10 @@ def test_permission_errors(lam, lam_raw, fn):
     assert_error(e, "ResourceNotFoundException", 404)
     with pytest.raises(Exception) as e:
         lam_raw.add_permission(FunctionName=fn, StatementId="bad sid", Action="lambda:InvokeFunction", Principal="*")
-    assert_error(e, PARAM_ERRORS, 400)
+    assert_error(e, "ValidationException", 400)
     with pytest.raises(Exception) as e:
         lam_raw.add_permission(FunctionName=fn, StatementId="badp", Action="lambda:InvokeFunction", Principal="nobody")
-    assert_error(e, PARAM_ERRORS, 400)
+    assert_error(e, "InvalidParameterValueException", 400)
     with pytest.raises(lam.exceptions.ResourceNotFoundException) as e:
         lam.add_permission(FunctionName=unique_name("none"), StatementId="x", Action="lambda:InvokeFunction",
                            Principal="*")
@@ -125,13 +125,13 @@ def test_url_config_errors(lam, lam_raw, fn):
     assert_error(e, "ResourceNotFoundException", 404)
     with pytest.raises(Exception) as e:
         lam_raw.create_function_url_config(FunctionName=fn, Qualifier="1", AuthType="NONE")
-    assert_error(e, PARAM_ERRORS, 400)
+    assert_error(e, "ValidationException", 400)
     with pytest.raises(Exception) as e:
         lam_raw.create_function_url_config(FunctionName=fn, AuthType="OPEN")
-    assert_error(e, PARAM_ERRORS, 400)
+    assert_error(e, "ValidationException", 400)
     with pytest.raises(Exception) as e:
         lam_raw.create_function_url_config(FunctionName=fn, AuthType="NONE", Cors={"MaxAge": 100000})
-    assert_error(e, PARAM_ERRORS, 400)
+    assert_error(e, "ValidationException", 400)
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.create_function_url_config(FunctionName=unique_name("none"), AuthType="NONE")
 

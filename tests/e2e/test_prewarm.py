@@ -20,7 +20,7 @@ import pytest
 from conftest import UpdraftServer, create_function, invoke_ok, package_zip, unique_name
 
 GENERATIONS = 8
-PAUSE_S = 0.6
+REFILL_WITHIN_S = 60
 
 PY_PROBE = r"""
 import os, re, socket
@@ -120,16 +120,42 @@ def deploy(lam):
     return make
 
 
-def cold_starts(lam, name: str, event: dict | None = None, n: int = GENERATIONS) -> list[tuple[str, dict]]:
+def prewarm_stats(srv) -> dict:
+    r = srv.signed_request("GET", "/updraft/admin/v1/engine/stats")
+    assert r.status == 200, r
+    stats = r.json()["PrewarmedEnvironments"]
+    assert stats is not None, r
+    return stats
+
+
+def wait_ready(srv, at_least: int) -> dict:
+    """Waits until `at_least` pre-warmed environments are ready (REFILL_WITHIN_S at most)."""
+    deadline = time.monotonic() + REFILL_WITHIN_S
+    while True:
+        stats = prewarm_stats(srv)
+        if stats["Ready"] >= at_least:
+            return stats
+        assert time.monotonic() < deadline, f"pre-warmed environments not refilled: {stats}"
+        time.sleep(0.1)
+
+
+def cold_starts(srv, lam, name: str, event: dict | None = None,
+                n: int = GENERATIONS) -> list[tuple[str, dict]]:
     """`n` cold starts of `name` with `event`, each with its own GEN value; returns (gen, answer) pairs."""
     seen = []
+    before = prewarm_stats(srv)
     for i in range(n):
         gen = f"g{i}-{time.monotonic_ns()}"
         lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"GEN": gen}})
         lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        ready = prewarm_stats(srv)["Ready"]
         seen.append((gen, invoke_ok(lam, name, event or {})))
-        # The background refill replaces the environment this cold start took.
-        time.sleep(PAUSE_S)
+        # The background refill replaces the environment this cold start took, before the next.
+        wait_ready(srv, ready)
+    after = prewarm_stats(srv)
+    # The server's count of cold starts served pre-warmed is the number of answers from one.
+    used = sum(1 for _, a in seen if a["host"].startswith("pw-"))
+    assert after["Used"] - before["Used"] == used, (before, after, [a["host"] for _, a in seen])
     return seen
 
 
@@ -161,19 +187,19 @@ def check_interpreted(seen: list[tuple[str, dict]], name: str, files: list[str])
                 assert a["env"][k] == v, (k, a["env"][k], v)
 
 
-def test_python_cold_starts_from_prewarmed_environments(lam, deploy):
+def test_python_cold_starts_from_prewarmed_environments(private, lam, deploy):
     name = deploy({"app.py": PY_PROBE}, handler="app.handler", runtime="python3.12", MemorySize=256)
-    check_interpreted(cold_starts(lam, name), name, ["app.py"])
+    check_interpreted(cold_starts(private, lam, name), name, ["app.py"])
 
 
-def test_node_cold_starts_from_prewarmed_environments(lam, deploy):
+def test_node_cold_starts_from_prewarmed_environments(private, lam, deploy):
     name = deploy({"index.js": NODE_PROBE}, handler="index.handler", runtime="nodejs20.x", MemorySize=256)
-    check_interpreted(cold_starts(lam, name), name, ["index.js"])
+    check_interpreted(cold_starts(private, lam, name), name, ["index.js"])
 
 
-def test_custom_runtime_cold_starts_from_prewarmed_environments(lam, deploy):
+def test_custom_runtime_cold_starts_from_prewarmed_environments(private, lam, deploy):
     name = deploy(package_zip({"bootstrap": SHELL_PROBE}), handler="x", runtime="provided.al2023")
-    seen = cold_starts(lam, name)
+    seen = cold_starts(private, lam, name)
     hosts = [a["host"] for _, a in seen]
     assert any(h.startswith("pw-") for h in hosts), hosts
     keys = {a["keys"] for _, a in seen}
@@ -183,7 +209,7 @@ def test_custom_runtime_cold_starts_from_prewarmed_environments(lam, deploy):
         assert "_UPDRAFT_ASSIGNMENT_FD" not in a["keys"], a
 
 
-def test_memory_limit_is_the_functions_own(lam, deploy):
+def test_memory_limit_is_the_functions_own(private, lam, deploy):
     """A pre-warmed environment waits with a small limit; the assignment sets MemorySize."""
     hog = """
 import socket
@@ -195,7 +221,7 @@ def handler(event, context):
 """
     name = deploy({"app.py": hog}, handler="app.handler", runtime="python3.12", MemorySize=512, Timeout=20)
     # 300 MiB: over the limit an environment waits with, under the function's.
-    seen = cold_starts(lam, name, {"mb": 300}, n=4)
+    seen = cold_starts(private, lam, name, {"mb": 300}, n=4)
     assert all(got["mb"] == 300 for _, got in seen), seen
     hosts = [got["host"] for _, got in seen]
     assert any(h.startswith("pw-") for h in hosts), hosts

@@ -9,7 +9,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import (
-    PARAM_ERRORS,
     assert_error,
     create_function,
     invoke,
@@ -112,7 +111,7 @@ def test_alias_config_and_refusals(lam, lam_raw):
             lam_raw.put_provisioned_concurrency_config(
                 FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=0
             )
-        assert_error(e, PARAM_ERRORS, 400)
+        assert_error(e, "ValidationException", 400)
         with pytest.raises(ClientError) as e:
             lam.put_provisioned_concurrency_config(
                 FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=5000

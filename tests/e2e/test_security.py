@@ -127,17 +127,18 @@ def test_fork_bomb_stops_at_the_pids_cap_without_hurting_a_neighbour(lam, probe_
     bomb: dict = {}
 
     def detonate():
-        bomb["out"] = run_probe(lam, probe_fn, "forkbomb", 4000)
+        bomb["out"] = run_probe(lam, probe_fn, "forkbomb", 12000)
 
     t = threading.Thread(target=detonate)
     t.start()
     time.sleep(2)
-    started = time.monotonic()
     neighbour = run_probe(lam, neighbour_fn, "harmless")
-    took = time.monotonic() - started
+    # The bomb holds its children for 12 s: the neighbour was served while they were alive,
+    # not after the bomb let go (an ordering, not a stopwatch).
+    bomb_still_running = t.is_alive()
     t.join(90)
     assert neighbour["returncode"] == 0, neighbour
-    assert took < 10, f"neighbour took {took:.1f}s during the fork bomb"
+    assert bomb_still_running, f"the neighbour was only served after the fork bomb ended: {bomb}"
     out = bomb["out"]["output"]
     # Lambda's cap is 1,024 processes and threads per environment; the runtime uses a few.
     assert 900 <= out["forked"] < 1024 and out["errno"] == "EAGAIN", bomb

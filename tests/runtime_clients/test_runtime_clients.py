@@ -709,21 +709,11 @@ def test_python_logs_flushed_before_response(launch):
     code = "import sys\ndef handler(event, context):\n    sys.stdout.write('partial')\n    sys.stderr.write('err-partial')\n    return 1\n"
     s = launch("python", "app.handler", {"app.py": code})
     s.invoke({})
-    # Read what is in the pipes now, without stopping the process first.
-    import select
-
-    deadline = time.time() + 2
-    got_out = got_err = b""
-    while time.time() < deadline and (b"partial" not in got_out or b"err-partial" not in got_err):
-        ready, _, _ = select.select([s.proc.stdout, s.proc.stderr], [], [], 0.1)
-        for stream in ready:
-            chunk = os.read(stream.fileno(), 4096)
-            if stream is s.proc.stdout:
-                got_out += chunk
-            else:
-                got_err += chunk
-    assert b"partial" in got_out
-    assert b"err-partial" in got_err
+    # The response has arrived: the output must already be in the pipes (flushed before the
+    # response was posted), read now without waiting and without stopping the process.
+    got_out, got_err = _drain(s.proc.stdout), _drain(s.proc.stderr)
+    assert b"partial" in got_out, got_out
+    assert b"err-partial" in got_err, got_err
 
 
 def test_python_bytes_result_posted_raw(launch):
@@ -810,24 +800,40 @@ def test_node_callback_handler(launch):
     assert post.json() == {"cb": 3}
 
 
+def _drain(stream) -> bytes:
+    """What the child has written to `stream` so far, without waiting for more."""
+    import select
+
+    got = b""
+    while select.select([stream], [], [], 0)[0]:
+        chunk = os.read(stream.fileno(), 65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 def test_node_callback_waits_for_empty_event_loop(launch):
+    # Node writes to a pipe synchronously, so whether "timer fired" is in the child's stdout when
+    # the response arrives tells which came first: an ordering, not a stopwatch. The timer is long
+    # (2 s) so that a response that does not wait is sent well before it even on a loaded machine.
     code = '''\
 exports.handler = (event, context, callback) => {
   context.callbackWaitsForEmptyEventLoop = event.wait;
-  setTimeout(() => console.log('timer fired'), 600);
+  setTimeout(() => console.log('timer fired ' + event.n), 2000);
   callback(null, 'done');
 };
 '''
     s = launch("node", "index.handler", {"index.js": code})
-    started = time.monotonic()
-    rid, post = s.invoke({"wait": True})
+    rid, post = s.invoke({"wait": True, "n": 1})
     assert post.path == response_path(rid) and post.json() == "done"
-    assert post.at - started >= 0.55, "response posted before the event loop was empty"
+    out = _drain(s.proc.stdout)
+    assert b"timer fired 1" in out, f"response posted before the event loop was empty: {out!r}"
 
-    started = time.monotonic()
-    rid, post = s.invoke({"wait": False})
+    rid, post = s.invoke({"wait": False, "n": 2})
     assert post.path == response_path(rid) and post.json() == "done"
-    assert post.at - started < 0.5, "response waited for the event loop although told not to"
+    out = _drain(s.proc.stdout)
+    assert b"timer fired 2" not in out, f"response waited for the event loop although told not to: {out!r}"
 
 
 def test_node_sync_handler_without_callback_returns_null(launch):

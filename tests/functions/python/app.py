@@ -60,8 +60,11 @@ def counter(event, context):
 
 
 def sleepy(event, context):
+    """Sleeps; reports when it ran by the host's wall clock (environments share it), so a test
+    can tell whether invocations overlapped."""
+    started = time.time()
     time.sleep(event.get("sleep", 1))
-    return {"env_id": ENV_ID, "pid": os.getpid()}
+    return {"env_id": ENV_ID, "pid": os.getpid(), "started": started, "ended": time.time()}
 
 
 def boom(event, context):
