@@ -10,8 +10,10 @@
 //! error types); it translates them to the control plane's and the engine's domain calls.
 
 pub mod admin;
+pub mod async_invoke;
 pub mod auth;
 pub mod error;
+mod event_config;
 mod invoke;
 mod lambda;
 pub mod payload_v2;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub code_link_key: Credentials,
     pub region: String,
     pub spec_cache: invoke::SpecCache,
+    /// The durable event path, once the node has started it (asynchronous invocation).
+    pub events: std::sync::OnceLock<async_invoke::AsyncInvoke>,
 }
 
 impl AppState {
@@ -73,6 +77,7 @@ impl AppState {
             code_link_key,
             region,
             spec_cache: invoke::SpecCache::default(),
+            events: std::sync::OnceLock::new(),
         })
     }
 }
@@ -265,6 +270,13 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         && incoming.method == Method::GET
     {
         return lambda::function_logs(state, &caller, &incoming).await;
+    }
+    if incoming.segments.len() == 5
+        && incoming.segments[..3] == ["updraft", "v1", "functions"]
+        && incoming.segments[4] == "events"
+        && incoming.method == Method::GET
+    {
+        return async_invoke::function_events(state, &caller, &incoming).await;
     }
     ApiError::unknown_operation().into_response()
 }

@@ -127,6 +127,28 @@ pub fn ephemeral_storage(s: i64) -> Result<u32> {
     }
 }
 
+/// `DeadLetterConfig.TargetArn`: an SQS queue or SNS topic ARN; empty means none.
+pub fn dead_letter_target(arn: Option<&str>) -> Result<Option<String>> {
+    let Some(arn) = arn.filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && (parts[2] == "sqs" || parts[2] == "sns")
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && !parts[5].is_empty();
+    if ok {
+        Ok(Some(arn.to_string()))
+    } else {
+        Err(ControlError::invalid(format!(
+            "The provided target arn {arn} is invalid: a dead-letter target must be an Amazon SQS queue or Amazon SNS topic ARN."
+        )))
+    }
+}
+
 /// Handler: 0–128 characters without whitespace.
 pub fn handler(h: &str) -> Result<()> {
     if h.len() <= 128 && !h.chars().any(char::is_whitespace) {
