@@ -411,6 +411,7 @@ impl WorkStore for SqliteWorkStore {
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>) {
+    let mut full = true;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -418,6 +419,26 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>) {
                 Ok(r) => batch.push(r),
                 Err(_) => break,
             }
+        }
+        // Only accepts must reach the disk before their answer. A claim or a completion that a
+        // power loss takes back (the WAL is synced in order, so nothing after it survives
+        // either) only makes an item run again, which at-least-once delivery allows; sparing
+        // them the fsync keeps it off the path from accept to delivery. A killed process loses
+        // neither: the OS has the WAL.
+        let needs_full = batch.iter().any(|r| matches!(r, Request::Enqueue(..)));
+        if needs_full != full {
+            let mode = if needs_full { "FULL" } else { "NORMAL" };
+            match conn.pragma_update(None, "synchronous", mode) {
+                Ok(()) => full = needs_full,
+                Err(e) => tracing::error!(error = %e, "event store: cannot set synchronous"),
+            }
+        }
+        // If FULL could not be set back, accepts are refused rather than answered undurably.
+        if needs_full && !full {
+            for r in batch {
+                failed(r, "cannot make the commit durable").send(None);
+            }
+            continue;
         }
         run_batch(&mut conn, batch);
     }
