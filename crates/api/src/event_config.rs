@@ -430,3 +430,28 @@ fn list(
     }
     Ok(json(StatusCode::OK, v))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_pattern() {
+        for ok in [
+            "",
+            "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "arn:aws:sqs:us-east-1:123456789012:q",
+            "arn:aws-cn:events:cn-north-1:123456789012:event-bus/default",
+            "arn:aws:dynamodb:us-east-1:123456789012:table/t",
+        ] {
+            assert!(destination_pattern_ok(ok), "{ok}");
+        }
+        for bad in [
+            "not-an-arn",
+            "arn:gcp:sqs:x:123456789012:q",
+            "arn:aws:sqs:us-east-1:12:q",
+        ] {
+            assert!(!destination_pattern_ok(bad), "{bad}");
+        }
+    }
+}

@@ -354,6 +354,27 @@ mod tests {
     use crate::ErrorKind;
 
     #[test]
+    fn dead_letter_targets_are_queues_or_topics() {
+        assert_eq!(dead_letter_target(None).unwrap(), None);
+        assert_eq!(dead_letter_target(Some("")).unwrap(), None);
+        for ok in [
+            "arn:aws:sqs:us-east-1:123456789012:dlq",
+            "arn:aws:sns:eu-west-1:123456789012:topic",
+        ] {
+            assert_eq!(dead_letter_target(Some(ok)).unwrap().as_deref(), Some(ok));
+        }
+        for bad in [
+            "dlq",
+            "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "arn:aws:sqs:us-east-1:1234:dlq",
+            "arn:aws:sqs:us-east-1:123456789012:",
+        ] {
+            let e = dead_letter_target(Some(bad)).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidParameter, "{bad}");
+        }
+    }
+
+    #[test]
     fn runtimes() {
         assert!(runtime("python3.12").is_ok());
         assert!(runtime("provided.al2023").is_ok());
