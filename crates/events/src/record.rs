@@ -2,7 +2,7 @@
 //! dead-letter message attributes.
 
 use serde_json::{Value, json};
-use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
 
 use crate::work::Claimed;
 
@@ -49,18 +49,21 @@ fn as_json(bytes: &[u8]) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
+/// `2019-11-14T18:16:05.568Z`: always three digits of milliseconds, as Lambda writes them.
+fn timestamp(t: time::OffsetDateTime) -> String {
+    t.format(format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    ))
+    .unwrap_or_default()
+}
+
 /// Lambda's invocation record for a destination.
 pub fn destination_record(
     item: &Claimed,
     condition: Condition,
     response: Option<&Response>,
 ) -> Value {
-    let now = time::OffsetDateTime::now_utc();
-    let timestamp = now
-        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
-        .unwrap_or(now)
-        .format(&Rfc3339)
-        .unwrap_or_default();
+    let timestamp = timestamp(time::OffsetDateTime::now_utc());
     let mut record = json!({
         "version": "1.0",
         "timestamp": timestamp,
@@ -106,4 +109,17 @@ pub fn dead_letter_attributes(
         ("ErrorCode".to_string(), error_code.to_string()),
         ("ErrorMessage".to_string(), msg),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_three_digits_of_milliseconds() {
+        let t = time::macros::datetime!(2026-12-07 15:09:55.990 UTC);
+        assert_eq!(timestamp(t), "2026-12-07T15:09:55.990Z");
+        let t = time::macros::datetime!(2019-11-14 18:16:05.000_9 UTC);
+        assert_eq!(timestamp(t), "2019-11-14T18:16:05.000Z");
+    }
 }
