@@ -1,5 +1,5 @@
 //! CLI commands that manage functions on a running server: `deploy`, `ls`, `rm`, `invoke`,
-//! `logs`, `account` (the operator's account API), and `doctor` (which inspects the local host).
+//! `logs`, `events` (a function's queued and failed asynchronous events), `account` (the operator's account API), and `doctor` (which inspects the local host).
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -72,6 +72,21 @@ pub struct InvokeArgs {
     /// Version or alias.
     #[arg(long)]
     qualifier: Option<String>,
+    /// Queue the event and return once it is stored (InvocationType Event): the function runs
+    /// in the background, with retries.
+    #[arg(long = "async")]
+    asynchronous: bool,
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+#[derive(clap::Args)]
+pub struct EventsArgs {
+    /// Function name.
+    name: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     endpoint: Endpoint,
 }
@@ -411,6 +426,22 @@ pub fn invoke(a: InvokeArgs) -> Result<ExitCode> {
         Some(q) => format!("Qualifier={}", enc(q)),
         None => String::new(),
     };
+    if a.asynchronous {
+        let r = client
+            .send(
+                "POST",
+                &format!("/2015-03-31/functions/{}/invocations", enc(&a.name)),
+                &q,
+                &[("x-amz-invocation-type", "Event")],
+                &payload,
+            )?
+            .ok()?;
+        println!(
+            "queued, request id {}",
+            r.header("x-amzn-requestid").unwrap_or("?")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let r = client
         .send(
             "POST",
@@ -430,6 +461,57 @@ pub fn invoke(a: InvokeArgs) -> Result<ExitCode> {
     if let Some(fe) = r.header("x-amz-function-error") {
         eprintln!("function error: {fe}");
         return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `updraft events`: a function's queued, retrying and failed asynchronous events.
+pub fn events(a: EventsArgs) -> Result<ExitCode> {
+    let client = Client::new(&a.endpoint)?;
+    let v = client
+        .send(
+            "GET",
+            &format!("/updraft/v1/functions/{}/events", enc(&a.name)),
+            "",
+            &[],
+            b"",
+        )?
+        .ok()?
+        .json()?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    println!(
+        "pending {}  in flight {}  retrying {}  failed {}",
+        n("Pending"),
+        n("InFlight"),
+        n("Retrying"),
+        n("Failed")
+    );
+    let items = v["Events"].as_array().cloned().unwrap_or_default();
+    if !items.is_empty() {
+        println!(
+            "{:<36}  {:<9}  {:>7}  {:>8}  LAST ERROR",
+            "REQUEST ID", "STATE", "ATTEMPT", "FAILURES"
+        );
+    }
+    for e in &items {
+        let state = match (e["state"].as_str(), e["retrying"].as_bool()) {
+            (Some("pending"), Some(true)) => "retrying",
+            (Some("leased"), _) => "in flight",
+            (Some(s), _) => s,
+            _ => "?",
+        };
+        println!(
+            "{:<36}  {:<9}  {:>7}  {:>8}  {}",
+            e["request_id"].as_str().unwrap_or_default(),
+            state,
+            e["attempt"].as_u64().unwrap_or(0),
+            e["failures"].as_u64().unwrap_or(0),
+            e["last_error"].as_str().unwrap_or("")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

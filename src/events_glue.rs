@@ -1,17 +1,18 @@
-//! Wiring of the EventBridge service into this node: the function policy check it asks
-//! before a rule invokes a function, and the path its deliveries take.
-//!
-//! Interim glue: [`EngineDelivery`] invokes the engine directly, `Event`-style, in a spawned
-//! task, and logs failures. It is not durable (a delivery accepted just before a crash is
-//! lost); the durable work queue replaces it behind the same `EventDelivery` trait.
+//! Wiring of the EventBridge service and the durable event path into this node: the function
+//! policy check EventBridge asks before a rule invokes a function, the path its deliveries take
+//! (the durable work queue, as `Event` invocations of the target function), and the event bus
+//! that Lambda destinations put their records on.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
-use updraft_api::AppState;
 use updraft_control::ControlPlane;
 use updraft_control::policy::{AccessRequest, Policy, Requester, evaluate};
-use updraft_engine::{Invocation, random_u64};
-use updraft_eventbridge::{BoxFuture, Delivery, DeliveryError, EventDelivery, FunctionPermissions};
+use updraft_engine::random_u64;
+use updraft_eventbridge::{
+    BoxFuture, Delivery, DeliveryError, EventBridge, EventDelivery, FunctionPermissions, NewEvent,
+    PutOutcome,
+};
+use updraft_events::{EventBusSink, Events, NewWork, SinkError, Target};
 
 /// The function ARN without its qualifier, and the qualifier.
 fn split_qualifier(arn: &str) -> (&str, Option<&str>) {
@@ -70,9 +71,12 @@ impl FunctionPermissions for PolicyCheck {
     }
 }
 
-/// Interim delivery: one spawned `Event` invocation per delivery, failures logged.
-pub struct EngineDelivery(pub Weak<AppState>);
+/// EventBridge's deliveries to functions: each becomes an `Event` invocation on the durable
+/// path (the function's own event invoke configuration then governs retries and destinations,
+/// as when EventBridge invokes a function on AWS). `enqueue` resolves once they are committed.
+pub struct DurableDelivery(pub Arc<Events>);
 
+/// A fresh request id in Lambda's (UUID) form, kept by the event across its retries.
 fn request_id() -> String {
     let (a, b) = (random_u64(), random_u64());
     format!(
@@ -85,50 +89,71 @@ fn request_id() -> String {
     )
 }
 
-async fn run_one(state: Arc<AppState>, d: Delivery) {
-    let unit = (random_u64() >> 11) as f64 / (1u64 << 53) as f64;
-    let (base, qualifier) = split_qualifier(&d.function_arn);
-    let resolved = match state.control.resolve(&d.account, base, qualifier, unit) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(rule = %d.source_arn, target = %d.function_arn, "eventbridge: delivery failed: {}", e.message);
-            return;
-        }
-    };
-    let spec = state.spec_cache.get(&resolved);
-    let invocation = Invocation {
-        request_id: request_id(),
-        payload: d.payload.into(),
-        invoked_function_arn: d.function_arn.clone(),
-        client_context: None,
-        cognito_identity: None,
-        trace_id: None,
-        want_log_tail: false,
-    };
-    match state.engine.invoke(spec, invocation).await {
-        Ok(o) if o.function_error.is_some() => tracing::warn!(
-            rule = %d.source_arn,
-            target = %d.function_arn,
-            "eventbridge: delivery failed: the function returned an error"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(
-            rule = %d.source_arn,
-            target = %d.function_arn,
-            "eventbridge: delivery failed: {e}"
-        ),
+impl EventDelivery for DurableDelivery {
+    fn enqueue(&self, deliveries: Vec<Delivery>) -> BoxFuture<'_, Result<(), DeliveryError>> {
+        let items = deliveries
+            .into_iter()
+            .map(|d| {
+                let (base, qualifier) = split_qualifier(&d.function_arn);
+                NewWork {
+                    target: Target::Function {
+                        account_id: account_of(&d.function_arn).to_string(),
+                        function_arn: base.to_string(),
+                        qualifier: qualifier.map(str::to_string),
+                    },
+                    payload: d.payload.into(),
+                    request_id: request_id(),
+                    source: d.source_arn,
+                    policy: None,
+                }
+            })
+            .collect();
+        Box::pin(async move {
+            self.0
+                .enqueue(items)
+                .await
+                .map(|_| ())
+                .map_err(|e| DeliveryError(e.to_string()))
+        })
     }
 }
 
-impl EventDelivery for EngineDelivery {
-    fn enqueue(&self, deliveries: Vec<Delivery>) -> BoxFuture<'_, Result<(), DeliveryError>> {
-        let state = self.0.upgrade();
+/// Lambda destinations on an event bus: the record is put on the bus like a `PutEvents` entry
+/// (its rules' deliveries are queued durably before this resolves).
+pub struct BusSink(pub Arc<EventBridge>);
+
+impl EventBusSink for BusSink {
+    fn put_event(
+        &self,
+        account: &str,
+        bus_arn: &str,
+        source: &str,
+        detail_type: &str,
+        detail: serde_json::Value,
+    ) -> updraft_events::BoxFuture<'static, Result<(), SinkError>> {
+        let eb = self.0.clone();
+        let (account, bus) = (account.to_string(), bus_arn.to_string());
+        let entry = NewEvent {
+            source: Some(source.to_string()),
+            detail_type: Some(detail_type.to_string()),
+            detail: Some(detail.to_string()),
+            resources: Vec::new(),
+            time: None,
+            bus: None,
+        };
         Box::pin(async move {
-            let state = state.ok_or_else(|| DeliveryError("the node is shutting down".into()))?;
-            for d in deliveries {
-                tokio::spawn(run_one(state.clone(), d));
+            match eb.put_internal(&account, Some(&bus), vec![entry]).await {
+                // A refused entry (no such bus, a malformed record) will never be taken; a
+                // failure to queue its rules' deliveries may pass.
+                Ok(outcomes) => match outcomes.into_iter().next() {
+                    Some(PutOutcome::Accepted(_)) => Ok(()),
+                    Some(PutOutcome::Failed { code, message }) => {
+                        Err(SinkError::Rejected(format!("{code}: {message}")))
+                    }
+                    None => Err(SinkError::Unavailable("the bus gave no outcome".into())),
+                },
+                Err(e) => Err(SinkError::Unavailable(e.to_string())),
             }
-            Ok(())
         })
     }
 }

@@ -31,6 +31,8 @@ enum Command {
     Invoke(cli::InvokeArgs),
     /// Print a function's logs.
     Logs(cli::LogsArgs),
+    /// Show a function's pending, retrying and failed asynchronous events.
+    Events(cli::EventsArgs),
     /// Report which runtimes and which isolation steps work on this host.
     Doctor(cli::DoctorArgs),
     /// Manage accounts and their access keys (root credentials only).
@@ -52,6 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Rm(a) => cli::rm(a),
         Command::Invoke(a) => cli::invoke(a),
         Command::Logs(a) => cli::logs(a),
+        Command::Events(a) => cli::events(a),
         Command::Doctor(a) => cli::doctor(a),
         Command::Account(a) => cli::account(a),
         Command::Runtime(a) => cli::runtime(a),

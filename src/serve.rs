@@ -98,6 +98,21 @@ pub struct ServeArgs {
     /// shorten it; `cron(…)` schedules always follow the real UTC clock).
     #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     schedule_minute_ms: u64,
+    /// Asynchronous deliveries (events, destinations) running at once; more wait in the durable
+    /// queue, so a burst of events never takes all of the concurrency synchronous calls need.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    async_max_in_flight: u64,
+    /// Milliseconds before the first retry of an event whose function failed; retry k waits k
+    /// times this (Lambda: about one minute, then two).
+    #[arg(long, default_value_t = 60_000)]
+    async_retry_interval_ms: u64,
+    /// Milliseconds before an event that was throttled (or met a system error) is tried again;
+    /// doubled after each further throttle, up to `--async-backoff-max-ms`.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    async_backoff_initial_ms: u64,
+    /// Longest wait between tries of a throttled event, in milliseconds.
+    #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..))]
+    async_backoff_max_ms: u64,
 }
 
 /// Collects unreferenced code packages every `interval` for the life of the process.
@@ -221,6 +236,21 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     }
     let accounts =
         Arc::new(Accounts::open(store.clone(), master, &account_id).context("loading accounts")?);
+    let events = updraft_events::Events::open(
+        &data_dir.join("events.db"),
+        updraft_events::Settings {
+            max_in_flight: args.async_max_in_flight as usize,
+            backoff: updraft_events::Backoff {
+                retry_interval: Duration::from_millis(args.async_retry_interval_ms),
+                throttle_initial: Duration::from_millis(args.async_backoff_initial_ms),
+                throttle_max: Duration::from_millis(
+                    args.async_backoff_max_ms.max(args.async_backoff_initial_ms),
+                ),
+            },
+            ..Default::default()
+        },
+    )
+    .context("opening the event database")?;
     let code = CodeStore::open(data_dir.join("code"), CodeLimits::default())?;
     let control = Arc::new(ControlPlane::open(
         store.clone(),
@@ -346,13 +376,49 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             updraft_eventbridge::EventBridge::open(
                 sqlite,
                 args.region.clone(),
-                Arc::new(crate::events_glue::EngineDelivery(Arc::downgrade(&state))),
+                Arc::new(crate::events_glue::DurableDelivery(events.clone())),
                 Arc::new(crate::events_glue::PolicyCheck(state.control.clone())),
                 Duration::from_millis(args.schedule_minute_ms),
             )
             .context("loading event buses and rules")?,
         );
         let _ = state.eventbridge.set(eventbridge.clone());
+        {
+            // A deleted function's event invoke configurations go with it.
+            // (`Deleted` also reports a deleted version: only a function that is gone loses them.)
+            let configs_of = events.clone();
+            let weak = Arc::downgrade(&state);
+            state.control.subscribe(move |change| {
+                let (Change::Deleted { function_arn }, Some(state)) = (change, weak.upgrade())
+                else {
+                    return;
+                };
+                let parts: Vec<&str> = function_arn.split(':').collect();
+                let (Some(account), Some(name)) = (parts.get(4), parts.get(6)) else {
+                    return;
+                };
+                if state.control.get_configuration(account, name, None).is_ok() {
+                    return;
+                }
+                if let Err(e) = configs_of.configs().delete_function(account, name, None) {
+                    tracing::error!(error = %e, "removing event invoke configurations");
+                }
+            });
+            let bus: Arc<dyn updraft_events::EventBusSink> =
+                Arc::new(crate::events_glue::BusSink(eventbridge.clone()));
+            let _ = state.events.set(updraft_api::async_invoke::AsyncInvoke {
+                events: events.clone(),
+                event_bus: Some(bus.clone()),
+            });
+            events.start(updraft_events::Targets {
+                function: Arc::new(updraft_api::async_invoke::FunctionTarget::new(
+                    state.control.clone(),
+                    engine.clone(),
+                )),
+                event_bus: Some(Arc::new(updraft_events::EventBusTarget(bus))),
+                queue: None,
+            })?;
+        }
         let scheduler = tokio::spawn(updraft_eventbridge::scheduler::run(
             eventbridge,
             std::future::pending(),

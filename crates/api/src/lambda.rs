@@ -207,9 +207,23 @@ async fn route(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResu
         (Method::DELETE, ["functions", f, "policy", sid]) => {
             crate::policy::remove(state, caller, &req, f, sid).await
         }
+        (Method::POST, ["functions", f, "invocations"])
+            if req.header("x-amz-invocation-type") == Some("Event") =>
+        {
+            let f = f.to_string();
+            crate::async_invoke::invoke_event(state, caller, req, &f).await
+        }
         (Method::POST, ["functions", f, "invocations"]) => {
             let f = f.to_string();
             crate::invoke::invoke(state, caller, req, &f).await
+        }
+        (Method::POST, ["functions", f, "invoke-async"]) => {
+            let f = f.to_string();
+            crate::async_invoke::invoke_async(state, caller, req, &f).await
+        }
+        (_, ["functions", f, "event-invoke-config", rest @ ..]) => {
+            let f = f.to_string();
+            crate::event_config::handle(state, caller, &req, &f, rest).await
         }
         (Method::POST, ["functions", f, "response-streaming-invocations"]) => {
             let f = f.to_string();

@@ -12,9 +12,11 @@
 //! error types); it translates them to the control plane's and the engine's domain calls.
 
 pub mod admin;
+pub mod async_invoke;
 pub mod auth;
 pub mod body;
 pub mod error;
+mod event_config;
 mod invoke;
 mod lambda;
 pub use lambda::RUNTIME_NOTE_HEADER;
@@ -60,6 +62,8 @@ pub struct AppState {
     pub bodies: BodyReader,
     /// The EventBridge service (`X-Amz-Target: AWSEvents.*`), set once by the binary.
     pub eventbridge: std::sync::OnceLock<Arc<updraft_eventbridge::EventBridge>>,
+    /// The durable event path, once the node has started it (asynchronous invocation).
+    pub events: std::sync::OnceLock<async_invoke::AsyncInvoke>,
 }
 
 impl AppState {
@@ -82,6 +86,7 @@ impl AppState {
             spec_cache: invoke::SpecCache::default(),
             bodies: BodyReader::new(body_limits),
             eventbridge: std::sync::OnceLock::new(),
+            events: std::sync::OnceLock::new(),
         })
     }
 }
@@ -274,6 +279,13 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         && incoming.method == Method::GET
     {
         return lambda::function_logs(state, &caller, &incoming).await;
+    }
+    if incoming.segments.len() == 5
+        && incoming.segments[..3] == ["updraft", "v1", "functions"]
+        && incoming.segments[4] == "events"
+        && incoming.method == Method::GET
+    {
+        return async_invoke::function_events(state, &caller, &incoming).await;
     }
     ApiError::unknown_operation().into_response()
 }

@@ -58,6 +58,9 @@ pub fn function_configuration(
         m.insert("Environment".into(), json!({ "Variables": env }));
     }
     m.insert("TracingConfig".into(), json!({ "Mode": c.tracing_mode }));
+    if let Some(t) = &c.dead_letter_target {
+        m.insert("DeadLetterConfig".into(), json!({ "TargetArn": t }));
+    }
     m.insert("RevisionId".into(), json!(c.revision_id));
     match phase {
         Phase::Creating => {
@@ -217,6 +220,14 @@ pub struct CreateFunctionWire {
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
     pub layers: Option<Vec<String>>,
+    pub dead_letter_config: Option<DeadLetterWire>,
+}
+
+/// `DeadLetterConfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeadLetterWire {
+    pub target_arn: Option<String>,
 }
 
 fn missing(field: &str) -> ApiError {
@@ -281,6 +292,7 @@ impl CreateFunctionWire {
             tags: self.tags,
             publish: self.publish,
             zip,
+            dead_letter_target: self.dead_letter_config.and_then(|d| d.target_arn),
         })
     }
 }
@@ -300,6 +312,7 @@ pub struct UpdateConfigWire {
     pub tracing_config: Option<ModeInput>,
     pub revision_id: Option<String>,
     pub layers: Option<Vec<String>>,
+    pub dead_letter_config: Option<DeadLetterWire>,
 }
 
 impl UpdateConfigWire {
@@ -319,6 +332,10 @@ impl UpdateConfigWire {
             logging: self.logging_config.map(Into::into),
             tracing_mode: self.tracing_config.and_then(|t| t.mode),
             revision_id: self.revision_id,
+            // An empty `DeadLetterConfig` (or an empty `TargetArn`) removes the target.
+            dead_letter_target: self
+                .dead_letter_config
+                .map(|d| d.target_arn.unwrap_or_default()),
         })
     }
 }

@@ -50,6 +50,9 @@ pub struct FunctionConfig {
     /// ISO-8601 as Lambda prints it: `2024-01-31T12:00:00.000+0000`.
     pub last_modified: String,
     pub revision_id: String,
+    /// `DeadLetterConfig.TargetArn`: where failed asynchronous invocations go (SQS or SNS).
+    #[serde(default)]
+    pub dead_letter_target: Option<String>,
 }
 
 impl FunctionConfig {
@@ -67,6 +70,7 @@ impl FunctionConfig {
             && self.tracing_mode == other.tracing_mode
             && self.architectures == other.architectures
             && self.code == other.code
+            && self.dead_letter_target == other.dead_letter_target
     }
 }
 

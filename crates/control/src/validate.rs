@@ -157,6 +157,28 @@ pub fn reserved_concurrency(n: i64, account_limit: u32, min_unreserved: u32) -> 
     }
 }
 
+/// `DeadLetterConfig.TargetArn`: an SQS queue or SNS topic ARN; empty means none.
+pub fn dead_letter_target(arn: Option<&str>) -> Result<Option<String>> {
+    let Some(arn) = arn.filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && (parts[2] == "sqs" || parts[2] == "sns")
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && !parts[5].is_empty();
+    if ok {
+        Ok(Some(arn.to_string()))
+    } else {
+        Err(ControlError::invalid(format!(
+            "The provided target arn {arn} is invalid: a dead-letter target must be an Amazon SQS queue or Amazon SNS topic ARN."
+        )))
+    }
+}
+
 /// Handler: 0–128 characters without whitespace.
 pub fn handler(h: &str) -> Result<()> {
     if h.len() <= 128 && !h.chars().any(char::is_whitespace) {
@@ -360,6 +382,27 @@ pub fn tags(t: &BTreeMap<String, String>) -> Result<()> {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    #[test]
+    fn dead_letter_targets_are_queues_or_topics() {
+        assert_eq!(dead_letter_target(None).unwrap(), None);
+        assert_eq!(dead_letter_target(Some("")).unwrap(), None);
+        for ok in [
+            "arn:aws:sqs:us-east-1:123456789012:dlq",
+            "arn:aws:sns:eu-west-1:123456789012:topic",
+        ] {
+            assert_eq!(dead_letter_target(Some(ok)).unwrap().as_deref(), Some(ok));
+        }
+        for bad in [
+            "dlq",
+            "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "arn:aws:sqs:us-east-1:1234:dlq",
+            "arn:aws:sqs:us-east-1:123456789012:",
+        ] {
+            let e = dead_letter_target(Some(bad)).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidParameter, "{bad}");
+        }
+    }
 
     #[test]
     fn runtimes() {

@@ -20,6 +20,8 @@ pub struct CreateFunction {
     pub tags: BTreeMap<String, String>,
     pub publish: bool,
     pub zip: Vec<u8>,
+    /// `DeadLetterConfig.TargetArn`; empty means none.
+    pub dead_letter_target: Option<String>,
 }
 
 /// `LoggingConfig` as given by the caller.
@@ -45,6 +47,8 @@ pub struct ConfigUpdate {
     pub logging: Option<LoggingInput>,
     pub tracing_mode: Option<String>,
     pub revision_id: Option<String>,
+    /// `DeadLetterConfig.TargetArn`; `Some("")` removes it.
+    pub dead_letter_target: Option<String>,
 }
 
 /// Inputs of `UpdateFunctionCode`.
@@ -208,6 +212,7 @@ impl ControlPlane {
             )));
         }
         validate::tags(&input.tags)?;
+        let dead_letter_target = validate::dead_letter_target(input.dead_letter_target.as_deref())?;
         let logging = Self::logging(input.logging.as_ref(), None, &input.name)?;
         let key = FunctionKey {
             account_id: account_id.to_string(),
@@ -238,6 +243,7 @@ impl ControlPlane {
             },
             last_modified: now_lambda(),
             revision_id: new_revision(),
+            dead_letter_target,
         };
         let mut entry = Entry {
             latest: Arc::new(latest),
@@ -466,6 +472,9 @@ impl ControlPlane {
                     )));
                 }
                 cfg.tracing_mode = t;
+            }
+            if let Some(d) = input.dead_letter_target {
+                cfg.dead_letter_target = validate::dead_letter_target(Some(&d))?;
             }
             Ok(())
         })
