@@ -7,8 +7,10 @@
 //! transaction, which keeps multi-row changes (publish a version and bump the function's
 //! counter) atomic on every backend.
 
+pub mod queues;
 mod sqlite;
 
+pub use queues::QueueDb;
 pub use sqlite::SqliteStore;
 
 /// One change to apply; a batch of them is atomic.
