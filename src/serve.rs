@@ -248,6 +248,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 ..Default::default()
             },
         );
+        let queues = updraft_queues::Queues::open(&data_dir.join("queues.db"), &args.region)
+            .context("opening the queue database")?;
+        let _ = state.queues.set(queues);
         {
             // Provisioned pools are kept by `retire`; what a function wants provisioned is
             // handed to the engine again after every change that may alter it. A weak

@@ -20,6 +20,7 @@ mod lambda;
 pub mod payload_v2;
 mod policy;
 pub mod provisioned;
+mod sqs;
 mod streaming;
 mod urls;
 pub mod wire;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub spec_cache: invoke::SpecCache,
     /// Reads every request body: limits, deadline and the node's budget of body bytes.
     pub bodies: BodyReader,
+    /// The queue service, set once at start-up (`updraft serve`).
+    pub queues: std::sync::OnceLock<Arc<updraft_queues::Queues>>,
 }
 
 impl AppState {
@@ -78,6 +81,7 @@ impl AppState {
             region,
             spec_cache: invoke::SpecCache::default(),
             bodies: BodyReader::new(body_limits),
+            queues: std::sync::OnceLock::new(),
         })
     }
 }
@@ -235,8 +239,11 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         return unread(has_body, pending.refuse_body().into_response());
     }
     let invoke = incoming.segments.last().is_some_and(|s| s == "invocations");
+    let sqs = !lambda_api && sqs::is_sqs(pending.service(), &incoming.headers);
     let limit = if invoke {
         MAX_SYNC_PAYLOAD
+    } else if sqs {
+        sqs::MAX_SQS_BODY
     } else {
         MAX_BODY_BYTES
     };
@@ -254,6 +261,9 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     };
     incoming.body = read.bytes;
     incoming.budget = read.permit;
+    if sqs {
+        return sqs::handle(state, &caller, incoming, &raw_query).await;
+    }
     if incoming.segments.first().is_some_and(|s| is_api_date(s)) {
         return lambda::handle(state, &caller, incoming).await;
     }

@@ -1,0 +1,67 @@
+//! The front door's side of the queue service: which requests are SQS's, and the hand-over to
+//! `updraft_queues`' protocol modules (the queue crate owns SQS's wire shapes).
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use updraft_queues::{CallContext, WireResponse, wire_json, wire_query};
+
+use crate::auth::Caller;
+use crate::{AppState, Incoming};
+
+/// Largest SQS request body: a 1 MiB message escaped by JSON or percent-encoding, with room
+/// for its attributes; each message's own limit is checked by the queue service.
+pub const MAX_SQS_BODY: usize = 8 * 1024 * 1024;
+
+/// Whether a request (whose head is authenticated for `service`) is for the queue service.
+pub fn is_sqs(service: &str, headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get("x-amz-target")
+        .and_then(|t| t.to_str().ok())
+        .is_some_and(|t| t.starts_with("AmazonSQS."))
+        || service == "sqs"
+}
+
+/// Serves an SQS request in the protocol it came in.
+pub async fn handle(
+    state: &AppState,
+    caller: &Caller,
+    incoming: Incoming,
+    raw_query: &str,
+) -> Response {
+    let Some(queues) = state.queues.get() else {
+        return to_response(wire_json::error(&updraft_queues::QueueError::Internal));
+    };
+    let ctx = CallContext {
+        account: caller.account_id.clone(),
+        access_key_id: caller.access_key_id.clone(),
+        host: incoming.host.clone(),
+        request_id: incoming.request_id.clone(),
+    };
+    if let Some(target) = incoming.header("x-amz-target") {
+        return to_response(wire_json::handle(queues, &ctx, target, &incoming.body).await);
+    }
+    let mut params = wire_query::parse_form(raw_query);
+    if !incoming.body.is_empty() {
+        params.extend(wire_query::parse_form(&String::from_utf8_lossy(
+            &incoming.body,
+        )));
+    }
+    let path_queue = match incoming.segments.as_slice() {
+        [account, name] => Some(format!("http://{}/{account}/{name}", incoming.host)),
+        _ => None,
+    };
+    to_response(wire_query::handle(queues, &ctx, &params, path_queue).await)
+}
+
+fn to_response(w: WireResponse) -> Response {
+    let mut resp = Response::new(Body::from(w.body));
+    *resp.status_mut() =
+        StatusCode::from_u16(w.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in w.headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
