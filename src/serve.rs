@@ -250,7 +250,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         );
         let queues = updraft_queues::Queues::open(&data_dir.join("queues.db"), &args.region)
             .context("opening the queue database")?;
-        let _ = state.queues.set(queues);
+        let _ = state.queues.set(queues.clone());
         {
             // Provisioned pools are kept by `retire`; what a function wants provisioned is
             // handed to the engine again after every change that may alter it. A weak
@@ -288,10 +288,17 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
                 ..Default::default()
             },
-            shutdown_signal(),
+            {
+                let queues = queues.clone();
+                async move {
+                    shutdown_signal().await;
+                    queues.stop_polling();
+                }
+            },
         )
         .await;
         tracing::info!("shutting down");
+        queues.flush().await;
         engine.shutdown().await;
         anyhow::Ok(())
     })?;

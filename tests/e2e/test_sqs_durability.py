@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 from conftest import unique_name
 
@@ -60,3 +61,35 @@ def test_kill_9_after_acknowledged_sends_loses_nothing(server_factory):
         for m in msgs:
             sqs.delete_message(QueueUrl=fifo, ReceiptHandle=m["ReceiptHandle"])
     assert order == [f"f{i}" for i in range(5)]
+
+
+def test_sigterm_ends_long_polls_instead_of_waiting_for_them(server_factory):
+    srv = server_factory()
+    sqs = srv.client("sqs")
+    url = sqs.create_queue(QueueName=unique_name("poll"))["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="kept")
+    # Hold the message in flight so the poll below finds nothing and waits.
+    sqs.receive_message(QueueUrl=url, VisibilityTimeout=300)
+    result = {}
+
+    def poll():
+        try:
+            result["r"] = srv.client("sqs").receive_message(QueueUrl=url, WaitTimeSeconds=20)
+        except Exception as e:  # the connection may close as the server exits
+            result["e"] = e
+
+    t = threading.Thread(target=poll)
+    t.start()
+    # Give the poll time to reach the server, then stop: `stop` fails the test unless the server exits
+    # within 10 s, well before the 20 s poll would have ended.
+    time.sleep(2)
+    assert srv.stop() == 0
+    t.join(30)
+    assert not t.is_alive()
+    # The poll was answered (empty) by the stopping server, not cut off.
+    assert "e" not in result, result
+    assert "Messages" not in result["r"]
+    srv.start()
+    # The in-flight message survived the restart, still in flight.
+    a = srv.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert a["ApproximateNumberOfMessagesNotVisible"] == "1"

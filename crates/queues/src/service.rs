@@ -105,6 +105,8 @@ pub struct Delivered {
 /// All queues of the node.
 pub struct Queues {
     state: Mutex<State>,
+    /// Set when the node stops: long polls answer at once instead of holding shutdown.
+    stopping: std::sync::atomic::AtomicBool,
     writer: Writer,
     receipts: Receipts,
     region: String,
@@ -188,6 +190,7 @@ impl Queues {
         }
         Ok(Arc::new(Self {
             state: Mutex::new(state),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             writer: Writer::start(Arc::new(db)),
             receipts: Receipts::new(secret),
             region: region.to_string(),
@@ -198,6 +201,20 @@ impl Queues {
         // A panic while the lock was held leaves state that is still consistent per queue
         // (every change is a single map operation), so keep serving.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ends every long poll now and makes later ones answer at once (the node is stopping).
+    pub fn stop_polling(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for slot in self.lock().queues.values() {
+            slot.notify.notify_waiters();
+        }
+    }
+
+    /// Waits until every change made so far is committed.
+    pub async fn flush(&self) {
+        let _ = self.writer.submit(Vec::new()).await;
     }
 
     pub fn region(&self) -> &str {
@@ -607,7 +624,9 @@ impl Queues {
                     .get(&key(account, name))
                     .ok_or(QueueError::NoSuchQueue)?;
                 let deadline = start + Duration::from_secs(u64::from(wait_s));
-                if tokio::time::Instant::now() >= deadline {
+                if tokio::time::Instant::now() >= deadline
+                    || self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+                {
                     return Ok(Vec::new());
                 }
                 let next_visible = slot
