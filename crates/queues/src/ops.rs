@@ -503,15 +503,23 @@ pub async fn execute(
         "DeleteMessageBatch" => {
             let (owner, name) = target(qs, ctx, input)?;
             let entries = batch_entries(input, "DeleteMessageBatchRequestEntry")?;
+            let mut handles = Vec::new();
+            let mut slots = Vec::new();
+            for e in entries {
+                match s(e, "ReceiptHandle") {
+                    Some(h) => {
+                        slots.push(Ok(handles.len()));
+                        handles.push(h);
+                    }
+                    None => slots.push(Err(QueueError::MissingParameter("ReceiptHandle".into()))),
+                }
+            }
+            let results = qs.delete_batch(&owner, &name, &handles).await?;
             let mut ok = Vec::new();
             let mut failed = Vec::new();
-            for e in entries {
+            for (e, slot) in entries.iter().zip(slots) {
                 let id = s(e, "Id").unwrap_or("");
-                let r = match s(e, "ReceiptHandle") {
-                    Some(h) => qs.delete(&owner, &name, h).await,
-                    None => Err(QueueError::MissingParameter("ReceiptHandle".into())),
-                };
-                match r {
+                match slot.and_then(|i| results[i].clone()) {
                     Ok(()) => ok.push(json!({"Id": id})),
                     Err(err) => failed.push(batch_error(id, &err)),
                 }

@@ -543,6 +543,7 @@ impl Queues {
             for input in inputs {
                 match prepare(q, input, sender_id, now, &mut next_seq) {
                     Ok(Prepared::Fresh(m)) => {
+                        let m = *m;
                         results.push(Ok(output(&m, q.config.fifo())));
                         ops.push(QueueOp::PutMessage {
                             account_id: account.into(),
@@ -747,30 +748,50 @@ impl Queues {
     /// Deletes the message a receipt handle names. A genuine but stale handle succeeds without
     /// deleting anything, as on SQS.
     pub async fn delete(&self, account: &str, name: &str, handle: &str) -> Result<(), QueueError> {
-        let receipt = self
-            .receipts
-            .open(account, name, handle)
-            .ok_or_else(|| QueueError::ReceiptHandleIsInvalid(handle.to_string()))?;
-        let rx = {
+        self.delete_batch(account, name, &[handle])
+            .await?
+            .pop()
+            .unwrap_or(Err(QueueError::Internal))
+    }
+
+    /// Deletes the messages of several receipt handles with one commit; each handle succeeds
+    /// or fails on its own.
+    pub async fn delete_batch(
+        &self,
+        account: &str,
+        name: &str,
+        handles: &[&str],
+    ) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        let mut results = Vec::with_capacity(handles.len());
+        let mut ops = Vec::new();
+        {
             let mut st = self.lock();
             let slot = st
                 .queues
                 .get_mut(&key(account, name))
                 .ok_or(QueueError::NoSuchQueue)?;
-            if !slot.queue.delete(receipt.seq, &receipt.token) {
-                return Ok(());
+            for handle in handles {
+                let Some(receipt) = self.receipts.open(account, name, handle) else {
+                    results.push(Err(QueueError::ReceiptHandleIsInvalid(handle.to_string())));
+                    continue;
+                };
+                if slot.queue.delete(receipt.seq, &receipt.token) {
+                    ops.push(QueueOp::DeleteMessage {
+                        account_id: account.into(),
+                        queue: name.into(),
+                        seq: receipt.seq,
+                    });
+                }
+                results.push(Ok(()));
             }
-            slot.notify.notify_waiters();
-            self.writer.submit(vec![QueueOp::DeleteMessage {
-                account_id: account.into(),
-                queue: name.into(),
-                seq: receipt.seq,
-            }])
-        };
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(QueueError::Internal),
         }
+        if !ops.is_empty() {
+            match self.writer.submit(ops).await {
+                Ok(Ok(())) => {}
+                _ => return Err(QueueError::Internal),
+            }
+        }
+        Ok(results)
     }
 
     /// Changes the visibility timeout of a received message, counted from now.
@@ -978,7 +999,7 @@ impl Queues {
 }
 
 enum Prepared {
-    Fresh(Message),
+    Fresh(Box<Message>),
     Duplicate(SendOutput),
 }
 
@@ -1153,7 +1174,7 @@ fn prepare(
             },
         );
     }
-    Ok(Prepared::Fresh(m))
+    Ok(Prepared::Fresh(Box::new(m)))
 }
 
 /// Whether a queue policy has an `Allow` statement for `account` (by id, root ARN or `*`).
