@@ -385,3 +385,16 @@ def test_queues_belong_to_accounts(server, sqs):
     theirs.send_message(QueueUrl=url, MessageBody="from a friend")
     assert sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"] == "from a friend"
     assert name not in json.dumps(theirs.list_queues())
+
+
+def test_authentication_failures_in_sqs_shape(server):
+    ak, _ = server.keys()
+    bad_secret = server.client("sqs", access_key=ak, secret_key="0" * 40)
+    with pytest.raises(ClientError) as e:
+        bad_secret.list_queues()
+    assert code_of(e) == "SignatureDoesNotMatch"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    unknown = server.client("sqs", access_key="AKIAUNKNOWNKEY000001", secret_key="0" * 40)
+    with pytest.raises(ClientError) as e:
+        unknown.list_queues()
+    assert code_of(e) == "InvalidClientTokenId"

@@ -169,3 +169,21 @@ def test_redrive_policy_over_query(qc):
     status, root = qc.call("ListMessageMoveTasks", {"SourceArn": arn})
     assert q(root, "Status") == "COMPLETED"
     assert attributes(qc, src)["ApproximateNumberOfMessages"] == "1"
+
+
+def test_authentication_failure_is_an_xml_error(server):
+    from botocore.credentials import Credentials
+
+    ak, _ = server.keys()
+
+    class WrongSecret:
+        endpoint = server.endpoint
+
+        @staticmethod
+        def credentials():
+            return Credentials(ak, "0" * 40)
+
+    status, root = QueryClient(WrongSecret).call("ListQueues")
+    assert status == 403
+    assert root.tag == f"{NS}ErrorResponse"
+    assert error_code(root) == "SignatureDoesNotMatch"

@@ -218,7 +218,11 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         &pairs,
     ) {
         Ok(p) => p,
-        Err(e) => return unread(has_body, e.into_response()),
+        Err(e) => {
+            let resp = sqs::auth_error(&incoming.headers, &raw_query, request_id, &e)
+                .unwrap_or_else(|| e.into_response());
+            return unread(has_body, resp);
+        }
     };
     let lambda_api = incoming.segments.first().is_some_and(|s| is_api_date(s));
     if lambda_api && pending.service() != "lambda" {
@@ -257,6 +261,10 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     };
     let caller = match pending.finish(&read.sha256_hex) {
         Ok(c) => c,
+        Err(e) if sqs => {
+            return sqs::auth_error(&incoming.headers, &raw_query, request_id, &e)
+                .unwrap_or_else(|| e.into_response());
+        }
         Err(e) => return e.into_response(),
     };
     incoming.body = read.bytes;

@@ -54,6 +54,72 @@ pub async fn handle(
     to_response(wire_query::handle(queues, &ctx, &params, path_queue).await)
 }
 
+/// Whether a request is meant for the queue service, judged before it is authenticated (so
+/// that an authentication failure is answered in SQS's error shape).
+fn looks_like_sqs(headers: &axum::http::HeaderMap, raw_query: &str) -> bool {
+    let scoped = |v: &str| v.contains("/sqs/aws4_request");
+    is_sqs("", headers)
+        || headers
+            .get("authorization")
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(scoped)
+        || scoped(&raw_query.replace("%2F", "/").replace("%2f", "/"))
+}
+
+/// An authentication failure of an SQS request, in the protocol it came in: the JSON
+/// protocol's `__type` and `x-amzn-query-error`, or the query protocol's `ErrorResponse`, with
+/// SQS's query codes. `None` for requests of other services.
+pub fn auth_error(
+    headers: &axum::http::HeaderMap,
+    raw_query: &str,
+    request_id: &str,
+    e: &crate::error::ApiError,
+) -> Option<Response> {
+    if !looks_like_sqs(headers, raw_query) {
+        return None;
+    }
+    let query_code = match e.code {
+        "UnrecognizedClientException" => "InvalidClientTokenId",
+        "InvalidSignatureException" => "SignatureDoesNotMatch",
+        "IncompleteSignatureException" => "IncompleteSignature",
+        "MissingAuthenticationTokenException" => "MissingAuthenticationToken",
+        other => other,
+    };
+    let status = e.status.as_u16();
+    let fault = if status >= 500 { "Receiver" } else { "Sender" };
+    let w = if headers.contains_key("x-amz-target") {
+        WireResponse {
+            status,
+            headers: vec![
+                ("content-type", "application/x-amz-json-1.0".into()),
+                ("x-amzn-query-error", format!("{query_code};{fault}")),
+            ],
+            body: serde_json::to_vec(&serde_json::json!({
+                "__type": format!("com.amazon.coral.service#{}", e.code),
+                "message": e.message,
+            }))
+            .unwrap_or_default(),
+        }
+    } else {
+        let esc = |t: &str| {
+            t.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        };
+        WireResponse {
+            status,
+            headers: vec![("content-type", "text/xml".into())],
+            body: format!(
+                "<?xml version=\"1.0\"?><ErrorResponse xmlns=\"http://queue.amazonaws.com/doc/2012-11-05/\"><Error><Type>{fault}</Type><Code>{query_code}</Code><Message>{}</Message><Detail/></Error><RequestId>{}</RequestId></ErrorResponse>",
+                esc(&e.message),
+                esc(request_id)
+            )
+            .into_bytes(),
+        }
+    };
+    Some(to_response(w))
+}
+
 fn to_response(w: WireResponse) -> Response {
     let mut resp = Response::new(Body::from(w.body));
     *resp.status_mut() =
