@@ -264,6 +264,21 @@ impl Queue {
         c
     }
 
+    /// Drops the messages past the retention period; returns their sequence numbers.
+    pub fn expire(&mut self, now: u64) -> Vec<u64> {
+        let retention = self.retention_ms();
+        let gone: Vec<u64> = self
+            .messages
+            .values()
+            .filter(|m| now >= m.doc.sent + retention)
+            .map(|m| m.seq)
+            .collect();
+        for seq in &gone {
+            self.messages.remove(seq);
+        }
+        gone
+    }
+
     /// The earliest time after `now` at which a message becomes visible (a long poll's wake-up).
     pub fn next_visible(&self, now: u64) -> Option<u64> {
         self.messages
