@@ -398,3 +398,12 @@ def test_authentication_failures_in_sqs_shape(server):
     with pytest.raises(ClientError) as e:
         unknown.list_queues()
     assert code_of(e) == "InvalidClientTokenId"
+
+
+def test_credentials_scoped_to_another_service_are_refused(server):
+    body = json.dumps({}).encode()
+    r = signed(server, "POST", "/", body, {"Content-Type": "application/x-amz-json-1.0",
+                                           "X-Amz-Target": "AmazonSQS.ListQueues"}, "lambda")
+    assert r.status == 403
+    assert r.headers["x-amzn-query-error"] == "SignatureDoesNotMatch;Sender"
+    assert "'sqs'" in r.json()["message"]

@@ -32,6 +32,19 @@ pub async fn handle(
     let Some(queues) = state.queues.get() else {
         return to_response(wire_json::error(&updraft_queues::QueueError::Internal));
     };
+    if caller.service != "sqs" {
+        let e = crate::error::ApiError::new(
+            StatusCode::FORBIDDEN,
+            "InvalidSignatureException",
+            format!(
+                "Credential should be scoped to correct service: 'sqs', not '{}'.",
+                caller.service
+            ),
+        );
+        if let Some(resp) = auth_error(&incoming.headers, raw_query, &incoming.request_id, &e) {
+            return resp;
+        }
+    }
     let ctx = CallContext {
         account: caller.account_id.clone(),
         access_key_id: caller.access_key_id.clone(),
