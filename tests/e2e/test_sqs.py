@@ -407,3 +407,19 @@ def test_credentials_scoped_to_another_service_are_refused(server):
     assert r.status == 403
     assert r.headers["x-amzn-query-error"] == "SignatureDoesNotMatch;Sender"
     assert "'sqs'" in r.json()["message"]
+
+
+def test_aws_cli(aws_cli):
+    name = unique_name("cli")
+    url = json.loads(aws_cli("sqs", "create-queue", "--queue-name", name).stdout)["QueueUrl"]
+    sent = json.loads(aws_cli("sqs", "send-message", "--queue-url", url, "--message-body", "from the cli",
+                              "--message-attributes",
+                              json.dumps({"k": {"DataType": "String", "StringValue": "v"}})).stdout)
+    assert sent["MD5OfMessageBody"] == md5_hex(b"from the cli")
+    got = json.loads(aws_cli("sqs", "receive-message", "--queue-url", url, "--message-attribute-names", "All",
+                             "--wait-time-seconds", "1").stdout)["Messages"][0]
+    assert got["Body"] == "from the cli" and got["MessageAttributes"]["k"]["StringValue"] == "v"
+    aws_cli("sqs", "delete-message", "--queue-url", url, "--receipt-handle", got["ReceiptHandle"])
+    missing = aws_cli("sqs", "get-queue-url", "--queue-name", unique_name("nope"), check=False)
+    assert missing.returncode != 0
+    assert "AWS.SimpleQueueService.NonExistentQueue" in missing.stderr
