@@ -10,6 +10,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::model::{MessageDoc, MessageState, QueueConfig};
 
+/// `visible_at` of a message whose send is still being committed: never receivable, but it
+/// holds its place (and, in a FIFO queue, blocks its group).
+pub const PENDING: u64 = u64::MAX;
+
 /// How long a FIFO deduplication id is remembered.
 pub const DEDUP_WINDOW_MS: u64 = 5 * 60 * 1000;
 /// How long a `ReceiveRequestAttemptId` answers with the same messages.
@@ -250,7 +254,7 @@ impl Queue {
         let retention = self.retention_ms();
         let mut c = Counts::default();
         for m in self.messages.values() {
-            if now >= m.doc.sent + retention {
+            if now >= m.doc.sent + retention || m.state.visible_at == PENDING {
                 continue;
             }
             if m.state.visible_at <= now {
@@ -284,7 +288,7 @@ impl Queue {
         self.messages
             .values()
             .map(|m| m.state.visible_at)
-            .filter(|&t| t > now)
+            .filter(|&t| t > now && t != PENDING)
             .min()
     }
 }
@@ -428,6 +432,24 @@ mod tests {
             q.receive(10, 30_000, 100, Some("try-2"), tokens())
                 .received
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_message_being_committed_holds_its_groups_place() {
+        let mut q = queue(true);
+        q.messages.insert(1, msg(1, Some("g"), PENDING));
+        q.messages.insert(2, msg(2, Some("g"), 0));
+        q.messages.insert(3, msg(3, Some("h"), 0));
+        assert_eq!(seqs(&q.receive(10, 30_000, 0, None, tokens())), [3]);
+        assert_eq!(q.next_visible(0), Some(30_000));
+        assert_eq!(
+            q.counts(0),
+            Counts {
+                visible: 1,
+                in_flight: 1,
+                delayed: 0
+            }
         );
     }
 

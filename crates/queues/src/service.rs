@@ -23,7 +23,7 @@ use crate::model::{
     self, AttrValue, MessageDoc, MessageState, QueueConfig, check_attribute, check_chars,
     check_queue_name, parse_arn,
 };
-use crate::queue::{DEDUP_WINDOW_MS, DedupEntry, Message, Queue};
+use crate::queue::{DEDUP_WINDOW_MS, DedupEntry, Message, PENDING, Queue};
 use crate::receipt::Receipts;
 use crate::writer::Writer;
 
@@ -550,7 +550,8 @@ impl Queues {
     ) -> Result<Vec<Result<SendOutput, QueueError>>, QueueError> {
         let now = now_ms();
         let mut results = Vec::with_capacity(inputs.len());
-        let mut fresh: Vec<Message> = Vec::new();
+        // (seq, when it becomes visible) of each message being committed.
+        let mut fresh: Vec<(u64, u64)> = Vec::new();
         let mut ops = Vec::new();
         let (rx, notify) = {
             let mut st = self.lock();
@@ -572,7 +573,12 @@ impl Queues {
                             doc: doc_json(&m.doc),
                             state: doc_json(&m.state),
                         });
-                        fresh.push(m);
+                        // Held in place (so FIFO order follows sequence numbers and a group is
+                        // blocked behind it) but not receivable until its commit.
+                        fresh.push((m.seq, m.state.visible_at));
+                        let mut held = m;
+                        held.state.visible_at = PENDING;
+                        q.messages.insert(held.seq, held);
                     }
                     Ok(Prepared::Duplicate(out)) => results.push(Ok(out)),
                     Err(e) => results.push(Err(e)),
@@ -591,21 +597,24 @@ impl Queues {
             // Deleted while the send was committing: the delete removed the rows too.
             return Err(QueueError::NoSuchQueue);
         };
+        let q = &mut slot.queue;
         if !committed {
-            // Nothing was stored: the deduplication ids must not point at it.
-            for m in &fresh {
-                if let Some(d) = &m.doc.dedup_id {
-                    slot.queue.dedup.remove(&dedup_key(
-                        &slot.queue.config,
-                        m.doc.group_id.as_deref(),
-                        d,
-                    ));
+            // Nothing was stored: the messages go, and their deduplication ids with them.
+            for (seq, _) in &fresh {
+                if let Some(m) = q.messages.remove(seq)
+                    && let Some(d) = &m.doc.dedup_id
+                {
+                    q.dedup
+                        .remove(&dedup_key(&q.config, m.doc.group_id.as_deref(), d));
                 }
             }
             return Err(QueueError::Internal);
         }
-        for m in fresh {
-            slot.queue.messages.insert(m.seq, m);
+        // A purge while committing removed them here and (after the insert) in the database.
+        for (seq, visible_at) in fresh {
+            if let Some(m) = q.messages.get_mut(&seq) {
+                m.state.visible_at = visible_at;
+            }
         }
         drop(st);
         notify.notify_waiters();
