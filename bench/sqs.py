@@ -62,6 +62,12 @@ def client(endpoint: str, ak: str, sk: str):
                         config=Config(retries={"max_attempts": 1}, max_pool_connections=2))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and its reaped children), from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def run_threads(n: int, work) -> float:
     barrier = threading.Barrier(n + 1)
     errors: list[BaseException] = []
@@ -115,7 +121,9 @@ def main() -> None:
                     if r.get("Failed"):
                         raise RuntimeError(r["Failed"])
 
+            cpu0 = cpu_seconds(proc.pid)
             send_s = run_threads(args.threads, send)
+            cpu1 = cpu_seconds(proc.pid)
             attrs = main_client.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
             stored = int(attrs["Attributes"]["ApproximateNumberOfMessages"])
             received = [0] * args.threads
@@ -135,6 +143,7 @@ def main() -> None:
                         {"Id": str(k), "ReceiptHandle": m["ReceiptHandle"]} for k, m in enumerate(msgs)])
 
             drain_s = run_threads(args.threads, drain)
+            cpu2 = cpu_seconds(proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -150,6 +159,8 @@ def main() -> None:
         "received_and_deleted": got,
         "receive_delete_seconds": round(drain_s, 3),
         "receive_delete_messages_per_s": round(got / drain_s),
+        "server_cpu_ms_per_message_send": round((cpu1 - cpu0) * 1000 / total, 4),
+        "server_cpu_ms_per_message_receive_delete": round((cpu2 - cpu1) * 1000 / max(got, 1), 4),
         "loadavg": open("/proc/loadavg").read().split()[:3],
         "binary": str(args.bin),
     }
@@ -158,6 +169,8 @@ def main() -> None:
         f"| SendMessageBatch (10 x {args.size} B, durable), messages/s | {res['send_messages_per_s']} |",
         f"| SendMessageBatch calls/s | {res['send_batches_per_s']} |",
         f"| ReceiveMessage(10) + DeleteMessageBatch, messages/s | {res['receive_delete_messages_per_s']} |",
+        f"| server CPU per message sent, ms | {res['server_cpu_ms_per_message_send']} |",
+        f"| server CPU per message received and deleted, ms | {res['server_cpu_ms_per_message_receive_delete']} |",
         f"| messages sent / stored / received and deleted | {total} / {stored} / {got} |",
         f"| client threads | {args.threads} |",
         f"| load average at the end | {' '.join(res['loadavg'])} |",
