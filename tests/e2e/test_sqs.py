@@ -423,3 +423,21 @@ def test_aws_cli(aws_cli):
     missing = aws_cli("sqs", "get-queue-url", "--queue-name", unique_name("nope"), check=False)
     assert missing.returncode != 0
     assert "AWS.SimpleQueueService.NonExistentQueue" in missing.stderr
+
+
+def test_redrive_policy_must_name_an_existing_queue_of_the_same_type(sqs, server):
+    account = new_queue(sqs).split("/")[-2]
+    missing = f"arn:aws:sqs:us-east-1:{account}:{unique_name('nope')}"
+    with pytest.raises(ClientError) as e:
+        new_queue(sqs, RedrivePolicy=json.dumps({"deadLetterTargetArn": missing, "maxReceiveCount": 3}))
+    assert code_of(e) == "InvalidParameterValue"
+    assert "Dead letter target does not exist" in e.value.response["Error"]["Message"]
+    fifo_dlq_arn = attrs_of(sqs, new_queue(sqs, fifo=True))["QueueArn"]
+    url = new_queue(sqs)
+    with pytest.raises(ClientError) as e:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": fifo_dlq_arn, "maxReceiveCount": 3})})
+    assert code_of(e) == "InvalidParameterValue"
+    with pytest.raises(ClientError) as e:
+        new_queue(sqs, RedrivePolicy=json.dumps({"deadLetterTargetArn": fifo_dlq_arn, "maxReceiveCount": 0}))
+    assert code_of(e) == "InvalidParameterValue"

@@ -288,6 +288,7 @@ impl Queues {
             check_attribute(n, v, fifo, true)?;
         }
         let mut st = self.lock();
+        check_redrive_target(&st, account, &attributes, fifo)?;
         if let Some(slot) = st.queues.get(&key(account, name)) {
             let have = slot.queue.config.effective();
             for (n, v) in &attributes {
@@ -423,14 +424,21 @@ impl Queues {
         attributes: BTreeMap<String, String>,
     ) -> Result<(), QueueError> {
         let mut st = self.lock();
+        let fifo = st
+            .queues
+            .get(&key(account, name))
+            .ok_or(QueueError::NoSuchQueue)?
+            .queue
+            .config
+            .fifo();
+        for (n, v) in &attributes {
+            check_attribute(n, v, fifo, false)?;
+        }
+        check_redrive_target(&st, account, &attributes, fifo)?;
         let slot = st
             .queues
             .get_mut(&key(account, name))
             .ok_or(QueueError::NoSuchQueue)?;
-        let fifo = slot.queue.config.fifo();
-        for (n, v) in &attributes {
-            check_attribute(n, v, fifo, false)?;
-        }
         for (n, v) in attributes {
             if v.is_empty()
                 && matches!(
@@ -1024,6 +1032,37 @@ impl Queues {
             .take(max.clamp(1, 10))
             .cloned()
             .collect())
+    }
+}
+
+/// A redrive policy must name an existing queue of the same account and type.
+fn check_redrive_target(
+    st: &State,
+    account: &str,
+    attributes: &BTreeMap<String, String>,
+    fifo: bool,
+) -> Result<(), QueueError> {
+    let Some(policy) = attributes.get("RedrivePolicy").filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let r = model::parse_redrive(policy)?;
+    let invalid = |why: &str| {
+        QueueError::InvalidParameterValue(format!(
+            "Value {policy} for parameter RedrivePolicy is invalid. Reason: {why}"
+        ))
+    };
+    let (a, n) = parse_arn(&r.dead_letter_target_arn)
+        .ok_or_else(|| invalid("Invalid value for deadLetterTargetArn."))?;
+    match st.queues.get(&(a.clone(), n)) {
+        Some(dlq) if a == account => {
+            if dlq.queue.config.fifo() != fifo {
+                return Err(invalid(
+                    "Dead-letter queue must be same type of queue as the source.",
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(invalid("Dead letter target does not exist.")),
     }
 }
 
