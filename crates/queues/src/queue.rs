@@ -49,7 +49,7 @@ pub struct ReceiveOutcome {
 }
 
 /// An earlier send a FIFO deduplication id points at.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DedupEntry {
     pub expires: u64,
     pub message_id: String,

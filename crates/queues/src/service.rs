@@ -172,20 +172,19 @@ impl Queues {
             };
             if let Some(slot) = state.queues.get_mut(&(row.account_id, row.queue)) {
                 let m = build_message(row.seq, doc, st);
-                if let Some(d) = &m.doc.dedup_id
-                    && slot.queue.config.fifo()
-                {
-                    let k = dedup_key(&slot.queue.config, m.doc.group_id.as_deref(), d);
-                    slot.queue.dedup.insert(
-                        k,
-                        DedupEntry {
-                            expires: m.doc.sent + DEDUP_WINDOW_MS,
-                            message_id: m.doc.id.clone(),
-                            seq: m.seq,
-                        },
-                    );
-                }
                 slot.queue.messages.insert(row.seq, m);
+            }
+        }
+        let now = now_ms();
+        for row in snap.dedup {
+            if row.expires <= now {
+                continue;
+            }
+            if let (Some(slot), Ok(entry)) = (
+                state.queues.get_mut(&(row.account_id, row.queue)),
+                serde_json::from_str::<DedupEntry>(&row.doc),
+            ) {
+                slot.queue.dedup.insert(row.key, entry);
             }
         }
         let queues = Arc::new(Self {
@@ -213,6 +212,7 @@ impl Queues {
             }
         }
         let n = ops.len();
+        ops.push(QueueOp::DeleteLapsedDedup { now });
         self.writer.persist(ops);
         n
     }
@@ -581,6 +581,18 @@ impl Queues {
                             doc: doc_json(&m.doc),
                             state: doc_json(&m.state),
                         });
+                        if let Some(d) = &m.doc.dedup_id {
+                            let k = dedup_key(&q.config, m.doc.group_id.as_deref(), d);
+                            if let Some(entry) = q.dedup.get(&k) {
+                                ops.push(QueueOp::PutDedup {
+                                    account_id: account.into(),
+                                    queue: name.into(),
+                                    key: k,
+                                    expires: entry.expires,
+                                    doc: doc_json(entry),
+                                });
+                            }
+                        }
                         // Held in place (so FIFO order follows sequence numbers and a group is
                         // blocked behind it) but not receivable until its commit.
                         fresh.push((m.seq, m.state.visible_at));
@@ -1388,6 +1400,53 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(got.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn dedup_outlives_a_restart_and_the_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queues.db");
+        let g = |b: &str| SendInput {
+            group_id: Some("g".into()),
+            dedup_id: Some("once".into()),
+            ..body(b)
+        };
+        let first = {
+            let qs = Queues::open(&path, "us-east-1").unwrap();
+            let mut attrs = BTreeMap::new();
+            attrs.insert("FifoQueue".to_string(), "true".to_string());
+            qs.create_queue(ACCT, "f.fifo", attrs, BTreeMap::new())
+                .unwrap();
+            let id = qs.send(ACCT, "f.fifo", "s", vec![g("a")]).await.unwrap()[0]
+                .clone()
+                .unwrap()
+                .message_id;
+            let got = qs
+                .receive(
+                    ACCT,
+                    "f.fifo",
+                    ReceiveInput {
+                        max: 1,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            qs.delete(ACCT, "f.fifo", &got[0].receipt_handle)
+                .await
+                .unwrap();
+            id
+        };
+        let qs = Queues::open(&path, "us-east-1").unwrap();
+        let again = qs.send(ACCT, "f.fifo", "s", vec![g("a")]).await.unwrap()[0]
+            .clone()
+            .unwrap();
+        assert_eq!(again.message_id, first);
+        assert_eq!(
+            qs.get_attributes(ACCT, "f.fifo", &["ApproximateNumberOfMessages".into()])
+                .unwrap()["ApproximateNumberOfMessages"],
+            "0"
+        );
     }
 
     #[tokio::test]

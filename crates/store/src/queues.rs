@@ -23,6 +23,10 @@ CREATE TABLE IF NOT EXISTS messages (
     account_id TEXT NOT NULL, queue TEXT NOT NULL, seq INTEGER NOT NULL,
     doc TEXT NOT NULL, state TEXT NOT NULL,
     PRIMARY KEY (account_id, queue, seq));
+CREATE TABLE IF NOT EXISTS dedup (
+    account_id TEXT NOT NULL, queue TEXT NOT NULL, key TEXT NOT NULL,
+    expires INTEGER NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (account_id, queue, key));
 ";
 
 /// One change to the queue database; a batch of them commits atomically.
@@ -61,6 +65,26 @@ pub enum QueueOp {
     },
     /// Remove every message of a queue.
     PurgeQueue { account_id: String, queue: String },
+    /// Insert or replace a deduplication record that lapses at `expires` (milliseconds).
+    PutDedup {
+        account_id: String,
+        queue: String,
+        key: String,
+        expires: u64,
+        doc: String,
+    },
+    /// Remove the deduplication records that lapsed before `now` (milliseconds).
+    DeleteLapsedDedup { now: u64 },
+}
+
+/// A stored deduplication record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DedupRow {
+    pub account_id: String,
+    pub queue: String,
+    pub key: String,
+    pub expires: u64,
+    pub doc: String,
 }
 
 /// A stored queue.
@@ -87,6 +111,7 @@ pub struct QueueSnapshot {
     pub queues: Vec<QueueRow>,
     /// In `seq` order within each queue.
     pub messages: Vec<MessageRow>,
+    pub dedup: Vec<DedupRow>,
 }
 
 /// The SQLite queue database.
@@ -180,6 +205,18 @@ impl QueueDb {
                 })
             })?
             .collect::<Result<_, _>>()?;
+        let mut stmt = conn.prepare("SELECT account_id, queue, key, expires, doc FROM dedup")?;
+        snap.dedup = stmt
+            .query_map([], |r| {
+                Ok(DedupRow {
+                    account_id: r.get(0)?,
+                    queue: r.get(1)?,
+                    key: r.get(2)?,
+                    expires: r.get::<_, i64>(3)? as u64,
+                    doc: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
         Ok(snap)
     }
 }
@@ -203,6 +240,10 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, op: &QueueOp) -> Result<(), rusqlit
         QueueOp::DeleteQueue { account_id, name } => {
             tx.execute(
                 "DELETE FROM messages WHERE account_id = ?1 AND queue = ?2",
+                params![account_id, name],
+            )?;
+            tx.execute(
+                "DELETE FROM dedup WHERE account_id = ?1 AND queue = ?2",
                 params![account_id, name],
             )?;
             tx.execute(
@@ -240,6 +281,21 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, op: &QueueOp) -> Result<(), rusqlit
         QueueOp::PurgeQueue { account_id, queue } => tx.execute(
             "DELETE FROM messages WHERE account_id = ?1 AND queue = ?2",
             params![account_id, queue],
+        ),
+        QueueOp::PutDedup {
+            account_id,
+            queue,
+            key,
+            expires,
+            doc,
+        } => tx.execute(
+            "INSERT INTO dedup (account_id, queue, key, expires, doc) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(account_id, queue, key) DO UPDATE SET expires = excluded.expires, doc = excluded.doc",
+            params![account_id, queue, key, *expires as i64, doc],
+        ),
+        QueueOp::DeleteLapsedDedup { now } => tx.execute(
+            "DELETE FROM dedup WHERE expires <= ?1",
+            params![*now as i64],
         ),
     }
     .map(|_| ())
@@ -304,6 +360,29 @@ mod tests {
         .unwrap();
         let snap = db.snapshot().unwrap();
         assert!(snap.queues.is_empty() && snap.messages.is_empty());
+    }
+
+    #[test]
+    fn dedup_records_lapse() {
+        let db = QueueDb::in_memory().unwrap();
+        let put = |key: &str, expires: u64| QueueOp::PutDedup {
+            account_id: "111122223333".into(),
+            queue: "q.fifo".into(),
+            key: key.into(),
+            expires,
+            doc: "{}".into(),
+        };
+        db.apply(&[put("a", 100), put("b", 200)]).unwrap();
+        db.apply(&[QueueOp::DeleteLapsedDedup { now: 150 }])
+            .unwrap();
+        let keys: Vec<String> = db
+            .snapshot()
+            .unwrap()
+            .dedup
+            .into_iter()
+            .map(|d| d.key)
+            .collect();
+        assert_eq!(keys, ["b"]);
     }
 
     #[test]
