@@ -336,7 +336,7 @@ def test_redrive_to_dlq_and_back_with_a_move_task(sqs):
     assert dead[0]["Attributes"]["DeadLetterQueueSourceArn"] == src_arn
     task = sqs.start_message_move_task(SourceArn=dlq_arn)
     assert task["TaskHandle"]
-    tasks = sqs.list_message_move_tasks(SourceArn=dlq_arn)["Results"]
+    tasks = wait_for_move_task(sqs, dlq_arn)
     assert tasks[0]["Status"] == "COMPLETED"
     assert tasks[0]["ApproximateNumberOfMessagesMoved"] == 1
     back = sqs.receive_message(QueueUrl=src, AttributeNames=["ApproximateReceiveCount"])["Messages"]
@@ -346,6 +346,43 @@ def test_redrive_to_dlq_and_back_with_a_move_task(sqs):
     with pytest.raises(ClientError) as e:
         sqs.start_message_move_task(SourceArn=src_arn)
     assert code_of(e) == "InvalidParameterValue"
+
+
+def wait_for_move_task(sqs, source_arn: str) -> list:
+    """The source's move tasks once the newest has finished (a move task runs in the background)."""
+    deadline = time.monotonic() + 60
+    while True:
+        tasks = sqs.list_message_move_tasks(SourceArn=source_arn)["Results"]
+        if tasks[0]["Status"] not in ("RUNNING", "CANCELLING") or time.monotonic() > deadline:
+            return tasks
+        time.sleep(0.1)
+
+
+def test_move_task_rate_and_cancel(sqs):
+    dlq = new_queue(sqs)
+    dlq_arn = attrs_of(sqs, dlq)["QueueArn"]
+    # A source naming it makes it a dead-letter queue.
+    new_queue(sqs, RedrivePolicy=json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1}))
+    other = new_queue(sqs)
+    for i in range(5):
+        sqs.send_message_batch(QueueUrl=dlq, Entries=[{"Id": str(k), "MessageBody": f"{i}-{k}"} for k in range(10)])
+    # One message a second: 50 seconds of work, cancelled long before it ends.
+    handle = sqs.start_message_move_task(SourceArn=dlq_arn, DestinationArn=attrs_of(sqs, other)["QueueArn"],
+                                         MaxNumberOfMessagesPerSecond=1)["TaskHandle"]
+    running = sqs.list_message_move_tasks(SourceArn=dlq_arn)["Results"][0]
+    assert running["Status"] == "RUNNING" and running["TaskHandle"] == handle
+    assert running["ApproximateNumberOfMessagesToMove"] == 50
+    with pytest.raises(sqs.exceptions.UnsupportedOperation):
+        sqs.start_message_move_task(SourceArn=dlq_arn)
+    sqs.cancel_message_move_task(TaskHandle=handle)
+    done = wait_for_move_task(sqs, dlq_arn)[0]
+    assert done["Status"] == "CANCELLED"
+    moved = done["ApproximateNumberOfMessagesMoved"]
+    assert moved < 50
+    assert int(attrs_of(sqs, other)["ApproximateNumberOfMessages"]) == moved
+    assert int(attrs_of(sqs, dlq)["ApproximateNumberOfMessages"]) == 50 - moved
+    with pytest.raises(sqs.exceptions.ResourceNotFoundException):
+        sqs.cancel_message_move_task(TaskHandle="no-such-task")
 
 
 def test_tags_and_set_attributes(sqs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 
@@ -166,7 +167,12 @@ def test_redrive_policy_over_query(qc):
     assert attributes(qc, dlq)["ApproximateNumberOfMessages"] == "1"
     status, root = qc.call("StartMessageMoveTask", {"SourceArn": arn})
     assert status == 200 and q(root, "TaskHandle")
-    status, root = qc.call("ListMessageMoveTasks", {"SourceArn": arn})
+    deadline = time.monotonic() + 60
+    while True:
+        status, root = qc.call("ListMessageMoveTasks", {"SourceArn": arn})
+        if q(root, "Status") != "RUNNING" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert q(root, "Status") == "COMPLETED"
     assert attributes(qc, src)["ApproximateNumberOfMessages"] == "1"
 

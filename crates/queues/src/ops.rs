@@ -3,6 +3,7 @@
 //! so both protocols share one implementation of each operation.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -283,7 +284,7 @@ fn message_json(d: &Delivered, system: &[String], user: &[String]) -> Value {
 
 /// Runs one operation.
 pub async fn execute(
-    qs: &Queues,
+    qs: &Arc<Queues>,
     ctx: &CallContext,
     op: &str,
     input: &Value,
@@ -564,19 +565,18 @@ pub async fn execute(
         "StartMessageMoveTask" => {
             let source = required(input, "SourceArn")?;
             let per_second = int(input, "MaxNumberOfMessagesPerSecond")?;
-            let handle = qs
-                .start_move_task(
-                    &ctx.account,
-                    source,
-                    s(input, "DestinationArn"),
-                    per_second.map(|p| p as u32),
-                )
-                .await?;
+            let handle = qs.start_move_task(
+                &ctx.account,
+                source,
+                s(input, "DestinationArn"),
+                per_second.map(|p| p.clamp(0, i64::from(u32::MAX)) as u32),
+            )?;
             Ok(json!({"TaskHandle": handle}))
         }
-        "CancelMessageMoveTask" => Err(QueueError::ResourceNotFound(
-            "The resource that you specified for the TaskHandle parameter doesn't exist.".into(),
-        )),
+        "CancelMessageMoveTask" => {
+            let moved = qs.cancel_move_task(&ctx.account, required(input, "TaskHandle")?)?;
+            Ok(json!({"ApproximateNumberOfMessagesMoved": moved}))
+        }
         "ListMessageMoveTasks" => {
             let source = required(input, "SourceArn")?;
             let max = int(input, "MaxResults")?.unwrap_or(1);
@@ -596,6 +596,12 @@ pub async fn execute(
                     }
                     if let Some(p) = t.max_per_second {
                         m["MaxNumberOfMessagesPerSecond"] = json!(p);
+                    }
+                    if t.status == "RUNNING" {
+                        m["TaskHandle"] = json!(t.handle);
+                    }
+                    if let Some(f) = &t.failure {
+                        m["FailureReason"] = json!(f);
                     }
                     m
                 })

@@ -56,6 +56,8 @@ pub struct MoveTask {
     pub to_move: u64,
     pub started: u64,
     pub max_per_second: Option<u32>,
+    /// Why a `FAILED` task failed (an SQS error code).
+    pub failure: Option<String>,
 }
 
 #[derive(Default)]
@@ -881,38 +883,55 @@ impl Queues {
         Ok(())
     }
 
-    /// Moves the messages of a dead-letter queue back to their source queues (or to
-    /// `destination_arn`). The move is done before this returns; the task is listed as
-    /// `COMPLETED`.
-    pub async fn start_move_task(
-        &self,
+    /// Starts moving the messages of a dead-letter queue back to their source queues (or to
+    /// `destination_arn`), at most `max_per_second` a second when given. The task runs in the
+    /// background (`RUNNING`, then `COMPLETED`, `CANCELLED` or `FAILED`); each step is
+    /// committed before the next. Tasks are kept in memory: a restart forgets them, never the
+    /// messages they moved.
+    pub fn start_move_task(
+        self: &Arc<Self>,
         account: &str,
         source_arn: &str,
         destination_arn: Option<&str>,
         max_per_second: Option<u32>,
     ) -> Result<String, QueueError> {
-        let not_found = || {
-            QueueError::ResourceNotFound(
-                "The resource that you specified for the SourceArn parameter doesn't exist.".into(),
-            )
+        let not_found = |what: &str| {
+            QueueError::ResourceNotFound(format!(
+                "The resource that you specified for the {what} parameter doesn't exist."
+            ))
         };
-        let (sa, sn) = parse_arn(source_arn).ok_or_else(not_found)?;
-        if sa != account {
-            return Err(not_found());
+        let src = parse_arn(source_arn).ok_or_else(|| not_found("SourceArn"))?;
+        if src.0 != account {
+            return Err(not_found("SourceArn"));
         }
         let dest = match destination_arn {
-            Some(d) => {
-                let (da, dn) = parse_arn(d).ok_or_else(|| QueueError::ResourceNotFound("The resource that you specified for the DestinationArn parameter doesn't exist.".into()))?;
-                Some((da, dn))
-            }
+            Some(d) => Some(parse_arn(d).ok_or_else(|| not_found("DestinationArn"))?),
             None => None,
         };
+        if let Some(p) = max_per_second
+            && !(1..=500).contains(&p)
+        {
+            return Err(QueueError::InvalidParameterValue(format!(
+                "Value {p} for parameter MaxNumberOfMessagesPerSecond is invalid. Reason: must be between 1 and 500."
+            )));
+        }
+        if dest.as_ref() == Some(&src) {
+            return Err(QueueError::InvalidParameterValue(
+                "Destination queue must be different from the source queue.".into(),
+            ));
+        }
         let now = now_ms();
-        let rx = {
+        let handle = {
             let mut st = self.lock();
-            if !st.queues.contains_key(&key(&sa, &sn)) {
-                return Err(not_found());
-            }
+            let Some(slot) = st.queues.get(&src) else {
+                return Err(not_found("SourceArn"));
+            };
+            let to_move = slot
+                .queue
+                .messages
+                .values()
+                .filter(|m| m.state.visible_at <= now)
+                .count() as u64;
             let is_dlq = st.queues.values().any(|s| {
                 s.queue
                     .config
@@ -924,98 +943,115 @@ impl Queues {
                     "Source queue must be configured as a Dead Letter Queue.".into(),
                 ));
             }
-            if let Some((da, dn)) = &dest
-                && !st.queues.contains_key(&key(da, dn))
+            if let Some(d) = &dest
+                && !st.queues.contains_key(d)
             {
-                return Err(QueueError::ResourceNotFound("The resource that you specified for the DestinationArn parameter doesn't exist.".into()));
+                return Err(not_found("DestinationArn"));
             }
             if st
                 .tasks
                 .iter()
-                .any(|t| t.source_arn == source_arn && t.status == "RUNNING")
+                .any(|t| t.source_arn == source_arn && matches!(t.status, "RUNNING" | "CANCELLING"))
             {
                 return Err(QueueError::UnsupportedOperation(
                     "There is already a task running. Only one active task is allowed for a source queue arn at a given time.".into(),
                 ));
-            }
-            let src = st.queues.get_mut(&key(&sa, &sn)).expect("checked");
-            let movable: Vec<u64> = src
-                .queue
-                .messages
-                .values()
-                .filter(|m| m.state.visible_at <= now)
-                .map(|m| m.seq)
-                .collect();
-            let mut taken: Vec<Message> = movable
-                .iter()
-                .filter_map(|s| src.queue.messages.remove(s))
-                .collect();
-            let to_move = taken.len() as u64;
-            let mut ops = Vec::new();
-            let mut moved = 0u64;
-            let mut next_seq = st.next_seq;
-            for m in taken.iter_mut() {
-                let target = match &dest {
-                    Some(d) => Some(d.clone()),
-                    None => m.doc.dead_letter_source.as_deref().and_then(parse_arn),
-                };
-                let target = target.filter(|t| st.queues.contains_key(t));
-                let Some(t) = target else {
-                    continue;
-                };
-                ops.push(QueueOp::DeleteMessage {
-                    account_id: sa.clone(),
-                    queue: sn.clone(),
-                    seq: m.seq,
-                });
-                let mut copy = m.clone();
-                copy.seq = next_seq;
-                next_seq += 1;
-                copy.doc.dead_letter_source = None;
-                copy.state = MessageState {
-                    visible_at: now,
-                    ..MessageState::default()
-                };
-                ops.push(QueueOp::PutMessage {
-                    account_id: t.0.clone(),
-                    queue: t.1.clone(),
-                    seq: copy.seq,
-                    doc: doc_json(&copy.doc),
-                    state: doc_json(&copy.state),
-                });
-                let ts = st.queues.get_mut(&t).expect("checked");
-                ts.queue.messages.insert(copy.seq, copy);
-                ts.notify.notify_waiters();
-                m.seq = u64::MAX;
-                moved += 1;
-            }
-            st.next_seq = next_seq;
-            // Messages with nowhere to go stay in the dead-letter queue.
-            let src = st.queues.get_mut(&key(&sa, &sn)).expect("checked");
-            for m in taken.into_iter().filter(|m| m.seq != u64::MAX) {
-                src.queue.messages.insert(m.seq, m);
             }
             let handle = uuid::Uuid::new_v4().to_string();
             st.tasks.push(MoveTask {
                 handle: handle.clone(),
                 source_arn: source_arn.to_string(),
                 destination_arn: destination_arn.map(str::to_string),
-                status: if moved == to_move {
-                    "COMPLETED"
-                } else {
-                    "FAILED"
-                },
-                moved,
+                status: "RUNNING",
+                moved: 0,
                 to_move,
                 started: now,
                 max_per_second,
+                failure: None,
             });
-            (self.writer.submit(ops), handle)
+            handle
         };
-        match rx.0.await {
-            Ok(Ok(())) => Ok(rx.1),
-            _ => Err(QueueError::Internal),
+        let me = Arc::clone(self);
+        let h = handle.clone();
+        tokio::spawn(async move { me.run_move_task(&h, src, dest, max_per_second).await });
+        Ok(handle)
+    }
+
+    /// The body of a move task: a step per second (rate-limited) or as fast as commits go.
+    async fn run_move_task(
+        &self,
+        handle: &str,
+        src: Key,
+        dest: Option<Key>,
+        per_second: Option<u32>,
+    ) {
+        let chunk = per_second.map_or(500, |p| p as usize);
+        loop {
+            let (rx, done) = {
+                let mut st = self.lock();
+                let Some(i) = st.tasks.iter().position(|t| t.handle == handle) else {
+                    return;
+                };
+                if st.tasks[i].status == "CANCELLING" {
+                    st.tasks[i].status = "CANCELLED";
+                    return;
+                }
+                let Some(step) = move_some(&mut st, &src, dest.as_ref(), chunk, now_ms()) else {
+                    st.tasks[i].status = "FAILED";
+                    st.tasks[i].failure = Some("AWS.SimpleQueueService.NonExistentQueue".into());
+                    return;
+                };
+                let task = &mut st.tasks[i];
+                task.moved += step.moved;
+                let done = step.left == 0;
+                if done {
+                    if step.stuck > 0 {
+                        // Messages whose source queue is gone stay in the dead-letter queue.
+                        task.status = "FAILED";
+                        task.failure = Some("AWS.SimpleQueueService.NonExistentQueue".into());
+                    } else {
+                        task.status = "COMPLETED";
+                    }
+                }
+                (self.writer.submit(step.ops), done)
+            };
+            if !matches!(rx.await, Ok(Ok(()))) {
+                let mut st = self.lock();
+                if let Some(t) = st.tasks.iter_mut().find(|t| t.handle == handle) {
+                    t.status = "FAILED";
+                    t.failure = Some("InternalError".into());
+                }
+                return;
+            }
+            if done {
+                return;
+            }
+            if per_second.is_some() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
         }
+    }
+
+    /// Asks a running move task to stop; returns how many messages it had moved.
+    pub fn cancel_move_task(&self, account: &str, handle: &str) -> Result<u64, QueueError> {
+        let mut st = self.lock();
+        let task = st
+            .tasks
+            .iter_mut()
+            .find(|t| {
+                t.handle == handle && parse_arn(&t.source_arn).is_some_and(|(a, _)| a == account)
+            })
+            .ok_or_else(|| QueueError::ResourceNotFound("Task does not exist.".into()))?;
+        if task.status != "RUNNING" {
+            return Err(QueueError::UnsupportedOperation(format!(
+                "Only active tasks can be cancelled. The task is {}.",
+                task.status
+            )));
+        }
+        task.status = "CANCELLING";
+        Ok(task.moved)
     }
 
     /// The move tasks of a source queue, newest first.
@@ -1045,6 +1081,85 @@ impl Queues {
             .cloned()
             .collect())
     }
+}
+
+/// One step of a move task.
+struct MoveStep {
+    ops: Vec<QueueOp>,
+    moved: u64,
+    /// Visible messages with nowhere to go (their source queue is gone).
+    stuck: u64,
+    /// Movable messages left after this step.
+    left: u64,
+}
+
+/// Moves up to `limit` visible messages of `src` to `dest` (or each to the queue it was
+/// dead-lettered from) as new messages (a fresh receive count); `None` when `src` is gone.
+fn move_some(
+    st: &mut State,
+    src: &Key,
+    dest: Option<&Key>,
+    limit: usize,
+    now: u64,
+) -> Option<MoveStep> {
+    let slot = st.queues.get(src)?;
+    let mut visible = 0u64;
+    let mut candidates: Vec<(u64, Key)> = Vec::new();
+    for m in slot.queue.messages.values() {
+        if m.state.visible_at > now {
+            continue;
+        }
+        visible += 1;
+        let target = match dest {
+            Some(d) => Some(d.clone()),
+            None => m.doc.dead_letter_source.as_deref().and_then(parse_arn),
+        };
+        if let Some(t) = target.filter(|t| t != src && st.queues.contains_key(t)) {
+            candidates.push((m.seq, t));
+        }
+    }
+    let stuck = visible - candidates.len() as u64;
+    let take = candidates.len().min(limit);
+    let left = (candidates.len() - take) as u64;
+    let mut ops = Vec::new();
+    for (seq, target) in candidates.into_iter().take(take) {
+        let Some(mut m) = st
+            .queues
+            .get_mut(src)
+            .and_then(|s| s.queue.messages.remove(&seq))
+        else {
+            continue;
+        };
+        ops.push(QueueOp::DeleteMessage {
+            account_id: src.0.clone(),
+            queue: src.1.clone(),
+            seq,
+        });
+        m.seq = st.next_seq;
+        st.next_seq += 1;
+        m.doc.dead_letter_source = None;
+        m.state = MessageState {
+            visible_at: now,
+            ..MessageState::default()
+        };
+        ops.push(QueueOp::PutMessage {
+            account_id: target.0.clone(),
+            queue: target.1.clone(),
+            seq: m.seq,
+            doc: doc_json(&m.doc),
+            state: doc_json(&m.state),
+        });
+        if let Some(t) = st.queues.get_mut(&target) {
+            t.queue.messages.insert(m.seq, m);
+            t.notify.notify_waiters();
+        }
+    }
+    Some(MoveStep {
+        ops,
+        moved: take as u64,
+        stuck,
+        left,
+    })
 }
 
 /// A redrive policy must name an existing queue of the same account and type.
@@ -1548,6 +1663,49 @@ mod tests {
         );
         // Not merely hidden by the counters: the row is gone.
         assert_eq!(qs.sweep_expired(u64::MAX / 2), 0);
+    }
+
+    #[tokio::test]
+    async fn move_task_returns_dead_letters_to_their_source() {
+        let qs = Queues::in_memory("us-east-1").unwrap();
+        qs.create_queue(ACCT, "dlq", BTreeMap::new(), BTreeMap::new())
+            .unwrap();
+        let mut attrs = BTreeMap::new();
+        attrs.insert(
+            "RedrivePolicy".to_string(),
+            format!(
+                r#"{{"deadLetterTargetArn":"{}","maxReceiveCount":1}}"#,
+                qs.arn(ACCT, "dlq")
+            ),
+        );
+        qs.create_queue(ACCT, "src", attrs, BTreeMap::new())
+            .unwrap();
+        qs.send(ACCT, "src", "s", vec![body("a"), body("b")])
+            .await
+            .unwrap();
+        let rx = |max| ReceiveInput {
+            max,
+            visibility_timeout: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(qs.receive(ACCT, "src", rx(10)).await.unwrap().len(), 2);
+        // Past maxReceiveCount: the next receive dead-letters both.
+        assert!(qs.receive(ACCT, "src", rx(10)).await.unwrap().is_empty());
+        let dlq_arn = qs.arn(ACCT, "dlq");
+        qs.start_move_task(ACCT, &dlq_arn, None, None).unwrap();
+        for _ in 0..1000 {
+            if qs.list_move_tasks(ACCT, &dlq_arn, 1).unwrap()[0].status != "RUNNING" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let task = &qs.list_move_tasks(ACCT, &dlq_arn, 1).unwrap()[0];
+        assert_eq!((task.status, task.moved, task.to_move), ("COMPLETED", 2, 2));
+        let back = qs.receive(ACCT, "src", rx(10)).await.unwrap();
+        let mut bodies: Vec<&str> = back.iter().map(|d| d.message.doc.body.as_str()).collect();
+        bodies.sort();
+        assert_eq!(bodies, ["a", "b"]);
+        assert_eq!(back[0].message.state.receive_count, 1);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! `x-amzn-query-error: <Code>;<Sender|Receiver>`, which botocore turns back into the modelled
 //! exception.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use crate::{CallContext, QueueError, Queues, WireResponse, ops};
@@ -11,7 +13,12 @@ use crate::{CallContext, QueueError, Queues, WireResponse, ops};
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 
 /// Serves one JSON-protocol request; `target` is the `X-Amz-Target` header.
-pub async fn handle(qs: &Queues, ctx: &CallContext, target: &str, body: &[u8]) -> WireResponse {
+pub async fn handle(
+    qs: &Arc<Queues>,
+    ctx: &CallContext,
+    target: &str,
+    body: &[u8],
+) -> WireResponse {
     let Some(op) = target.strip_prefix("AmazonSQS.") else {
         return error(&QueueError::InvalidAction(target.to_string()));
     };

@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use crate::{CallContext, QueueError, Queues, WireResponse, ops};
@@ -33,7 +35,7 @@ pub fn parse_form(text: &str) -> Vec<(String, String)> {
 /// Serves one query-protocol request. `params` are the decoded form fields; `path_queue` the
 /// queue URL the request was posted to, when its path names one.
 pub async fn handle(
-    qs: &Queues,
+    qs: &Arc<Queues>,
     ctx: &CallContext,
     params: &[(String, String)],
     path_queue: Option<String>,
