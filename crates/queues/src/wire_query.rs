@@ -14,6 +14,9 @@ use serde_json::{Map, Value};
 
 use crate::{CallContext, QueueError, Queues, WireResponse, ops};
 
+/// Parts of the deepest form key kept (see `to_json`).
+const MAX_KEY_DEPTH: usize = 8;
+
 const XMLNS: &str = "http://queue.amazonaws.com/doc/2012-11-05/";
 
 /// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
@@ -149,6 +152,12 @@ fn to_json(params: &[(String, String)]) -> Value {
     let mut root = Node::default();
     for (k, v) in params {
         let path: Vec<&str> = k.split('.').collect();
+        // SQS's deepest field is six parts deep
+        // (`SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.StringValue`); a deeper key
+        // is no field of any operation, and building it would recurse as deep as it is long.
+        if path.len() > MAX_KEY_DEPTH {
+            continue;
+        }
         insert(&mut root, &path, v);
     }
     let mut out = node_json(&root);
@@ -305,6 +314,19 @@ mod tests {
         assert_eq!(c["Attributes"]["DelaySeconds"], "5");
         assert_eq!(c["tags"]["k"], "v");
         assert_eq!(c["AttributeNames"][0], "All");
+    }
+
+    #[test]
+    fn hostile_keys_are_ignored_not_followed() {
+        let deep = format!("Action=ListQueues&{}=x", "a.".repeat(1_000_000));
+        let v = to_json(&parse_form(&deep));
+        assert_eq!(v["Action"], "ListQueues");
+        assert_eq!(v.as_object().unwrap().len(), 1);
+        // Mixed index and name children, empty parts, huge indices: no panic, some shape.
+        let odd = to_json(&parse_form(
+            "Attribute.1.Name=a&Attribute.x=1&Attribute..=2&Tag.99999999999999999999.Key=k&=&&.",
+        ));
+        assert!(odd.is_object());
     }
 
     #[test]
