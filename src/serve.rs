@@ -348,6 +348,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 ..Default::default()
             },
         );
+        let queues = updraft_queues::Queues::open(&data_dir.join("queues.db"), &args.region)
+            .context("opening the queue database")?;
+        let _ = state.queues.set(queues.clone());
         {
             // Provisioned pools are kept by `retire`; what a function wants provisioned is
             // handed to the engine again after every change that may alter it. A weak
@@ -437,11 +440,18 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 write_timeout: Duration::from_secs(args.write_timeout),
                 ..Default::default()
             },
-            shutdown_signal(),
+            {
+                let queues = queues.clone();
+                async move {
+                    shutdown_signal().await;
+                    queues.stop_polling();
+                }
+            },
         )
         .await;
         tracing::info!("shutting down");
         scheduler.abort();
+        queues.flush().await;
         engine.shutdown().await;
         anyhow::Ok(())
     })?;

@@ -23,6 +23,7 @@ pub use lambda::RUNTIME_NOTE_HEADER;
 pub mod payload_v2;
 mod policy;
 pub mod provisioned;
+mod sqs;
 mod streaming;
 mod urls;
 pub mod wire;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub eventbridge: std::sync::OnceLock<Arc<updraft_eventbridge::EventBridge>>,
     /// The durable event path, once the node has started it (asynchronous invocation).
     pub events: std::sync::OnceLock<async_invoke::AsyncInvoke>,
+    /// The queue service, set once at start-up (`updraft serve`).
+    pub queues: std::sync::OnceLock<Arc<updraft_queues::Queues>>,
 }
 
 impl AppState {
@@ -87,6 +90,7 @@ impl AppState {
             bodies: BodyReader::new(body_limits),
             eventbridge: std::sync::OnceLock::new(),
             events: std::sync::OnceLock::new(),
+            queues: std::sync::OnceLock::new(),
         })
     }
 }
@@ -223,7 +227,11 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         &pairs,
     ) {
         Ok(p) => p,
-        Err(e) => return unread(has_body, e.into_response()),
+        Err(e) => {
+            let resp = sqs::auth_error(&incoming.headers, &raw_query, request_id, &e)
+                .unwrap_or_else(|| e.into_response());
+            return unread(has_body, resp);
+        }
     };
     let lambda_api = incoming.segments.first().is_some_and(|s| is_api_date(s));
     if lambda_api && pending.service() != "lambda" {
@@ -239,10 +247,13 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         return unread(has_body, wrong_service("events", pending.service()));
     }
     let invoke = incoming.segments.last().is_some_and(|s| s == "invocations");
+    let sqs = !lambda_api && sqs::is_sqs(pending.service(), &incoming.headers);
     let limit = if invoke {
         MAX_SYNC_PAYLOAD
     } else if events {
         EVENTS_MAX_BODY
+    } else if sqs {
+        sqs::MAX_SQS_BODY
     } else {
         MAX_BODY_BYTES
     };
@@ -256,6 +267,10 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     };
     let caller = match pending.finish(&read.sha256_hex) {
         Ok(c) => c,
+        Err(e) if sqs => {
+            return sqs::auth_error(&incoming.headers, &raw_query, request_id, &e)
+                .unwrap_or_else(|| e.into_response());
+        }
         Err(e) => return e.into_response(),
     };
     incoming.body = read.bytes;
@@ -264,6 +279,9 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         let target = incoming.header("x-amz-target").unwrap_or_default();
         let r = updraft_eventbridge::wire::handle(eb, &caller.account_id, target, &incoming.body);
         return eventbridge_response(r.await);
+    }
+    if sqs {
+        return sqs::handle(state, &caller, incoming, &raw_query).await;
     }
     if incoming.segments.first().is_some_and(|s| is_api_date(s)) {
         return lambda::handle(state, &caller, incoming).await;

@@ -8,9 +8,11 @@
 //! counter) atomic on every backend.
 
 mod eventbridge;
+pub mod queues;
 mod sqlite;
 
 pub use eventbridge::{BusRow, EbOp, EbSnapshot, EventBridgeStore, RuleRow};
+pub use queues::QueueDb;
 pub use sqlite::SqliteStore;
 
 /// One change to apply; a batch of them is atomic.

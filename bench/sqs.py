@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Queue service throughput: durable SendMessageBatch, then ReceiveMessage + DeleteMessageBatch.
+
+Starts its own `updraft serve` (a fresh data directory, so every send is a real group commit into
+<data-dir>/queues.db) and drives it with boto3 over SQS's JSON protocol from several threads, each with its own
+client and connection. Every send is acknowledged only after its commit, so the send rate is the durable rate.
+
+    .venv/bin/python bench/sqs.py [--bin target/release/updraft] [--threads 8] [--messages 20000] [--size 256]
+
+Prints a table and writes bench/out/sqs.md and bench/out/sqs.json. A measurement, not a test; boto3's own
+CPU cost (signing, parsing) is part of it, and on a shared machine the numbers are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(binary: Path, data: Path, ak: str, sk: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UPDRAFT_", "AWS_"))}
+    env.update(UPDRAFT_ACCESS_KEY_ID=ak, UPDRAFT_SECRET_ACCESS_KEY=sk, RUST_LOG="warn")
+    log = open(data / "server.log", "wb")
+    proc = subprocess.Popen([str(binary), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data / "d")],
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(endpoint + "/health", timeout=1):
+                return proc, endpoint
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    sys.exit("server did not become healthy")
+
+
+def client(endpoint: str, ak: str, sk: str):
+    return boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=ak,
+                        aws_secret_access_key=sk,
+                        config=Config(retries={"max_attempts": 1}, max_pool_connections=2))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and its reaped children), from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def run_threads(n: int, work) -> float:
+    barrier = threading.Barrier(n + 1)
+    errors: list[BaseException] = []
+
+    def wrap(i: int) -> None:
+        try:
+            barrier.wait()
+            work(i)
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=wrap, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    default_bin = REPO / "target" / "release" / "updraft"
+    if not default_bin.exists():
+        default_bin = REPO / "target" / "debug" / "updraft"
+    ap.add_argument("--bin", type=Path, default=default_bin)
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--size", type=int, default=256)
+    args = ap.parse_args()
+    ak, sk = "AKIAUPDRAFTBENCH0001", uuid.uuid4().hex
+    per_thread = args.messages // args.threads // 10
+    total = per_thread * 10 * args.threads
+    body = "x" * args.size
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, endpoint = start(args.bin, Path(tmp), ak, sk)
+        try:
+            main_client = client(endpoint, ak, sk)
+            url = main_client.create_queue(QueueName="bench")["QueueUrl"]
+            clients = [client(endpoint, ak, sk) for _ in range(args.threads)]
+
+            def send(i: int) -> None:
+                c = clients[i]
+                for b in range(per_thread):
+                    r = c.send_message_batch(QueueUrl=url, Entries=[
+                        {"Id": str(k), "MessageBody": body} for k in range(10)])
+                    if r.get("Failed"):
+                        raise RuntimeError(r["Failed"])
+
+            cpu0 = cpu_seconds(proc.pid)
+            send_s = run_threads(args.threads, send)
+            cpu1 = cpu_seconds(proc.pid)
+            attrs = main_client.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+            stored = int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+            received = [0] * args.threads
+
+            def drain(i: int) -> None:
+                c = clients[i]
+                empty = 0
+                while empty < 2:
+                    msgs = c.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=120).get(
+                        "Messages", [])
+                    if not msgs:
+                        empty += 1
+                        continue
+                    empty = 0
+                    received[i] += len(msgs)
+                    c.delete_message_batch(QueueUrl=url, Entries=[
+                        {"Id": str(k), "ReceiptHandle": m["ReceiptHandle"]} for k, m in enumerate(msgs)])
+
+            drain_s = run_threads(args.threads, drain)
+            cpu2 = cpu_seconds(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    got = sum(received)
+    res = {
+        "threads": args.threads,
+        "message_bytes": args.size,
+        "sent": total,
+        "stored_after_send": stored,
+        "send_seconds": round(send_s, 3),
+        "send_messages_per_s": round(total / send_s),
+        "send_batches_per_s": round(total / 10 / send_s),
+        "received_and_deleted": got,
+        "receive_delete_seconds": round(drain_s, 3),
+        "receive_delete_messages_per_s": round(got / drain_s),
+        "server_cpu_ms_per_message_send": round((cpu1 - cpu0) * 1000 / total, 4),
+        "server_cpu_ms_per_message_receive_delete": round((cpu2 - cpu1) * 1000 / max(got, 1), 4),
+        "loadavg": open("/proc/loadavg").read().split()[:3],
+        "binary": str(args.bin),
+    }
+    table = "\n".join([
+        "| measure | value |", "| --- | --- |",
+        f"| SendMessageBatch (10 x {args.size} B, durable), messages/s | {res['send_messages_per_s']} |",
+        f"| SendMessageBatch calls/s | {res['send_batches_per_s']} |",
+        f"| ReceiveMessage(10) + DeleteMessageBatch, messages/s | {res['receive_delete_messages_per_s']} |",
+        f"| server CPU per message sent, ms | {res['server_cpu_ms_per_message_send']} |",
+        f"| server CPU per message received and deleted, ms | {res['server_cpu_ms_per_message_receive_delete']} |",
+        f"| messages sent / stored / received and deleted | {total} / {stored} / {got} |",
+        f"| client threads | {args.threads} |",
+        f"| load average at the end | {' '.join(res['loadavg'])} |",
+    ])
+    print(table)
+    out = REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sqs.md").write_text(table + "\n")
+    (out / "sqs.json").write_text(json.dumps(res, indent=2) + "\n")
+    if stored != total or got != total:
+        sys.exit(f"message count mismatch: sent {total}, stored {stored}, received {got}")
+
+
+if __name__ == "__main__":
+    main()
