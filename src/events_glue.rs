@@ -1,7 +1,8 @@
 //! Wiring of the EventBridge service and the durable event path into this node: the function
 //! policy check EventBridge asks before a rule invokes a function, the path its deliveries take
 //! (the durable work queue, as `Event` invocations of the target function), and the event bus
-//! that Lambda destinations put their records on.
+//! that Lambda destinations put their records on, and the queues that destinations and
+//! dead-letter configurations send to.
 
 use std::sync::Arc;
 
@@ -12,7 +13,8 @@ use updraft_eventbridge::{
     BoxFuture, Delivery, DeliveryError, EventBridge, EventDelivery, FunctionPermissions, NewEvent,
     PutOutcome,
 };
-use updraft_events::{EventBusSink, Events, NewWork, SinkError, Target};
+use updraft_events::{DeliveryTarget, EventBusSink, Events, NewWork, Outcome, SinkError, Target};
+use updraft_queues::{QueueError, Queues, SendInput};
 
 /// The function ARN without its qualifier, and the qualifier.
 fn split_qualifier(arn: &str) -> (&str, Option<&str>) {
@@ -153,6 +155,83 @@ impl EventBusSink for BusSink {
                     None => Err(SinkError::Unavailable("the bus gave no outcome".into())),
                 },
                 Err(e) => Err(SinkError::Unavailable(e.to_string())),
+            }
+        })
+    }
+}
+
+/// Destinations and dead-letter targets that are SQS queues of this node: the record (or, for a
+/// dead-letter queue, the event with Lambda's `RequestID`/`ErrorCode`/`ErrorMessage` message
+/// attributes) becomes one message. SNS topics have no service here and are given up, visibly.
+pub struct QueueTarget(pub Arc<Queues>);
+
+/// Lambda's dead-letter attributes: `ErrorCode` is a number, the others strings.
+fn message_attributes(
+    attributes: &[(String, String)],
+) -> std::collections::BTreeMap<String, updraft_queues::model::AttrValue> {
+    attributes
+        .iter()
+        .map(|(name, value)| {
+            let data_type = if name == "ErrorCode" { "Number" } else { "String" };
+            let v = updraft_queues::model::AttrValue {
+                data_type: data_type.to_string(),
+                string: Some(value.clone()),
+                binary: None,
+            };
+            (name.clone(), v)
+        })
+        .collect()
+}
+
+impl DeliveryTarget for QueueTarget {
+    fn deliver(
+        &self,
+        d: updraft_events::Delivery,
+    ) -> updraft_events::BoxFuture<'static, Outcome> {
+        let queues = self.0.clone();
+        Box::pin(async move {
+            let Target::Queue {
+                account_id,
+                arn,
+                attributes,
+            } = &d.target
+            else {
+                return Outcome::Gone {
+                    reason: "not a queue target".into(),
+                };
+            };
+            let Some((owner, name)) = updraft_queues::model::parse_arn(arn) else {
+                return Outcome::Gone {
+                    reason: format!("{arn} is not a queue of this node (no SNS service here)"),
+                };
+            };
+            let input = SendInput {
+                body: String::from_utf8_lossy(&d.payload).into_owned(),
+                delay_seconds: None,
+                attributes: message_attributes(attributes),
+                system_attributes: Default::default(),
+                group_id: None,
+                dedup_id: None,
+            };
+            let sent = queues.send(&owner, &name, account_id, vec![input]).await;
+            match sent.map(|mut r| r.pop()) {
+                Ok(Some(Ok(_))) => Outcome::Success {
+                    status: 200,
+                    executed_version: None,
+                    response: Default::default(),
+                },
+                // A store that could not commit may recover: try again later.
+                Err(QueueError::Internal) | Ok(Some(Err(QueueError::Internal))) => {
+                    Outcome::Throttled {
+                        reason: format!("queue {arn} could not store the message"),
+                    }
+                }
+                Ok(Some(Err(e))) | Err(e) => Outcome::Gone {
+                    reason: format!("queue {arn}: {e}"),
+                },
+                Ok(None) => Outcome::Gone {
+                    reason: format!("queue {arn} answered nothing"),
+                },
             }
         })
     }

@@ -419,7 +419,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                     engine.clone(),
                 )),
                 event_bus: Some(Arc::new(updraft_events::EventBusTarget(bus))),
-                queue: None,
+                queue: Some(Arc::new(crate::events_glue::QueueTarget(queues.clone()))),
             })?;
         }
         let scheduler = tokio::spawn(updraft_eventbridge::scheduler::run(
