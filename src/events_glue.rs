@@ -172,7 +172,11 @@ fn message_attributes(
     attributes
         .iter()
         .map(|(name, value)| {
-            let data_type = if name == "ErrorCode" { "Number" } else { "String" };
+            let data_type = if name == "ErrorCode" {
+                "Number"
+            } else {
+                "String"
+            };
             let v = updraft_queues::model::AttrValue {
                 data_type: data_type.to_string(),
                 string: Some(value.clone()),
@@ -184,10 +188,7 @@ fn message_attributes(
 }
 
 impl DeliveryTarget for QueueTarget {
-    fn deliver(
-        &self,
-        d: updraft_events::Delivery,
-    ) -> updraft_events::BoxFuture<'static, Outcome> {
+    fn deliver(&self, d: updraft_events::Delivery) -> updraft_events::BoxFuture<'static, Outcome> {
         let queues = self.0.clone();
         Box::pin(async move {
             let Target::Queue {

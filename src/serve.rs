@@ -214,6 +214,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         .context("resolving the data dir")?;
     let sqlite = Arc::new(SqliteStore::open(&data_dir.join("updraft.db"))?);
     let store: Arc<dyn Store> = sqlite.clone();
+    let checkpoint_on_stop = sqlite.clone();
     let account_id = meta_or_create(&*store, "account_id", || {
         let mut rng = rand::thread_rng();
         format!(
@@ -453,6 +454,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         scheduler.abort();
         queues.flush().await;
         engine.shutdown().await;
+        if let Err(e) = checkpoint_on_stop.checkpoint() {
+            tracing::warn!("checkpointing the database at shutdown: {e}");
+        }
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

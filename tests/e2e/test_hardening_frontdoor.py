@@ -264,6 +264,8 @@ def test_trickled_function_url_body_is_cut_at_the_deadline(deadline_server):
     cfg = lam.create_function_url_config(FunctionName=name, AuthType="NONE")
     lam.add_permission(FunctionName=name, StatementId="FunctionURLAllowPublicAccess",
                        Action="lambda:InvokeFunctionUrl", Principal="*", FunctionUrlAuthType="NONE")
+    lam.add_permission(FunctionName=name, StatementId="FunctionURLAllowInvokeAction",
+                       Action="lambda:InvokeFunction", Principal="*", InvokedViaFunctionUrl=True)
     url_id = urlparse(cfg["FunctionUrl"]).hostname.split(".")[0]
     length = 1000  # 200 s at the trickle's pace: far beyond the deadline
     head = (f"POST /lambda-url/{url_id}/ HTTP/1.1\r\nHost: 127.0.0.1:{deadline_server.port}\r\n"

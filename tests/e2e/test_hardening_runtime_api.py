@@ -126,6 +126,10 @@ def assert_released_and_cut(lam, name: str, stalled: socket.socket, status_line:
     """The function's one environment comes back long before the function could time out, and
     the server cut the stalled connection: what it had sent still arrives, then the end, and the
     response never completed."""
+    # The stalled call holds the environment once its response has begun: wait for its first byte
+    # (peeked, not read) so the invocations below cannot take the environment before it does.
+    stalled.settimeout(60)
+    assert stalled.recv(1, socket.MSG_PEEK), "the stalled call was never answered"
     started = time.monotonic()
     throttled = 0
     while True:
@@ -168,6 +172,8 @@ def test_a_function_url_reader_that_stops_reading_releases_the_environment(serve
     cfg = lam.create_function_url_config(FunctionName=name, AuthType="NONE", InvokeMode="RESPONSE_STREAM")
     lam.add_permission(FunctionName=name, StatementId="FunctionURLAllowPublicAccess",
                        Action="lambda:InvokeFunctionUrl", Principal="*", FunctionUrlAuthType="NONE")
+    lam.add_permission(FunctionName=name, StatementId="FunctionURLAllowInvokeAction",
+                       Action="lambda:InvokeFunction", Principal="*", InvokedViaFunctionUrl=True)
     url_id = urlparse(cfg["FunctionUrl"]).hostname.split(".")[0]
     query = "&".join(f"{k}={v}" for k, v in STALLED_EVENT.items())
     stalled = unread_socket(srv)

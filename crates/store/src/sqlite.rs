@@ -44,6 +44,15 @@ impl SqliteStore {
         Self::init(conn)
     }
 
+    /// Copies the write-ahead log into the database file and empties it. A node calls it when it
+    /// stops: background threads may still hold the store, so closing the connection (which
+    /// would checkpoint) is not something shutdown can count on.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// An in-memory database, for tests.
     pub fn in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
