@@ -73,6 +73,38 @@ impl FunctionPermissions for PolicyCheck {
     }
 }
 
+/// What EventBridge is told when it asks before queuing a delivery: yes. The permission is
+/// checked when the durable path delivers ([`rule_admission`]), so a refused delivery is kept as a
+/// failed event of the function, with its reason, where `updraft events` shows it, rather than
+/// only in the log.
+pub struct CheckedAtDelivery;
+
+impl FunctionPermissions for CheckedAtDelivery {
+    fn allows_events(&self, _: &str, _: &str, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The durable path's check before it runs a function for an EventBridge rule: the function's
+/// resource policy must allow `events.amazonaws.com` for that rule's ARN. Other sources (callers,
+/// destination records) pass. A refusal is logged as EventBridge's.
+pub fn rule_admission(control: Arc<ControlPlane>) -> Arc<updraft_api::async_invoke::Admission> {
+    let check = PolicyCheck(control);
+    Arc::new(move |function_arn: &str, source: &str| {
+        let is_rule = source.starts_with("arn:aws")
+            && source.contains(":events:")
+            && source.contains(":rule/");
+        if !is_rule {
+            return Ok(());
+        }
+        check
+            .allows_events(function_arn, source, account_of(source))
+            .inspect_err(|reason| {
+                tracing::warn!(rule = %source, target = %function_arn, "eventbridge: delivery refused: {reason}");
+            })
+    })
+}
+
 /// EventBridge's deliveries to functions: each becomes an `Event` invocation on the durable
 /// path (the function's own event invoke configuration then governs retries and destinations,
 /// as when EventBridge invokes a function on AWS). `enqueue` resolves once they are committed.

@@ -381,7 +381,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 sqlite,
                 args.region.clone(),
                 Arc::new(crate::events_glue::DurableDelivery(events.clone())),
-                Arc::new(crate::events_glue::PolicyCheck(state.control.clone())),
+                Arc::new(crate::events_glue::CheckedAtDelivery),
                 Duration::from_millis(args.schedule_minute_ms),
             )
             .context("loading event buses and rules")?,
@@ -415,10 +415,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 event_bus: Some(bus.clone()),
             });
             events.start(updraft_events::Targets {
-                function: Arc::new(updraft_api::async_invoke::FunctionTarget::new(
-                    state.control.clone(),
-                    engine.clone(),
-                )),
+                function: Arc::new(
+                    updraft_api::async_invoke::FunctionTarget::new(
+                        state.control.clone(),
+                        engine.clone(),
+                    )
+                    .with_admission(crate::events_glue::rule_admission(state.control.clone())),
+                ),
                 event_bus: Some(Arc::new(updraft_events::EventBusTarget(bus))),
                 queue: Some(Arc::new(crate::events_glue::QueueTarget(queues.clone()))),
             })?;

@@ -225,6 +225,20 @@ def test_permission_is_required_and_refusals_are_visible(server, events, lam):
         time.sleep(0.2)
     refusal = [line for line in server.stderr().splitlines() if f"rule={rule_arn}" in line]
     assert refusal and "delivery refused" in refusal[0] and arn in refusal[0], server.stderr()[-3000:]
+    # The refused delivery is kept as a failed event of the function, with its reason, where `updraft events` (and
+    # the API it reads) shows it.
+    deadline = time.monotonic() + 30
+    while True:
+        r = server.signed_request("GET", f"/updraft/v1/functions/{fn}/events")
+        assert r.status == 200, r
+        summary = r.json()
+        if summary["Failed"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)  # the refusal is logged just before the item is ended
+    assert summary["Failed"] == 1 and summary["Pending"] == 0, summary
+    [failed] = summary["Events"]
+    assert failed["source"] == rule_arn, failed
+    assert "events.amazonaws.com" in failed["last_error"] and rule_arn in failed["last_error"], failed
 
     allow_rule(lam, fn, rule_arn)
     put(events, source, {"try": 2})

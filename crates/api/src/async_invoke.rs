@@ -196,7 +196,14 @@ pub struct FunctionTarget {
     engine: Arc<Engine>,
     /// Its own cache of engine specs, so the front door's stays the sync path's alone.
     specs: Arc<SpecCache>,
+    /// Asked before each delivery whether its source may invoke the function (EventBridge rules
+    /// need the function's resource policy to allow them); a refusal ends the item as failed,
+    /// with the reason, where `updraft events` shows it.
+    admission: Option<Arc<Admission>>,
 }
+
+/// `(qualified function ARN, source) → Ok, or why the source may not invoke it`.
+pub type Admission = dyn Fn(&str, &str) -> Result<(), String> + Send + Sync;
 
 impl FunctionTarget {
     pub fn new(control: Arc<ControlPlane>, engine: Arc<Engine>) -> Self {
@@ -204,7 +211,14 @@ impl FunctionTarget {
             control,
             engine,
             specs: Arc::new(SpecCache::default()),
+            admission: None,
         }
+    }
+
+    /// Checks every delivery with `admission` before it runs.
+    pub fn with_admission(mut self, admission: Arc<Admission>) -> Self {
+        self.admission = Some(admission);
+        self
     }
 
     async fn run(self, d: Delivery) -> Outcome {
@@ -218,6 +232,15 @@ impl FunctionTarget {
                 reason: "not a function target".into(),
             };
         };
+        if let Some(admit) = &self.admission {
+            let qualified = match qualifier {
+                Some(q) => format!("{function_arn}:{q}"),
+                None => function_arn.clone(),
+            };
+            if let Err(reason) = admit(&qualified, &d.source) {
+                return Outcome::Gone { reason };
+            }
+        }
         let resolved =
             match self
                 .control

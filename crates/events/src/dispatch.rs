@@ -139,6 +139,7 @@ async fn handle(inner: &Inner, targets: &Targets, item: Claimed) {
                 payload: item.payload.clone(),
                 request_id: item.request_id.clone(),
                 attempt: item.attempt,
+                source: item.source.clone(),
             })
             .await
         }

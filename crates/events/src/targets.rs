@@ -21,6 +21,9 @@ pub struct Delivery {
     pub request_id: String,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// What put the item on the path (an EventBridge rule's ARN, a function's for destination
+    /// records, `invoke` for a caller), so a target can check that source may reach it.
+    pub source: String,
 }
 
 /// What an attempt came to.
