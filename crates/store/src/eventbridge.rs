@@ -117,13 +117,7 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, op: &EbOp) -> Result<(), rusqlite::
 
 impl EventBridgeStore for SqliteStore {
     fn eb_apply(&self, ops: &[EbOp]) -> Result<(), StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        for op in ops {
-            apply_one(&tx, op)?;
-        }
-        tx.commit()?;
-        Ok(())
+        crate::sqlite::apply_all(&mut *self.lock()?, ops, apply_one)
     }
 
     fn eb_snapshot(&self) -> Result<EbSnapshot, StoreError> {

@@ -157,13 +157,7 @@ impl QueueDb {
 
     /// Applies all operations in one transaction, in order.
     pub fn apply(&self, ops: &[QueueOp]) -> Result<(), StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        for op in ops {
-            apply_one(&tx, op)?;
-        }
-        tx.commit()?;
-        Ok(())
+        crate::sqlite::apply_all(&mut *self.lock()?, ops, apply_one)
     }
 
     /// Reads one setting.

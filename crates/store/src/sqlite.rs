@@ -172,15 +172,23 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<(), rusqlite::Er
     .map(|_| ())
 }
 
+/// Applies `ops` in one transaction, in order: all of them or, on the first error, none.
+pub(crate) fn apply_all<T>(
+    conn: &mut Connection,
+    ops: &[T],
+    apply_one: impl Fn(&rusqlite::Transaction<'_>, &T) -> rusqlite::Result<()>,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    for op in ops {
+        apply_one(&tx, op)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        for op in ops {
-            apply_one(&tx, op)?;
-        }
-        tx.commit()?;
-        Ok(())
+        apply_all(&mut *self.lock()?, ops, apply_one)
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
