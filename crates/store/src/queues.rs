@@ -122,29 +122,17 @@ pub struct QueueDb {
 impl QueueDb {
     /// Opens (creating if needed) the database file and migrates it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::init(conn)
+        Self::init(crate::sqlite::open_wal(Some(path))?)
     }
 
     /// An in-memory database, for tests.
     pub fn in_memory() -> Result<Self, StoreError> {
-        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
-            path: ":memory:".into(),
-            source,
-        })?;
-        Self::init(conn)
+        Self::init(crate::sqlite::open_wal(None)?)
     }
 
+    // As for the main database, a WAL commit under NORMAL survives the process being killed
+    // (the acknowledged-send guarantee).
     fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(StoreError::Migrate)?;
-        // As for the main database: a WAL commit under NORMAL survives the process being killed
-        // (the acknowledged-send guarantee); only a power loss can take the last commits.
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(StoreError::Migrate)?;
         conn.execute_batch(SCHEMA).map_err(StoreError::Migrate)?;
         Ok(Self {
             conn: Mutex::new(conn),

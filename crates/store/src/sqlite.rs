@@ -37,38 +37,24 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and migrates it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::init(conn)
+        Self::init(open_wal(Some(path))?)
     }
 
     /// Copies the write-ahead log into the database file and empties it. A node calls it when it
     /// stops: background threads may still hold the store, so closing the connection (which
     /// would checkpoint) is not something shutdown can count on.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        let conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        let conn = self.lock()?;
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 
     /// An in-memory database, for tests.
     pub fn in_memory() -> Result<Self, StoreError> {
-        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
-            path: ":memory:".into(),
-            source,
-        })?;
-        Self::init(conn)
+        Self::init(open_wal(None)?)
     }
 
     fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(StoreError::Migrate)?;
-        // NORMAL keeps WAL commits durable across process crashes (kill -9); only a power loss
-        // can lose the last transactions, which FULL would cost an fsync per commit to avoid.
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(StoreError::Migrate)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(StoreError::Migrate)?;
         conn.execute_batch(SCHEMA).map_err(StoreError::Migrate)?;
@@ -170,6 +156,25 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<(), rusqlite::Er
         ),
     }
     .map(|_| ())
+}
+
+/// Opens a database file (`None`: in memory) in WAL mode with `synchronous = NORMAL`, which keeps
+/// commits durable across a process crash (kill -9); only a power loss can lose the last
+/// transactions, which FULL would cost an fsync per commit to avoid.
+pub(crate) fn open_wal(path: Option<&Path>) -> Result<Connection, StoreError> {
+    let opened = match path {
+        Some(p) => Connection::open(p),
+        None => Connection::open_in_memory(),
+    };
+    let conn = opened.map_err(|source| StoreError::Open {
+        path: path.map_or(":memory:".into(), |p| p.display().to_string()),
+        source,
+    })?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(StoreError::Migrate)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(StoreError::Migrate)?;
+    Ok(conn)
 }
 
 /// Applies `ops` in one transaction, in order: all of them or, on the first error, none.
