@@ -57,13 +57,7 @@ async fn accept(
     if req.body.len() > limit {
         return Err(too_large(limit, operation));
     }
-    if !req.body.is_empty()
-        && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&req.body)
-    {
-        return Err(ApiError::bad_content(format!(
-            "Could not parse request body into json: Could not parse payload into json: {e}"
-        )));
-    }
+    crate::invoke::check_json_payload(&req.body)?;
     let qualifier = req
         .param("Qualifier")
         .filter(|q| !q.is_empty())

@@ -107,9 +107,23 @@ pub(crate) enum Prepared {
     Run(Arc<FunctionSpec>, Invocation),
 }
 
+/// Lambda refuses a payload that is not JSON before any function runs (or any event is stored).
+pub(crate) fn check_json_payload(body: &[u8]) -> ApiResult<()> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map(|_| ())
+        .map_err(|e| {
+            ApiError::bad_content(format!(
+                "Could not parse request body into json: Could not parse payload into json: {e}"
+            ))
+        })
+}
+
 /// Checks an invoke request's headers and payload, resolves the function and builds the
 /// engine's invocation. `invocation_types` are the types the operation accepts (for its
-/// validation message); `Event` among them answers that asynchronous invocation is not here yet.
+/// validation message); `Event` invocations never reach it (they take the durable path).
 pub(crate) fn prepare(
     state: &AppState,
     caller: &Caller,
@@ -149,14 +163,7 @@ pub(crate) fn prepare(
             ));
         }
     }
-    // Lambda refuses a payload that is not JSON before any function runs.
-    if !req.body.is_empty()
-        && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&req.body)
-    {
-        return Err(ApiError::bad_content(format!(
-            "Could not parse request body into json: Could not parse payload into json: {e}"
-        )));
-    }
+    check_json_payload(&req.body)?;
     let resolved = state.control.resolve(
         &caller.account_id,
         function_name,
@@ -166,11 +173,6 @@ pub(crate) fn prepare(
     match invocation_type {
         "RequestResponse" => {}
         "DryRun" => return Ok(Prepared::DryRun),
-        "Event" if invocation_types.contains(&"Event") => {
-            return Err(ApiError::invalid(
-                "InvocationType Event (asynchronous invocation) is not available on this Updraft node yet; use RequestResponse.",
-            ));
-        }
         other => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
