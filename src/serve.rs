@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// sandbox and starting the interpreter (0 turns pre-warming off).
     #[arg(long, default_value_t = 1)]
     prewarm: usize,
+    /// The most pre-warmed environments kept per runtime while cold starts call for them: the
+    /// pool holds one per cold start of the last ten seconds, between `--prewarm` and this.
+    #[arg(long, default_value_t = 8)]
+    prewarm_max: usize,
     /// Run a runtime id on this interpreter, e.g. `--runtime python3.12=/opt/py312/bin/python3`
     /// (repeatable). Without it each id runs on an interpreter of its exact version found on
     /// `PATH` or installed with `updraft runtime install`, else on the nearest version, noted.
@@ -288,6 +292,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         cfg.account_concurrency = args.account_concurrency;
         cfg.idle_timeout = Duration::from_secs(args.idle_timeout);
         cfg.prewarm = args.prewarm;
+        cfg.prewarm_max = args.prewarm_max;
         cfg.runtimes = updraft_engine::RuntimeOptions {
             data_dir: None,
             overrides: args.runtimes.clone(),

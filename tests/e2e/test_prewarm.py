@@ -97,8 +97,9 @@ done
 @pytest.fixture(scope="module")
 def private(tmp_path_factory):
     """A server of this module's own, so that the first cold start of each runtime is a freshly built
-    environment to compare the pre-warmed ones with."""
-    srv = UpdraftServer(tmp_path_factory.mktemp("updraft-prewarm"), extra_args=("--prewarm", "1"))
+    environment to compare the pre-warmed ones with. Its pools stay at one environment per runtime
+    (--prewarm-max 1), so "the environment a cold start took was replaced" is "as many ready as before"."""
+    srv = UpdraftServer(tmp_path_factory.mktemp("updraft-prewarm"), extra_args=("--prewarm", "1", "--prewarm-max", "1"))
     srv.start()
     yield srv
     srv.stop()
@@ -234,3 +235,46 @@ def test_variables_read_at_interpreter_start_get_a_fresh_environment(lam, deploy
         got = invoke_ok(lam, name, {})
         assert not got["host"].startswith("pw-"), got["host"]
         assert got["env"]["PYTHONHASHSEED"] == "7"
+
+
+def test_pool_grows_with_a_burst_of_cold_starts_and_shrinks_when_idle(tmp_path):
+    """The pool of a runtime holds one environment per cold start of the last ten seconds, between
+    --prewarm and --prewarm-max: after a burst, the next burst of as many cold starts finds every
+    environment ready; once the demand has passed, the extras are stopped."""
+    srv = UpdraftServer(tmp_path, extra_args=("--prewarm", "1", "--prewarm-max", "3"))
+    srv.start()
+    try:
+        lam = srv.client()
+        name = unique_name("pwburst")
+        create_function(lam, name, package_zip({"app.py": PY_PROBE}), Runtime="python3.12", Handler="app.handler")
+
+        def burst() -> list[str]:
+            hosts = []
+            for i in range(3):
+                lam.update_function_configuration(FunctionName=name,
+                                                  Environment={"Variables": {"GEN": f"{i}-{time.monotonic_ns()}"}})
+                lam.get_waiter("function_updated_v2").wait(FunctionName=name,
+                                                           WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+                hosts.append(invoke_ok(lam, name, {})["host"])
+            return hosts
+
+        burst()
+        # Three cold starts within the window: the pool grows to the maximum.
+        grown = wait_ready(srv, 3)
+        assert grown["Ready"] == 3, grown
+        second = burst()
+        assert all(h.startswith("pw-") for h in second), second
+        after_burst = time.monotonic()
+        # The pool refills to the recent demand, then, ten seconds after the last cold start, is
+        # back at one environment.
+        most = 0
+        while True:
+            ready = prewarm_stats(srv)["Ready"]
+            most = max(most, ready)
+            if ready == 1 and time.monotonic() - after_burst > 10.5:
+                break
+            assert time.monotonic() - after_burst < 40, (most, prewarm_stats(srv))
+            time.sleep(0.2)
+        assert most >= 2, f"the pool did not refill beyond one after the burst: {most}"
+    finally:
+        srv.stop()

@@ -87,6 +87,9 @@ pub struct EngineConfig {
     /// Pre-warmed environments kept ready per runtime (0: every cold start builds its
     /// environment); see `prewarm`. Needs root and Linux 5.12.
     pub prewarm: usize,
+    /// The most pre-warmed environments kept per runtime while cold starts call for them (the
+    /// pool grows from `prewarm` with the cold starts of the last ten seconds).
+    pub prewarm_max: usize,
     /// Operator overrides and strictness of the runtime id → interpreter mapping (`data_dir` is
     /// filled in from the field above).
     pub runtimes: RuntimeOptions,
@@ -109,6 +112,7 @@ impl EngineConfig {
             memory_budget_mb: host_memory_mb().unwrap_or(8192),
             helper_exe,
             prewarm: 1,
+            prewarm_max: 8,
             runtimes: RuntimeOptions::default(),
             stream_write_timeout: DEFAULT_STREAM_WRITE_TIMEOUT,
         }
@@ -376,8 +380,13 @@ impl Engine {
             std::fs::create_dir_all(&placeholder)
                 .map_err(|e| EngineError::CreateDir(placeholder.clone(), e))?;
             Arc::new(
-                prewarm::PrewarmLauncher::new(cfg.helper_exe.clone(), placeholder, cfg.prewarm)
-                    .map_err(EngineError::Prewarm)?,
+                prewarm::PrewarmLauncher::new(
+                    cfg.helper_exe.clone(),
+                    placeholder,
+                    cfg.prewarm,
+                    cfg.prewarm_max,
+                )
+                .map_err(EngineError::Prewarm)?,
             )
         };
         Self::with_launcher(cfg, launcher, pool::Timings::default())

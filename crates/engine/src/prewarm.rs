@@ -23,8 +23,14 @@
 //! [`UNUSED_KEY_TTL`] are dropped with their environments; environments waiting in a template
 //! are not counted against the node's memory budget (a handful per runtime, ~10 MiB each for
 //! Python).
+//!
+//! How many wait per key follows demand: at least `--prewarm`, and up to `--prewarm-max` when that
+//! many cold starts of the key arrived within [`DEMAND_WINDOW`]. A burst of new functions or of
+//! scale-outs therefore finds the pool grown by the cold starts before it, instead of one
+//! environment replaced one cold start too late; once the window passes without demand the
+//! extras are stopped again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -47,6 +53,10 @@ pub(crate) const UNUSED_KEY_TTL: Duration = Duration::from_secs(600);
 const REFILL_DELAY: Duration = Duration::from_millis(15);
 /// First pause after a failed refill; it doubles on every failure in a row.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
+/// Cold starts of a key within this long size its pool: the pool holds as many environments as
+/// arrived in the window (between the minimum and the maximum per key). Ten seconds spans a burst
+/// of deployments or a scale-out, and lets an idle pool shrink back soon after.
+pub(crate) const DEMAND_WINDOW: Duration = Duration::from_secs(10);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
 /// Variables a template is started with (their values are part of its key); the assignment
@@ -156,6 +166,9 @@ pub struct PrewarmStats {
 struct Slot {
     ready: Vec<Jail>,
     last_demand: Instant,
+    /// When the recent cold starts of this key asked for an environment (within
+    /// [`DEMAND_WINDOW`], at most `max_per_key` of them).
+    demand: VecDeque<Instant>,
     failures: u32,
     next_try: Instant,
     /// A refill for this key is being built right now.
@@ -171,6 +184,7 @@ struct Shared {
     helper: JailLauncher,
     placeholder: PathBuf,
     per_key: usize,
+    max_per_key: usize,
     state: Mutex<State>,
     wake: Condvar,
     built: AtomicU64,
@@ -182,6 +196,22 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// How many environments `slot` should hold now.
+    fn target(&self, slot: &Slot, now: Instant) -> usize {
+        pool_target(&slot.demand, now, self.per_key, self.max_per_key)
+    }
+}
+
+/// The pool size the cold starts in `demand` call for at `now`: one environment per cold start
+/// within [`DEMAND_WINDOW`], between `min` and `max`.
+fn pool_target(demand: &VecDeque<Instant>, now: Instant, min: usize, max: usize) -> usize {
+    let recent = demand
+        .iter()
+        .rev()
+        .take_while(|t| now.saturating_duration_since(**t) < DEMAND_WINDOW)
+        .count();
+    recent.clamp(min, max.max(min))
 }
 
 /// A [`Launcher`] that serves cold starts from pre-warmed environments when it can, and builds
@@ -191,17 +221,20 @@ pub(crate) struct PrewarmLauncher {
 }
 
 impl PrewarmLauncher {
-    /// `per_key` environments are kept ready for every template key in use; `placeholder` is an
-    /// empty directory (what `/var/task` shows until an assignment). Starts the refill thread.
+    /// At least `per_key` and, while cold starts call for them, up to `max_per_key` environments
+    /// are kept ready for every template key in use; `placeholder` is an empty directory (what
+    /// `/var/task` shows until an assignment). Starts the refill thread.
     pub(crate) fn new(
         helper_exe: PathBuf,
         placeholder: PathBuf,
         per_key: usize,
+        max_per_key: usize,
     ) -> std::io::Result<PrewarmLauncher> {
         let shared = Arc::new(Shared {
             helper: JailLauncher::new(helper_exe),
             placeholder,
             per_key,
+            max_per_key: max_per_key.max(per_key),
             state: Mutex::new(State {
                 slots: HashMap::new(),
                 shutdown: false,
@@ -223,14 +256,21 @@ impl PrewarmLauncher {
         let mut dead = Vec::new();
         let taken = {
             let mut st = self.shared.lock();
+            let max = self.shared.max_per_key;
             let slot = st.slots.entry(key).or_insert_with(|| Slot {
                 ready: Vec::new(),
                 last_demand: Instant::now(),
+                demand: VecDeque::with_capacity(max),
                 failures: 0,
                 next_try: Instant::now(),
                 building: false,
             });
-            slot.last_demand = Instant::now();
+            let now = Instant::now();
+            slot.last_demand = now;
+            if slot.demand.len() >= max {
+                slot.demand.pop_front();
+            }
+            slot.demand.push_back(now);
             let mut found = None;
             while let Some(jail) = slot.ready.pop() {
                 if jail.try_wait().is_none() {
@@ -330,20 +370,47 @@ fn refill_loop(shared: &Shared) {
             st = shared.lock();
             continue;
         }
+        // Demand has passed: stop the environments beyond what the recent cold starts call for.
+        let mut surplus = Vec::new();
+        for slot in st.slots.values_mut() {
+            let target = pool_target(&slot.demand, now, shared.per_key, shared.max_per_key);
+            while slot.ready.len() > target {
+                // The oldest waiting environment goes first.
+                surplus.push(slot.ready.remove(0));
+            }
+        }
+        if !surplus.is_empty() {
+            drop(st);
+            drop(surplus);
+            st = shared.lock();
+            continue;
+        }
+        // The key furthest below its target is refilled first.
         let want = st
             .slots
             .iter()
-            .filter(|(_, s)| s.ready.len() < shared.per_key && s.next_try <= now && !s.building)
-            .map(|(k, _)| k.clone())
-            .next();
+            .filter(|(_, s)| s.next_try <= now && !s.building)
+            .filter_map(|(k, s)| {
+                let short = shared.target(s, now).checked_sub(s.ready.len())?;
+                (short > 0).then_some((short, k))
+            })
+            .max_by_key(|(short, _)| *short)
+            .map(|(_, k)| k.clone());
         let Some(key) = want else {
+            let grown = st.slots.values().any(|s| s.ready.len() > shared.per_key);
             let wait = st
                 .slots
                 .values()
-                .filter(|s| s.ready.len() < shared.per_key)
+                .filter(|s| s.ready.len() < shared.target(s, now))
                 .map(|s| s.next_try.saturating_duration_since(now))
                 .min()
                 .unwrap_or(UNUSED_KEY_TTL)
+                // A grown pool is looked at again soon, to shrink once its demand has passed.
+                .min(if grown {
+                    Duration::from_secs(1)
+                } else {
+                    UNUSED_KEY_TTL
+                })
                 .max(Duration::from_millis(10));
             st = shared
                 .wake
@@ -467,6 +534,26 @@ mod tests {
         let mut layered = spec(Some("/data/runtimes/node"), &[]);
         layered.opt_dir = Some("/data/layers/1".into());
         assert_eq!(template_key(&layered), None);
+    }
+
+    #[test]
+    fn the_pool_follows_recent_cold_starts_between_its_bounds() {
+        let now = Instant::now();
+        let mut demand = VecDeque::new();
+        assert_eq!(pool_target(&demand, now, 1, 8), 1);
+        for i in 0..5u64 {
+            demand.push_back(now - Duration::from_millis(100 * i));
+        }
+        demand.make_contiguous().sort();
+        assert_eq!(pool_target(&demand, now, 1, 8), 5);
+        assert_eq!(pool_target(&demand, now, 1, 3), 3);
+        assert_eq!(pool_target(&demand, now, 6, 8), 6);
+        // A maximum below the minimum keeps the minimum.
+        assert_eq!(pool_target(&demand, now, 2, 1), 2);
+        // Once the window has passed, the pool shrinks back to its minimum.
+        assert_eq!(pool_target(&demand, now + DEMAND_WINDOW, 1, 8), 1);
+        let later = now + DEMAND_WINDOW - Duration::from_millis(150);
+        assert_eq!(pool_target(&demand, later, 1, 8), 2);
     }
 
     #[test]
