@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.request
@@ -326,7 +327,9 @@ def test_incompatible_runtime_is_refused(lam):
 def zeros_zip(path: str, size: int) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        with zf.open(zipfile.ZipInfo(path), "w", force_zip64=True) as f:
+        info = zipfile.ZipInfo(path)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(info, "w", force_zip64=True) as f:
             chunk = bytes(1 << 20)
             for _ in range(size >> 20):
                 f.write(chunk)
@@ -406,6 +409,212 @@ def test_provided_function_uses_a_bootstrap_from_a_layer(lam, deploy):
     own = deploy({"bootstrap": "#!/bin/bash\nexec /opt/bootstrap\n"}, handler="unused", runtime="provided.al2023",
                  Layers=[runtime_layer["LayerVersionArn"]])
     assert invoke_ok(lam, own, {"n": 2})["echo"] == {"n": 2}
-    # Without a bootstrap anywhere the environment cannot start.
-    none = deploy({"README.txt": "no runtime\n"}, handler="unused", runtime="provided.al2023")
-    assert invoke(lam, none).function_error == "Unhandled"
+
+
+# ---------------------------------------------------------------------------------------------- permissions
+
+
+def new_account(srv, name: str) -> dict:
+    r = srv.signed_request("POST", "/updraft/admin/v1/accounts", json.dumps({"Name": name}).encode())
+    assert r.status == 201, r
+    d = r.json()
+    d["lam"] = srv.client(access_key=d["AccessKeyId"], secret_key=d["SecretAccessKey"])
+    return d
+
+
+def test_layer_permissions_across_accounts(server_factory):
+    srv = server_factory()
+    owner = srv.client()
+    b = new_account(srv, "team-b")
+    c = new_account(srv, "team-c")
+    layer = greet_layer(owner)
+    arn, layer_arn = layer["LayerVersionArn"], layer["LayerArn"]
+
+    # Another account can neither read nor use a private layer version.
+    err = assert_error(pytest.raises(b["lam"].exceptions.ClientError, b["lam"].get_layer_version_by_arn, Arn=arn),
+                       "AccessDeniedException", 403)
+    assert "lambda:GetLayerVersion" in err.response["Error"]["Message"]
+    fn_b = unique_name("xacct")
+    assert_error(pytest.raises(b["lam"].exceptions.ClientError, create_function, b["lam"], fn_b,
+                               zip_bytes=package_zip({"app.py": PY_APP}), Layers=[arn]),
+                 "AccessDeniedException", 403)
+    # Nor change its policy or delete it.
+    assert_error(pytest.raises(b["lam"].exceptions.ClientError, b["lam"].add_layer_version_permission,
+                               LayerName=layer_arn, VersionNumber=1, StatementId="me",
+                               Action="lambda:GetLayerVersion", Principal=b["AccountId"]),
+                 "AccessDeniedException", 403)
+
+    # Granted to account B (as an IAM root ARN), B can use it; C still cannot.
+    added = owner.add_layer_version_permission(LayerName=layer_arn.split(":")[-1], VersionNumber=1, StatementId="b",
+                                               Action="lambda:GetLayerVersion",
+                                               Principal=f"arn:aws:iam::{b['AccountId']}:root")
+    assert added["ResponseMetadata"]["HTTPStatusCode"] == 201
+    assert json.loads(added["Statement"]) == {
+        "Sid": "b", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{b['AccountId']}:root"},
+        "Action": "lambda:GetLayerVersion", "Resource": arn,
+    }
+    assert b["lam"].get_layer_version_by_arn(Arn=arn)["Version"] == 1
+    assert b["lam"].get_layer_version(LayerName=layer_arn, VersionNumber=1)["LayerVersionArn"] == arn
+    create_function(b["lam"], fn_b, zip_bytes=package_zip({"app.py": PY_APP}), Layers=[arn])
+    assert invoke_ok(b["lam"], fn_b)["greeting"] == "hello world from a layer"
+    assert_error(pytest.raises(c["lam"].exceptions.ClientError, c["lam"].get_layer_version_by_arn, Arn=arn),
+                 "AccessDeniedException", 403)
+
+    # Conflicts, revisions, validation.
+    assert_error(pytest.raises(owner.exceptions.ResourceConflictException, owner.add_layer_version_permission,
+                               LayerName=layer_arn, VersionNumber=1, StatementId="b",
+                               Action="lambda:GetLayerVersion", Principal="*"), "ResourceConflictException", 409)
+    assert_error(pytest.raises(owner.exceptions.PreconditionFailedException, owner.add_layer_version_permission,
+                               LayerName=layer_arn, VersionNumber=1, StatementId="p", RevisionId="stale",
+                               Action="lambda:GetLayerVersion", Principal="*"), "PreconditionFailedException", 412)
+    assert_error(pytest.raises(Exception, owner.add_layer_version_permission, LayerName=layer_arn, VersionNumber=1,
+                               StatementId="bad", Action="lambda:InvokeFunction", Principal="*"),
+                 "ValidationException", 400)
+    assert_error(pytest.raises(owner.exceptions.ResourceNotFoundException, owner.add_layer_version_permission,
+                               LayerName=layer_arn, VersionNumber=9, StatementId="x",
+                               Action="lambda:GetLayerVersion", Principal="*"), "ResourceNotFoundException", 404)
+
+    # An organization-wide grant is accepted and shown, but grants no account here (none is in an organization).
+    rev = owner.get_layer_version_policy(LayerName=layer_arn, VersionNumber=1)["RevisionId"]
+    org = owner.add_layer_version_permission(LayerName=layer_arn, VersionNumber=1, StatementId="org",
+                                             Action="lambda:GetLayerVersion", Principal="*",
+                                             OrganizationId="o-abcdefghij", RevisionId=rev)
+    assert json.loads(org["Statement"])["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": "o-abcdefghij"}}
+    assert_error(pytest.raises(c["lam"].exceptions.ClientError, c["lam"].get_layer_version_by_arn, Arn=arn),
+                 "AccessDeniedException", 403)
+    # Public: everyone.
+    owner.add_layer_version_permission(LayerName=layer_arn, VersionNumber=1, StatementId="public",
+                                       Action="lambda:GetLayerVersion", Principal="*")
+    assert c["lam"].get_layer_version_by_arn(Arn=arn)["Version"] == 1
+    policy = owner.get_layer_version_policy(LayerName=layer_arn, VersionNumber=1)
+    doc = json.loads(policy["Policy"])
+    assert doc["Version"] == "2012-10-17" and [s["Sid"] for s in doc["Statement"]] == ["b", "org", "public"]
+    assert doc["Statement"][2]["Principal"] == "*"
+
+    # Revoked: B's function keeps its copy, but no new function of B's can add the layer.
+    owner.remove_layer_version_permission(LayerName=layer_arn, VersionNumber=1, StatementId="b",
+                                          RevisionId=policy["RevisionId"])
+    owner.remove_layer_version_permission(LayerName=layer_arn, VersionNumber=1, StatementId="public")
+    assert_error(pytest.raises(owner.exceptions.ResourceNotFoundException, owner.remove_layer_version_permission,
+                                LayerName=layer_arn, VersionNumber=1, StatementId="public"),
+                 "ResourceNotFoundException", 404)
+    assert_error(pytest.raises(b["lam"].exceptions.ClientError, create_function, b["lam"], unique_name("late"),
+                               zip_bytes=package_zip({"app.py": PY_APP}), Layers=[arn]),
+                 "AccessDeniedException", 403)
+    assert invoke_ok(b["lam"], fn_b, {"name": "still"})["greeting"] == "hello still from a layer"
+    owner.remove_layer_version_permission(LayerName=layer_arn, VersionNumber=1, StatementId="org")
+    assert_error(pytest.raises(owner.exceptions.ResourceNotFoundException, owner.get_layer_version_policy,
+                               LayerName=layer_arn, VersionNumber=1), "ResourceNotFoundException", 404)
+    # Each account lists only its own layers.
+    assert layer_arn in {x["LayerArn"] for x in owner.list_layers()["Layers"]}
+    assert b["lam"].list_layers()["Layers"] == []
+
+
+# ---------------------------------------------------------------------------------------------- storage
+
+
+def stored(data_dir: Path, address: str) -> bool:
+    code = data_dir / "code"
+    return (code / "zips" / f"{address}.zip").exists() or (code / "trees" / address).exists()
+
+
+def hex_of(code_sha256: str) -> str:
+    return base64.b64decode(code_sha256).hex()
+
+
+def test_layers_survive_a_restart_and_code_gc_keeps_what_functions_use(server_factory):
+    srv = server_factory(extra_args=("--code-gc-interval", "1", "--code-gc-grace", "0"))
+    lam = srv.client()
+    used = greet_layer(lam)
+    unused = publish(lam, {"python/unused.py": "U = 1\n"})
+    name = unique_name("gc")
+    create_function(lam, name, zip_bytes=package_zip({"app.py": PY_APP}), Layers=[used["LayerVersionArn"]])
+    used_code, unused_code = hex_of(used["Content"]["CodeSha256"]), hex_of(unused["Content"]["CodeSha256"])
+    opt_trees = list((srv.data_dir / "code" / "opt").iterdir())
+    assert len(opt_trees) == 1, opt_trees
+
+    lam.delete_layer_version(LayerName=used["LayerArn"], VersionNumber=1)
+    lam.delete_layer_version(LayerName=unused["LayerArn"], VersionNumber=1)
+    deadline = time.monotonic() + 60
+    while stored(srv.data_dir, unused_code) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not stored(srv.data_dir, unused_code), "a deleted, unused layer package is collected"
+    time.sleep(2.5)  # more passes: what the function uses stays
+    assert stored(srv.data_dir, used_code) and opt_trees[0].is_dir()
+
+    srv.restart()
+    lam = srv.client()
+    assert invoke_ok(lam, name, {"name": "restart"})["greeting"] == "hello restart from a layer"
+    assert lam.get_function_configuration(FunctionName=name)["Layers"][0]["Arn"] == used["LayerVersionArn"]
+    again = lam.publish_layer_version(LayerName=used["LayerArn"], Content={"ZipFile": layer_zip({"python/z.py": ""})})
+    assert again["Version"] == 2, "numbers are not reused after a restart"
+
+    lam.delete_function(FunctionName=name)
+    deadline = time.monotonic() + 60
+    while (stored(srv.data_dir, used_code) or opt_trees[0].exists()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not stored(srv.data_dir, used_code) and not opt_trees[0].exists()
+
+
+# ---------------------------------------------------------------------------------------------- CLIs
+
+
+def test_aws_cli_publish_layer_version(aws_cli, tmp_path, lam, deploy):
+    z = tmp_path / "layer.zip"
+    z.write_bytes(layer_zip({"python/greet/__init__.py": "def hello(n):\n    return f'cli {n}'\n"}))
+    name = unique_name("cli")
+    out = json.loads(aws_cli("lambda", "publish-layer-version", "--layer-name", name, "--zip-file", f"fileb://{z}",
+                             "--compatible-runtimes", "python3.12", "python3.11", "--description", "from the cli")
+                     .stdout)
+    assert out["Version"] == 1 and out["CompatibleRuntimes"] == ["python3.12", "python3.11"]
+    assert out["Description"] == "from the cli"
+    listed = json.loads(aws_cli("lambda", "list-layer-versions", "--layer-name", name).stdout)
+    assert [v["LayerVersionArn"] for v in listed["LayerVersions"]] == [out["LayerVersionArn"]]
+    fn = deploy({"app.py": PY_APP}, Layers=[out["LayerVersionArn"]])
+    assert invoke_ok(lam, fn, {"name": "x"})["greeting"] == "cli x"
+
+
+def test_updraft_cli_layer_publish_and_deploy_with_layers(server, lam, tmp_path):
+    layer_dir = tmp_path / "layer"
+    (layer_dir / "python" / "greet").mkdir(parents=True)
+    (layer_dir / "python" / "greet" / "__init__.py").write_text("def hello(n):\n    return f'updraft cli {n}'\n")
+    (layer_dir / "bin").mkdir()
+    (layer_dir / "bin" / "tool").write_text("#!/bin/sh\necho tool\n")
+    (layer_dir / "bin" / "tool").chmod(0o755)
+    fn_dir = tmp_path / "fn"
+    fn_dir.mkdir()
+    (fn_dir / "app.py").write_text(PY_APP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UPDRAFT_", "AWS_"))}
+    env.update(UPDRAFT_ENDPOINT=server.endpoint, UPDRAFT_ACCESS_KEY_ID=server.access_key,
+               UPDRAFT_SECRET_ACCESS_KEY=server.secret_key)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([str(BIN), *args], capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, f"{args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    layer = unique_name("clilayer")
+    out = cli("layer", "publish", str(layer_dir), "--name", layer, "--runtime", "python3.12",
+              "--runtime", "python3.11", "--description", "made by updraft")
+    arn = re.search(r"arn:aws:lambda:\S+:layer:\S+", out.stdout).group(0)
+    assert arn.endswith(f":layer:{layer}:1"), out.stdout
+    got = lam.get_layer_version_by_arn(Arn=arn)
+    assert got["CompatibleRuntimes"] == ["python3.12", "python3.11"] and got["Description"] == "made by updraft"
+    with urllib.request.urlopen(got["Content"]["Location"], timeout=10) as r:
+        names = zipfile.ZipFile(io.BytesIO(r.read())).namelist()
+    assert sorted(n for n in names if not n.endswith("/")) == ["bin/tool", "python/greet/__init__.py"]
+
+    second = cli("layer", "publish", str(layer_dir), "--name", layer).stdout
+    assert f":layer:{layer}:2" in second
+    name = unique_name("clifn")
+    cli("deploy", str(fn_dir), "--name", name, "--runtime", "python3.12", "--handler", "app.handler",
+        "--layer", arn, "--layer", publish(lam, {"python/extra.py": ""})["LayerVersionArn"])
+    cfg = lam.get_function_configuration(FunctionName=name)
+    assert [x["Arn"] for x in cfg["Layers"]][0] == arn and len(cfg["Layers"]) == 2
+    assert invoke_ok(lam, name, {"name": "z"})["greeting"] == "updraft cli z"
+    # Deploying again without --layer keeps the layers, as the code update alone does on Lambda.
+    cli("deploy", str(fn_dir), "--name", name, "--runtime", "python3.12", "--handler", "app.handler")
+    assert len(lam.get_function_configuration(FunctionName=name)["Layers"]) == 2
+    cli("layer", "ls")
+    assert layer in cli("layer", "ls").stdout
+    lam.delete_function(FunctionName=name)
