@@ -33,6 +33,8 @@ use crate::validate;
 
 mod concurrency;
 mod functions;
+#[cfg(test)]
+mod layer_tests;
 mod layers;
 mod policies;
 mod resolve;
