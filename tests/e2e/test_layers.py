@@ -618,3 +618,49 @@ def test_updraft_cli_layer_publish_and_deploy_with_layers(server, lam, tmp_path)
     cli("layer", "ls")
     assert layer in cli("layer", "ls").stdout
     lam.delete_function(FunctionName=name)
+
+
+# ---------------------------------------------------------------------------------------------- pre-warming
+
+
+def test_functions_with_layers_cold_start_from_prewarmed_environments(server_factory):
+    """A pre-warmed environment is built before its function is known, with an empty /opt; the assignment that
+    gives it to a function with layers mounts the layers there, so layered functions keep the pre-warm saving."""
+    srv = server_factory(extra_args=("--prewarm", "1"))
+    lam = srv.client()
+    py_layer = greet_layer(lam)
+    node_layer = publish(lam, {"nodejs/node_modules/shout/index.js": "module.exports = (s) => s + '!';\n"})
+    runtime_layer = publish(lam, {"bootstrap": (FUNCTIONS / "shell" / "bootstrap").read_bytes()})
+    py_app = PY_APP.replace('"from": greet.__file__', '"from": greet.__file__, "host": __import__("socket").gethostname()')
+    node_app = ("const shout = require('shout');\n"
+                "exports.handler = async (e) => ({ said: shout(e.say), host: require('os').hostname() });\n")
+    functions = [
+        (package_zip({"app.py": py_app}), "python3.12", "app.handler", py_layer, {"name": "pw"},
+         lambda out: out["greeting"] == "hello pw from a layer"),
+        (package_zip({"index.js": node_app}), "nodejs20.x", "index.handler", node_layer, {"say": "pw"},
+         lambda out: out["said"] == "pw!"),
+        (package_zip({"README.txt": "runtime in a layer\n"}), "provided.al2023", "x", runtime_layer, {"k": 1},
+         lambda out: out["echo"] == {"k": 1}),
+    ]
+
+    def stats() -> dict:
+        r = srv.signed_request("GET", "/updraft/admin/v1/engine/stats")
+        assert r.status == 200, r
+        return r.json()["PrewarmedEnvironments"]
+
+    for code, runtime, handler, layer, event, ok in functions:
+        name = unique_name("pwl")
+        create_function(lam, name, code, Runtime=runtime, Handler=handler, Layers=[layer["LayerVersionArn"]])
+        used = 0
+        for i in range(4):
+            lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"GEN": str(i)}})
+            lam.get_waiter("function_updated_v2").wait(FunctionName=name,
+                                                       WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+            deadline = time.monotonic() + 30
+            while stats()["Ready"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            before = stats()["Used"]
+            out = invoke_ok(lam, name, event)
+            assert ok(out), (runtime, out)
+            used += stats()["Used"] - before
+        assert used >= 1, f"{runtime}: no cold start with layers came from a pre-warmed environment"
