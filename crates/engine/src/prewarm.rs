@@ -472,12 +472,12 @@ mod tests {
         }
         // Layers come with the assignment: a layered function shares the layer-less template,
         // unless the jail shows a host path below /opt, which the layers' mount would hide.
-        let mut layered = spec(Some("/data/runtimes/node"), &[]);
+        let mut plain = spec(Some("/data/runtimes/node"), &[]);
+        plain.ro_paths = vec!["/usr/lib/node".into()];
+        let mut layered = plain.clone();
         layered.opt_dir = Some("/data/layers/1".into());
-        assert_eq!(
-            template_key(&layered),
-            template_key(&spec(Some("/data/runtimes/node"), &[]))
-        );
+        assert!(template_key(&plain).is_some());
+        assert_eq!(template_key(&layered), template_key(&plain));
         layered.ro_paths.push("/opt/node".into());
         assert_eq!(template_key(&layered), None);
     }
