@@ -171,12 +171,13 @@ def main():
     finally:
         floor.stop()
 
+    results["loadavg"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "layers.json").write_text(json.dumps(results, indent=2))
     base = results["cases"]["no layer"]["cold_p50_ms"]
     lines = ["# Layers: merge cost and cold starts", "",
              f"Python hello (python3.12), {args.samples} cold starts each ({args.pause} s apart, boto3 client time), "
-             f"binary `{binary.name}`.", "",
+             f"binary `{binary}`, load average {results['loadavg']} at the end of the run.", "",
              "| case | CreateFunction (ms) | cold p50 (ms) | cold min..max (ms) | ratio to no layer | warm p50 (ms) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for label, r in results["cases"].items():
