@@ -42,6 +42,9 @@ pub struct DeployArgs {
         default_value = "arn:aws:iam::000000000000:role/updraft-function"
     )]
     role: String,
+    /// Layer version ARN, repeatable, in order (without any, the function keeps its layers).
+    #[arg(long = "layer", value_name = "ARN")]
+    layers: Vec<String>,
     #[command(flatten)]
     endpoint: Endpoint,
 }
@@ -222,7 +225,7 @@ enum KeyCommand {
 }
 
 /// Zips a folder (keeping executable bits, for `bootstrap`), or reads a .zip as is.
-fn package(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn package(path: &Path) -> Result<Vec<u8>> {
     if path.is_file() {
         return std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     }
@@ -295,6 +298,7 @@ pub fn deploy(a: DeployArgs) -> Result<ExitCode> {
     if let Some(d) = &a.description {
         config["Description"] = json!(d);
     }
+    crate::cli_layer::add_layers(&mut config, &a.layers);
     let result = if exists.status == 404 {
         let mut body = config;
         body["FunctionName"] = json!(a.name);

@@ -2,6 +2,7 @@
 //! through the public API, and the jail helper mode the sandbox re-executes.
 
 mod cli;
+mod cli_layer;
 mod client;
 mod events_glue;
 mod http;
@@ -37,6 +38,8 @@ enum Command {
     Doctor(cli::DoctorArgs),
     /// Manage accounts and their access keys (root credentials only).
     Account(cli::AccountArgs),
+    /// Publish and list layers (`layer publish DIR --name N`).
+    Layer(cli_layer::LayerArgs),
     /// Install language runtimes into the data directory (`runtime install nodejs22.x`).
     Runtime(cli::RuntimeArgs),
 }
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Doctor(a) => cli::doctor(a),
         Command::Account(a) => cli::account(a),
         Command::Runtime(a) => cli::runtime(a),
+        Command::Layer(a) => cli_layer::layer(a),
     };
     match result {
         Ok(code) => code,

@@ -64,6 +64,7 @@ impl SpecCache {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             code_dir: r.code_dir.clone(),
+            opt_dir: r.opt_dir.clone(),
             reserved_concurrency: r.reserved_concurrency,
             log_group: c.logging.log_group.clone(),
         });

@@ -291,6 +291,7 @@ async fn route(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResu
                 }),
             ))
         }
+        (_, ["layers", ..]) => crate::layers::route(state, caller, &req, &segs).await,
         (Method::GET, ["tags", arn]) => {
             let tags = state.control.list_tags(&caller.account_id, arn)?;
             Ok(json(StatusCode::OK, json!({ "Tags": tags })))
@@ -318,7 +319,7 @@ fn function_name_of(f: &str) -> String {
         .unwrap_or_else(|_| f.to_string())
 }
 
-fn max_items(req: &Incoming) -> ApiResult<Option<i64>> {
+pub(crate) fn max_items(req: &Incoming) -> ApiResult<Option<i64>> {
     req.param("MaxItems")
         .map(|m| {
             m.parse::<i64>()
@@ -327,7 +328,7 @@ fn max_items(req: &Incoming) -> ApiResult<Option<i64>> {
         .transpose()
 }
 
-fn listing(key: &str, items: Vec<serde_json::Value>, next: Option<String>) -> Response {
+pub(crate) fn listing(key: &str, items: Vec<serde_json::Value>, next: Option<String>) -> Response {
     let mut v = json!({ key: items });
     if let Some(n) = next {
         v["NextMarker"] = json!(n);
@@ -494,7 +495,7 @@ fn code_path(sha256_hex: &str) -> String {
 }
 
 /// A presigned, time-limited link to a stored zip, on the host the caller used.
-fn code_link(state: &AppState, host: &str, sha256_hex: &str) -> ApiResult<String> {
+pub(crate) fn code_link(state: &AppState, host: &str, sha256_hex: &str) -> ApiResult<String> {
     let path = code_path(sha256_hex);
     let headers = vec![("host".to_string(), host.to_string())];
     let query = updraft_sigv4::presign(

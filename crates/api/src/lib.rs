@@ -19,6 +19,7 @@ pub mod error;
 mod event_config;
 mod invoke;
 mod lambda;
+mod layers;
 pub use lambda::RUNTIME_NOTE_HEADER;
 pub mod payload_v2;
 mod policy;

@@ -61,6 +61,14 @@ pub fn function_configuration(
     if let Some(t) = &c.dead_letter_target {
         m.insert("DeadLetterConfig".into(), json!({ "TargetArn": t }));
     }
+    if !c.layers.is_empty() {
+        let layers: Vec<Value> = c
+            .layers
+            .iter()
+            .map(|l| json!({ "Arn": l.arn, "CodeSize": l.code.code_size }))
+            .collect();
+        m.insert("Layers".into(), Value::Array(layers));
+    }
     m.insert("RevisionId".into(), json!(c.revision_id));
     match phase {
         Phase::Creating => {
@@ -230,7 +238,7 @@ pub struct DeadLetterWire {
     pub target_arn: Option<String>,
 }
 
-fn missing(field: &str) -> ApiError {
+pub(crate) fn missing(field: &str) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::BAD_REQUEST,
         "ValidationException",
@@ -269,9 +277,6 @@ impl CreateFunctionWire {
         if self.package_type.as_deref().is_some_and(|p| p != "Zip") {
             return Err(ApiError::invalid("Updraft supports PackageType Zip only."));
         }
-        if self.layers.as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(ApiError::invalid("Layers are not supported yet."));
-        }
         let name = self.function_name.ok_or_else(|| missing("functionName"))?;
         let role = self.role.ok_or_else(|| missing("role"))?;
         let code = self.code.ok_or_else(|| missing("code"))?;
@@ -293,6 +298,7 @@ impl CreateFunctionWire {
             publish: self.publish,
             zip,
             dead_letter_target: self.dead_letter_config.and_then(|d| d.target_arn),
+            layers: self.layers,
         })
     }
 }
@@ -317,9 +323,6 @@ pub struct UpdateConfigWire {
 
 impl UpdateConfigWire {
     pub fn into_input(self) -> ApiResult<ConfigUpdate> {
-        if self.layers.as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(ApiError::invalid("Layers are not supported yet."));
-        }
         Ok(ConfigUpdate {
             runtime: self.runtime,
             role: self.role,
@@ -336,6 +339,7 @@ impl UpdateConfigWire {
             dead_letter_target: self
                 .dead_letter_config
                 .map(|d| d.target_arn.unwrap_or_default()),
+            layers: self.layers,
         })
     }
 }

@@ -53,6 +53,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+mod opt;
+
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use zip::ZipArchive;
@@ -498,7 +500,9 @@ impl CodeStore {
         }
         // The marker goes before the tree, and the tree is moved aside first, so it disappears
         // at once rather than file by file.
-        self.discard_tree(sha256_hex)
+        self.discard_tree(sha256_hex)?;
+        // Merged `/opt` trees share the address space (see `opt`).
+        self.remove_opt_tree(sha256_hex)
     }
 
     fn artifact(&self, sha256_hex: String, code_size: u64) -> CodeArtifact {

@@ -2,8 +2,9 @@
 //!
 //! Packages are content-addressed and shared, so `UpdateFunctionCode` and `DeleteFunction` leave
 //! the old zip and tree behind. A collection pass removes the packages that neither a function's
-//! `$LATEST` nor any of its published versions refers to (Updraft has no layers yet; when it has,
-//! their versions join the referenced set), under two safety rules:
+//! `$LATEST` nor any of its published versions refers to, nor any layer version (nor a function's
+//! copy of a layer version that has since been deleted: it keeps working for the function), nor a
+//! merged `/opt` tree some configuration uses (`root/opt/<address>`), under two safety rules:
 //!
 //! * **Never an upload's package.** An upload stores its zip first and writes the function record
 //!   that refers to it afterwards; between the two the package is referenced by nothing. Every
@@ -155,8 +156,15 @@ fn collect_at(
 /// interrupted upload leaves).
 fn stored_addresses(code: &CodeStore) -> Result<HashSet<String>, CodeError> {
     let mut out = HashSet::new();
-    for (dir, suffix) in [(code.zips_dir(), ".zip"), (code.trees_dir(), "")] {
-        let entries = std::fs::read_dir(&dir).map_err(|source| inspect(&dir, source))?;
+    for (dir, suffix) in [
+        (code.zips_dir(), ".zip"),
+        (code.trees_dir(), ""),
+        (code.opt_trees_dir(), ""),
+    ] {
+        let entries = match std::fs::read_dir(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            r => r.map_err(|source| inspect(&dir, source))?,
+        };
         for e in entries {
             let e = e.map_err(|source| inspect(&dir, source))?;
             let name = e.file_name().to_string_lossy().into_owned();

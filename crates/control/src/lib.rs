@@ -12,6 +12,7 @@
 //! - [`model`]: the domain types and their stored documents;
 //! - [`code`]: the code store and safe extraction of hostile zips;
 //! - [`url`]: Function URL configurations;
+//! - [`layer`]: layer versions, their permissions and what a function keeps of them;
 //! - [`policy`]: resource-based policies and their evaluation;
 //! - [`provisioned`]: provisioned concurrency configurations;
 //! - [`error`]: errors by Lambda error category, with no HTTP in sight.
@@ -21,6 +22,7 @@ pub mod arn;
 pub mod code;
 pub mod code_gc;
 pub mod error;
+pub mod layer;
 pub mod model;
 pub mod policy;
 pub mod provisioned;

@@ -53,6 +53,9 @@ pub struct FunctionConfig {
     /// `DeadLetterConfig.TargetArn`: where failed asynchronous invocations go (SQS or SNS).
     #[serde(default)]
     pub dead_letter_target: Option<String>,
+    /// Layers in order (`Layers`), each with the package it had when it was added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<crate::layer::LayerRef>,
 }
 
 impl FunctionConfig {
@@ -71,6 +74,7 @@ impl FunctionConfig {
             && self.architectures == other.architectures
             && self.code == other.code
             && self.dead_letter_target == other.dead_letter_target
+            && self.layers == other.layers
     }
 }
 

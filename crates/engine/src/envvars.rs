@@ -151,6 +151,7 @@ mod tests {
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
             code_dir: "/tmp/code".into(),
+            opt_dir: None,
             reserved_concurrency: None,
             log_group: "/aws/lambda/hello".into(),
         }

@@ -153,6 +153,8 @@ pub struct FunctionSpec {
     pub environment: Vec<(String, String)>,
     /// Extracted package (read-only), mounted at `/var/task`.
     pub code_dir: PathBuf,
+    /// The function's layers merged into one tree (read-only), mounted at `/opt`.
+    pub opt_dir: Option<PathBuf>,
     /// `Some(0)` means the function is disabled (every invocation is throttled).
     pub reserved_concurrency: Option<u32>,
     /// `"/aws/lambda/<name>"`.

@@ -743,13 +743,13 @@ impl Inner {
             runtime_dir: launch
                 .client_dir
                 .map(|d| runtimes::client_dir(&self.cfg.data_dir, d)),
-            opt_dir: None,
+            opt_dir: spec.opt_dir.clone(),
             ro_paths: self.ro_paths.clone(),
             tmp_mb: u64::from(spec.ephemeral_mb),
             memory_mb: u64::from(spec.memory_mb),
             pids_max: PIDS_MAX,
             nofile: NOFILE,
-            argv: launch.argv.clone(),
+            argv: runtimes::with_layer_bootstrap(&launch.argv, spec),
             env,
             cwd: "/var/task".to_string(),
             start: updraft_sandbox::Start::Now,

@@ -92,7 +92,12 @@ struct TemplateKey {
 
 /// The template key of `spec`, or `None` when the function must get a freshly built environment.
 fn template_key(spec: &JailSpec) -> Option<TemplateKey> {
-    if spec.opt_dir.is_some() || spec.start != Start::Now {
+    if spec.start != Start::Now {
+        return None;
+    }
+    // Layers arrive with the assignment, mounted over the pre-warmed jail's empty `/opt`, which
+    // would hide any host path shown below `/opt`.
+    if spec.opt_dir.is_some() && spec.ro_paths.iter().any(|p| p.starts_with("/opt")) {
         return None;
     }
     // Updraft's own runtime clients can wait for their function; any other program is the
@@ -299,6 +304,7 @@ impl Launcher for PrewarmLauncher {
                 argv: spec.argv.clone(),
                 env: spec.env.clone(),
                 cwd: spec.cwd.clone(),
+                opt_dir: spec.opt_dir.clone(),
             };
             match jail.assign(&assignment) {
                 Ok(()) => {
@@ -531,8 +537,15 @@ mod tests {
             let s = spec(Some("/data/runtimes/node"), &[(var, "x")]);
             assert_eq!(template_key(&s), None, "{var}");
         }
-        let mut layered = spec(Some("/data/runtimes/node"), &[]);
+        // Layers come with the assignment: a layered function shares the layer-less template,
+        // unless the jail shows a host path below /opt, which the layers' mount would hide.
+        let mut plain = spec(Some("/data/runtimes/node"), &[]);
+        plain.ro_paths = vec!["/usr/lib/node".into()];
+        let mut layered = plain.clone();
         layered.opt_dir = Some("/data/layers/1".into());
+        assert!(template_key(&plain).is_some());
+        assert_eq!(template_key(&layered), template_key(&plain));
+        layered.ro_paths.push("/opt/node".into());
         assert_eq!(template_key(&layered), None);
     }
 

@@ -739,6 +739,23 @@ fn install_client(data_dir: &Path, name: &str, file: &str, text: &str) -> Result
     Ok(())
 }
 
+/// The program of a `provided.*` function: its own `/var/task/bootstrap`, or, when its package
+/// has none, the `/opt/bootstrap` one of its layers brings (Lambda looks in that order). Other
+/// runtimes start as `argv` says. Looks at the host once per cold start, never per invocation.
+pub(crate) fn with_layer_bootstrap(argv: &[String], spec: &crate::FunctionSpec) -> Vec<String> {
+    let own = argv.first().is_some_and(|p| p == "/var/task/bootstrap");
+    if own
+        && let Some(opt) = &spec.opt_dir
+        && std::fs::symlink_metadata(spec.code_dir.join("bootstrap")).is_err()
+        && std::fs::symlink_metadata(opt.join("bootstrap")).is_ok()
+    {
+        let mut out = argv.to_vec();
+        out[0] = "/opt/bootstrap".to_string();
+        return out;
+    }
+    argv.to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -176,6 +176,7 @@ impl Ctx {
             ephemeral_mb: 64,
             environment: vec![("GREETING".into(), "hello".into())],
             code_dir,
+            opt_dir: None,
             reserved_concurrency: None,
             log_group: format!("/aws/lambda/{name}"),
         }

@@ -649,10 +649,27 @@ struct Pending {
     host_root: (u64, u64),
 }
 
-/// Carries out one assignment: mounts the code, hands argv and environment over, and for a
-/// deferred environment waits until pid 1 exec'd.
-fn assign(pending: Pending, msg: ServerMsg, code: Option<OwnedFd>) -> Result<Vec<String>, Failure> {
-    let ServerMsg::Assign { argv, env, cwd, .. } = msg;
+/// Carries out one assignment: mounts the code (and the layers' tree on `/opt`), hands argv and
+/// environment over, and for a deferred environment waits until pid 1 exec'd.
+fn assign(
+    pending: Pending,
+    msg: ServerMsg,
+    code: Option<OwnedFd>,
+    layers: Option<OwnedFd>,
+) -> Result<Vec<String>, Failure> {
+    let ServerMsg::Assign {
+        argv,
+        env,
+        cwd,
+        opt,
+        ..
+    } = msg;
+    if opt != layers.is_some() {
+        return Err(Failure {
+            step: Step::Assign,
+            message: "assignment without the layers' mount it announced".into(),
+        });
+    }
     let code = code.ok_or_else(|| Failure {
         step: Step::Assign,
         message: "assignment without the code's mount".into(),
@@ -669,6 +686,11 @@ fn assign(pending: Pending, msg: ServerMsg, code: Option<OwnedFd>) -> Result<Vec
     sys::move_mount_to(code.as_fd(), c"/var/task")
         .map_err(fail(Step::Assign, "mounting the code on /var/task"))?;
     drop(code);
+    // A pre-warmed jail has an empty /opt (its spec had no layers), which this covers.
+    if let Some(layers) = layers {
+        sys::move_mount_to(layers.as_fd(), c"/opt")
+            .map_err(fail(Step::Assign, "mounting the layers on /opt"))?;
+    }
     let text = serde_json::to_vec(&PipeAssignment { argv, env, cwd })
         .map_err(fail(Step::Assign, "encoding"))?;
     let mut pipe = std::fs::File::from(pending.pipe);
@@ -710,8 +732,8 @@ fn supervise(
                     .flatten()
             });
             if let (Some(msg), Some(p)) = (msg, pending.take()) {
-                let fd = got.ok().and_then(|g| g.fd);
-                let reply = match assign(p, msg, fd) {
+                let (fd, opt) = got.ok().map_or((None, None), |g| (g.fd, g.second_fd));
+                let reply = match assign(p, msg, fd, opt) {
                     Ok(warnings) => HelperMsg::Assigned { warnings },
                     Err(f) => HelperMsg::Failed {
                         step: f.step,

@@ -211,7 +211,8 @@ impl Jail {
 
     /// Gives a pre-warmed environment (spawned with [`Start::Deferred`] or [`Start::Template`])
     /// to one function: sets its memory limit, mounts `code_dir` read-only, `nosuid` and
-    /// `nodev` on its `/var/task`, and hands over argv, environment and working directory. Only
+    /// `nodev` on its `/var/task` (and `opt_dir` the same way on its `/opt`), and hands over
+    /// argv, environment and working directory. Only
     /// once per environment; on any error the environment is unusable (drop it). Blocking.
     pub fn assign(&mut self, a: &Assignment) -> Result<(), SandboxError> {
         a.validate()?;
@@ -229,22 +230,30 @@ impl Jail {
             .map_err(step)?;
         // The mount is cloned here, in the host's mount namespace, where the code directory is
         // visible; the helper, inside the environment's namespace, only attaches it.
-        let tree = sys::clone_tree_read_only(&a.code_dir).map_err(|e| SandboxError::Setup {
-            step: Step::Assign,
-            message: format!("cloning {}: {e}", a.code_dir.display()),
-        })?;
+        let clone = |dir: &std::path::Path| {
+            sys::clone_tree_read_only(dir).map_err(|e| SandboxError::Setup {
+                step: Step::Assign,
+                message: format!("cloning {}: {e}", dir.display()),
+            })
+        };
+        let tree = clone(&a.code_dir)?;
+        let layers = a.opt_dir.as_deref().map(clone).transpose()?;
         let msg = ServerMsg::Assign {
             memory_mb: a.memory_mb,
             argv: a.argv.clone(),
             env: a.env.clone(),
             cwd: a.cwd.clone(),
+            opt: layers.is_some(),
         };
         let payload =
             serde_json::to_vec(&msg).map_err(|e| SandboxError::InvalidSpec(e.to_string()))?;
         let control = self.control_clone()?;
-        protocol::send(control.as_fd(), &payload, Some(tree.as_raw_fd()))
-            .map_err(SandboxError::SendSpec)?;
+        let fds: Vec<_> = std::iter::once(tree.as_raw_fd())
+            .chain(layers.as_ref().map(|l| l.as_raw_fd()))
+            .collect();
+        protocol::send_fds(control.as_fd(), &payload, &fds).map_err(SandboxError::SendSpec)?;
         drop(tree);
+        drop(layers);
         let deadline = Instant::now() + SETUP_TIMEOUT;
         let (msg, _fd) = recv_before(self, &control, deadline)?;
         match msg {

@@ -128,22 +128,24 @@ pub struct Assignment {
     pub env: Vec<(String, String)>,
     /// Working directory inside the jail.
     pub cwd: String,
+    /// The function's layers, mounted read-only at `/opt` (over the pre-warmed jail's empty one).
+    #[serde(default)]
+    pub opt_dir: Option<PathBuf>,
 }
 
 impl Assignment {
     /// The same checks as [`JailSpec::validate`] for the parts an assignment carries.
     pub fn validate(&self) -> Result<(), SandboxError> {
         let bad = |m: String| Err(SandboxError::InvalidSpec(m));
-        if !self.code_dir.is_absolute()
-            || self
-                .code_dir
-                .components()
-                .any(|c| c == Component::ParentDir)
+        for (what, p) in std::iter::once(("code_dir", &self.code_dir))
+            .chain(self.opt_dir.iter().map(|p| ("opt_dir", p)))
         {
-            return bad(format!(
-                "code_dir {} is not a plain absolute path",
-                self.code_dir.display()
-            ));
+            if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
+                return bad(format!(
+                    "{what} {} is not a plain absolute path",
+                    p.display()
+                ));
+            }
         }
         if self.memory_mb == 0 {
             return bad("memory_mb must be greater than zero".into());

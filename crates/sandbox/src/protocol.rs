@@ -8,8 +8,8 @@
 //! at any point. After `Ready` the socket stays open as a liveness signal: when the server
 //! closes it, the helper kills the environment. A pre-warmed environment (see
 //! [`Start`](crate::Start)) additionally takes one [`ServerMsg::Assign`] (carrying the
-//! function's code as a detached mount) after `Ready`, answered by [`HelperMsg::Assigned`] or
-//! [`HelperMsg::Failed`].
+//! function's code as a detached mount, and its layers' tree as a second one when it has layers)
+//! after `Ready`, answered by [`HelperMsg::Assigned`] or [`HelperMsg::Failed`].
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -35,12 +35,15 @@ pub(crate) struct SetupRequest {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(crate) enum ServerMsg {
-    /// Gives a pre-warmed environment to a function; the code's detached mount travels with it.
+    /// Gives a pre-warmed environment to a function; the code's detached mount travels with it,
+    /// followed by the layers' (for `/opt`) when `opt` is set.
     Assign {
         memory_mb: u64,
         argv: Vec<String>,
         env: Vec<(String, String)>,
         cwd: String,
+        #[serde(default)]
+        opt: bool,
     },
 }
 
@@ -79,17 +82,28 @@ pub(crate) enum HelperMsg {
 
 /// Sends one message, optionally passing one file descriptor with it.
 pub(crate) fn send(sock: BorrowedFd<'_>, payload: &[u8], fd: Option<RawFd>) -> io::Result<()> {
+    let fds: Vec<RawFd> = fd.into_iter().collect();
+    send_fds(sock, payload, &fds)
+}
+
+/// Sends one message with up to [`MAX_FDS`] file descriptors, in order.
+pub(crate) fn send_fds(sock: BorrowedFd<'_>, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors for one message",
+        ));
+    }
     if payload.len() > MAX_MESSAGE {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("message of {} bytes exceeds {MAX_MESSAGE}", payload.len()),
         ));
     }
-    let fds: Vec<RawFd> = fd.into_iter().collect();
     let cmsgs: Vec<ControlMessage<'_>> = if fds.is_empty() {
         Vec::new()
     } else {
-        vec![ControlMessage::ScmRights(&fds)]
+        vec![ControlMessage::ScmRights(fds)]
     };
     let iov = [IoSlice::new(payload)];
     loop {
@@ -107,11 +121,17 @@ pub(crate) fn send_msg(sock: BorrowedFd<'_>, msg: &HelperMsg, fd: Option<RawFd>)
     send(sock, &text, fd)
 }
 
-/// One received message: its bytes (empty at end of stream) and the descriptor that came
+/// Most descriptors one message carries (an assignment: the code's mount and the layers').
+pub(crate) const MAX_FDS: usize = 2;
+
+/// One received message: its bytes (empty at end of stream) and the descriptors that came
 /// with it, if any.
 pub(crate) struct Received {
     pub(crate) data: Vec<u8>,
+    /// The first descriptor.
     pub(crate) fd: Option<OwnedFd>,
+    /// The second descriptor (only an assignment of a function with layers has one).
+    pub(crate) second_fd: Option<OwnedFd>,
 }
 
 /// Receives one message. Received descriptors are close-on-exec.
@@ -148,15 +168,20 @@ pub(crate) fn recv(sock: BorrowedFd<'_>) -> io::Result<Received> {
             ));
         }
         let len = msg.bytes;
-        if fds.len() > 1 {
+        if fds.len() > MAX_FDS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "more than one descriptor in a message",
+                "too many descriptors in a message",
             ));
         }
+        let second_fd = if fds.len() == 2 { fds.pop() } else { None };
         let fd = fds.pop();
         buf.truncate(len);
-        return Ok(Received { data: buf, fd });
+        return Ok(Received {
+            data: buf,
+            fd,
+            second_fd,
+        });
     }
 }
 

@@ -1200,6 +1200,7 @@ fn assignment(ctx: &Ctx, argv: &[&str]) -> Assignment {
             ("GREETING".into(), "assigned".into()),
         ],
         cwd: "/var/task".into(),
+        opt_dir: None,
     }
 }
 
@@ -1251,6 +1252,29 @@ fn deferred_environment_runs_its_assignment(ctx: &Ctx) -> Result<(), String> {
     check(
         out == "handler code\nassigned\n/var/task\n993\nread-only\n",
         || format!("got {out:?}, stderr {err:?}"),
+    )
+}
+
+fn assignment_mounts_layers_on_opt(ctx: &Ctx) -> Result<(), String> {
+    let empty = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let layers = tempfile::tempdir().map_err(|e| e.to_string())?;
+    std::fs::create_dir(layers.path().join("bin")).map_err(|e| e.to_string())?;
+    std::fs::write(layers.path().join("bin/note"), "from a layer\n").map_err(|e| e.to_string())?;
+    let mut spec = ctx.spec("deferred-opt", &[]);
+    spec.code_dir = empty.path().to_path_buf();
+    spec.start = Start::Deferred;
+    let mut jail = ctx.spawn(&spec)?;
+    let out = collect(jail.take_stdout());
+    let script = "cat /opt/bin/note; (echo x > /opt/w) 2>/dev/null || echo read-only";
+    let mut a = assignment(ctx, &["/bin/sh", "-c", script]);
+    a.opt_dir = Some(layers.path().to_path_buf());
+    jail.assign(&a).map_err(|e| format!("assign: {e}"))?;
+    let exit = jail.wait();
+    drop(jail);
+    let out = out.join().unwrap_or_default();
+    check(
+        exit.code == Some(0) && out == "from a layer\nread-only\n",
+        || format!("exit {exit}: {out:?}"),
     )
 }
 
@@ -1466,6 +1490,11 @@ fn main() {
         (
             "deferred_environment_reports_a_failed_exec",
             deferred_environment_reports_a_failed_exec,
+            Root,
+        ),
+        (
+            "assignment_mounts_layers_on_opt",
+            assignment_mounts_layers_on_opt,
             Root,
         ),
         (

@@ -64,6 +64,26 @@ pub enum Op {
         name: String,
         alias: String,
     },
+    /// Insert or replace a layer's own document (what outlives its versions, such as the
+    /// highest version number ever published).
+    PutLayer {
+        account_id: String,
+        name: String,
+        doc: String,
+    },
+    /// Insert or replace one layer version.
+    PutLayerVersion {
+        account_id: String,
+        name: String,
+        version: u64,
+        doc: String,
+    },
+    /// Remove one layer version.
+    DeleteLayerVersion {
+        account_id: String,
+        name: String,
+        version: u64,
+    },
 }
 
 /// A stored function document.
@@ -92,6 +112,23 @@ pub struct AliasRow {
     pub doc: String,
 }
 
+/// A stored layer document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerRow {
+    pub account_id: String,
+    pub name: String,
+    pub doc: String,
+}
+
+/// A stored layer version document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerVersionRow {
+    pub account_id: String,
+    pub name: String,
+    pub version: u64,
+    pub doc: String,
+}
+
 /// A stored account document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountRow {
@@ -115,6 +152,8 @@ pub struct Snapshot {
     pub functions: Vec<FunctionRow>,
     pub versions: Vec<VersionRow>,
     pub aliases: Vec<AliasRow>,
+    pub layers: Vec<LayerRow>,
+    pub layer_versions: Vec<LayerVersionRow>,
 }
 
 /// Errors of a store backend.

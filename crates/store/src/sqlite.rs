@@ -10,7 +10,8 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    AccessKeyRow, AccountRow, AliasRow, FunctionRow, Op, Snapshot, Store, StoreError, VersionRow,
+    AccessKeyRow, AccountRow, AliasRow, FunctionRow, LayerRow, LayerVersionRow, Op, Snapshot,
+    Store, StoreError, VersionRow,
 };
 
 const SCHEMA: &str = "
@@ -27,6 +28,12 @@ CREATE TABLE IF NOT EXISTS versions (
 CREATE TABLE IF NOT EXISTS aliases (
     account_id TEXT NOT NULL, name TEXT NOT NULL, alias TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (account_id, name, alias));
+CREATE TABLE IF NOT EXISTS layers (
+    account_id TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (account_id, name));
+CREATE TABLE IF NOT EXISTS layer_versions (
+    account_id TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (account_id, name, version));
 ";
 
 /// SQLite-backed [`Store`].
@@ -154,6 +161,33 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<(), rusqlite::Er
             "DELETE FROM aliases WHERE account_id = ?1 AND name = ?2 AND alias = ?3",
             params![account_id, name, alias],
         ),
+        Op::PutLayer {
+            account_id,
+            name,
+            doc,
+        } => tx.execute(
+            "INSERT INTO layers (account_id, name, doc) VALUES (?1, ?2, ?3)
+             ON CONFLICT(account_id, name) DO UPDATE SET doc = excluded.doc",
+            params![account_id, name, doc],
+        ),
+        Op::PutLayerVersion {
+            account_id,
+            name,
+            version,
+            doc,
+        } => tx.execute(
+            "INSERT INTO layer_versions (account_id, name, version, doc) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(account_id, name, version) DO UPDATE SET doc = excluded.doc",
+            params![account_id, name, *version as i64, doc],
+        ),
+        Op::DeleteLayerVersion {
+            account_id,
+            name,
+            version,
+        } => tx.execute(
+            "DELETE FROM layer_versions WHERE account_id = ?1 AND name = ?2 AND version = ?3",
+            params![account_id, name, *version as i64],
+        ),
     }
     .map(|_| ())
 }
@@ -259,6 +293,27 @@ impl Store for SqliteStore {
                 })
             })?
             .collect::<Result<_, _>>()?;
+        let mut stmt = conn.prepare("SELECT account_id, name, doc FROM layers")?;
+        snap.layers = stmt
+            .query_map([], |r| {
+                Ok(LayerRow {
+                    account_id: r.get(0)?,
+                    name: r.get(1)?,
+                    doc: r.get(2)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = conn.prepare("SELECT account_id, name, version, doc FROM layer_versions")?;
+        snap.layer_versions = stmt
+            .query_map([], |r| {
+                Ok(LayerVersionRow {
+                    account_id: r.get(0)?,
+                    name: r.get(1)?,
+                    version: r.get::<_, i64>(2)? as u64,
+                    doc: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
         Ok(snap)
     }
 }
@@ -300,6 +355,39 @@ mod tests {
         assert_eq!(snap.functions[0].doc, "{\"x\":2}");
         assert_eq!(snap.versions[0].version, 1);
         assert_eq!(snap.aliases[0].alias, "live");
+    }
+
+    #[test]
+    fn layers_and_their_versions_round_trip() {
+        let s = SqliteStore::in_memory().unwrap();
+        let acct = "111122223333".to_string();
+        let version = |v: u64| Op::PutLayerVersion {
+            account_id: acct.clone(),
+            name: "libs".into(),
+            version: v,
+            doc: format!("{{\"v\":{v}}}"),
+        };
+        s.apply(&[
+            Op::PutLayer {
+                account_id: acct.clone(),
+                name: "libs".into(),
+                doc: "{\"last\":2}".into(),
+            },
+            version(1),
+            version(2),
+        ])
+        .unwrap();
+        s.apply(&[Op::DeleteLayerVersion {
+            account_id: acct.clone(),
+            name: "libs".into(),
+            version: 1,
+        }])
+        .unwrap();
+        let snap = s.snapshot().unwrap();
+        assert_eq!(snap.layers.len(), 1);
+        assert_eq!(snap.layers[0].doc, "{\"last\":2}");
+        assert_eq!(snap.layer_versions.len(), 1);
+        assert_eq!(snap.layer_versions[0].version, 2);
     }
 
     #[test]

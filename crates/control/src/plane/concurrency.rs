@@ -305,6 +305,7 @@ impl ControlPlane {
                     executed_version: version,
                     reserved_concurrency: entry.reserved_concurrency,
                     code_dir,
+                    opt_dir: self.opt_dir_of(config),
                 },
                 count,
             });

@@ -22,6 +22,8 @@ pub struct CreateFunction {
     pub zip: Vec<u8>,
     /// `DeadLetterConfig.TargetArn`; empty means none.
     pub dead_letter_target: Option<String>,
+    /// `Layers`: layer version ARNs, in order.
+    pub layers: Option<Vec<String>>,
 }
 
 /// `LoggingConfig` as given by the caller.
@@ -49,6 +51,8 @@ pub struct ConfigUpdate {
     pub revision_id: Option<String>,
     /// `DeadLetterConfig.TargetArn`; `Some("")` removes it.
     pub dead_letter_target: Option<String>,
+    /// `Layers`: replaces the function's layers (`Some(vec![])` removes them).
+    pub layers: Option<Vec<String>>,
 }
 
 /// Inputs of `UpdateFunctionCode`.
@@ -101,7 +105,10 @@ impl ControlPlane {
             .functions
             .values()
             .flat_map(|e| std::iter::once(&e.latest).chain(e.versions.values()));
-        Ok(configs.map(|c| c.code.sha256_hex.clone()).collect())
+        let mut out: std::collections::HashSet<String> =
+            configs.map(|c| c.code.sha256_hex.clone()).collect();
+        Self::layer_references(&state, &mut out);
+        Ok(out)
     }
 
     pub(super) fn logging(
@@ -221,7 +228,20 @@ impl ControlPlane {
         if self.read().contains_key(&key) {
             return Err(self.exists_error(account_id, &input.name));
         }
+        let layers = match &input.layers {
+            Some(arns) => {
+                self.function_layers(account_id, arns, runtime.as_deref(), &architectures)?
+            }
+            None => Vec::new(),
+        };
         let (artifact, _upload) = self.store_code(&input.zip)?;
+        let code = CodeRef {
+            sha256_hex: artifact.sha256_hex,
+            code_sha256: artifact.code_sha256,
+            code_size: artifact.code_size,
+        };
+        self.check_total_size(&code, &layers)?;
+        let _opt = self.prepare_opt(&layers)?;
         let latest = FunctionConfig {
             name: input.name.clone(),
             version: "$LATEST".into(),
@@ -236,14 +256,11 @@ impl ControlPlane {
             logging,
             tracing_mode,
             architectures,
-            code: CodeRef {
-                sha256_hex: artifact.sha256_hex,
-                code_sha256: artifact.code_sha256,
-                code_size: artifact.code_size,
-            },
+            code,
             last_modified: now_lambda(),
             revision_id: new_revision(),
             dead_letter_target,
+            layers,
         };
         let mut entry = Entry {
             latest: Arc::new(latest),
@@ -392,6 +409,16 @@ impl ControlPlane {
             Self::check_revision(&e.latest.revision_id, input.revision_id.as_deref())?;
         }
         let (artifact, _upload) = self.store_code(&input.zip)?;
+        {
+            let state = self.read();
+            let (_, e) = self.lookup(&state, account_id, &r.name)?;
+            let code = CodeRef {
+                sha256_hex: artifact.sha256_hex.clone(),
+                code_sha256: artifact.code_sha256.clone(),
+                code_size: artifact.code_size,
+            };
+            self.check_total_size(&code, &e.latest.layers)?;
+        }
         if input.dry_run {
             let state = self.read();
             let (_, e) = self.lookup(&state, account_id, &r.name)?;
@@ -432,7 +459,32 @@ impl ControlPlane {
         let r = self.parse(account_id, function_name)?;
         Self::unqualified(&r)?;
         let revision = input.revision_id.clone();
+        // Layers are resolved, checked and merged before the writer's turn: the merge is disk
+        // work, and its result depends only on the list.
+        let mut _opt = None;
+        let layers = match &input.layers {
+            Some(arns) => {
+                let (runtime, archs, code) = {
+                    let state = self.read();
+                    let (_, e) = self.lookup(&state, account_id, &r.name)?;
+                    let runtime = input.runtime.clone().or_else(|| e.latest.runtime.clone());
+                    (
+                        runtime,
+                        e.latest.architectures.clone(),
+                        e.latest.code.clone(),
+                    )
+                };
+                let layers = self.function_layers(account_id, arns, runtime.as_deref(), &archs)?;
+                self.check_total_size(&code, &layers)?;
+                _opt = self.prepare_opt(&layers)?;
+                Some(layers)
+            }
+            None => None,
+        };
         self.update_latest(account_id, &r.name, revision.as_deref(), false, |cfg| {
+            if let Some(l) = layers {
+                cfg.layers = l;
+            }
             if let Some(rt) = input.runtime {
                 validate::runtime(&rt)?;
                 cfg.runtime = Some(rt);

@@ -10,7 +10,8 @@
 //!
 //! The operations are split by resource, each file one `impl ControlPlane` over the shared
 //! state: `functions` (functions, tags, account usage), `versions` (versions and aliases),
-//! `resolve` (the invoke path), `urls`, `policies` and `concurrency` (reserved and provisioned).
+//! `resolve` (the invoke path), `urls`, `policies`, `concurrency` (reserved and provisioned) and
+//! `layers` (layer versions, their policies, and functions' `Layers`).
 //! This file holds the state, the writer's turn and the helpers they share. A new resource
 //! is a new file: its data goes in [`Entry`] (persisted in the function document by
 //! `put_function_op`) and its writes go through [`ControlPlane::change_doc`] or a [`WriteTurn`].
@@ -32,6 +33,9 @@ use crate::validate;
 
 mod concurrency;
 mod functions;
+#[cfg(test)]
+mod layer_tests;
+mod layers;
 mod policies;
 mod resolve;
 #[cfg(test)]
@@ -43,6 +47,7 @@ pub use concurrency::ProvisionedTarget;
 pub use functions::{
     AccountUsage, CodeUpdate, ConfigUpdate, CreateFunction, FunctionDetails, LoggingInput,
 };
+pub use layers::{LayerPermissionInput, PublishLayer};
 pub use resolve::Resolved;
 pub use urls::{UrlTarget, UrlView};
 
@@ -87,6 +92,8 @@ struct State {
     functions: HashMap<FunctionKey, Arc<Entry>>,
     /// url-id → (function, qualifier key), so a URL request finds its function without a scan.
     url_index: HashMap<String, (FunctionKey, String)>,
+    /// Layers and their live versions (`layers.rs`).
+    layers: layers::LayerIndex,
 }
 
 impl State {
@@ -347,18 +354,23 @@ impl ControlPlane {
                 e.aliases.insert(row.alias, alias);
             }
         }
-        let mut loaded = State::default();
+        let mut loaded = State {
+            layers: layers::load(snap.layers, snap.layer_versions)?,
+            ..State::default()
+        };
         for (key, e) in state {
             loaded.set(key, Some(e));
         }
-        Ok(Self {
+        let plane = Self {
             store,
             code,
             config,
             current: RwLock::new(Arc::new(loaded)),
             writer: Mutex::new(()),
             listeners: RwLock::new(Vec::new()),
-        })
+        };
+        plane.ensure_opt_trees();
+        Ok(plane)
     }
 
     /// Region this node answers for.

@@ -15,6 +15,8 @@ pub struct Resolved {
     pub executed_version: String,
     pub reserved_concurrency: Option<u32>,
     pub code_dir: PathBuf,
+    /// The merged tree of the function's layers, mounted at `/opt`.
+    pub opt_dir: Option<PathBuf>,
 }
 
 impl ControlPlane {
@@ -85,6 +87,11 @@ impl ControlPlane {
             .code
             .tree_dir(&config.code.sha256_hex)
             .ok_or_else(|| ControlError::service("invalid code address in configuration"))?;
+        let opt_dir = if config.layers.is_empty() {
+            None
+        } else {
+            self.opt_dir_of(&config)
+        };
         Ok(Resolved {
             account_id: account_id.to_string(),
             function_arn: self.arn(account_id, &r.name),
@@ -92,6 +99,7 @@ impl ControlPlane {
             executed_version: version,
             reserved_concurrency: entry.reserved_concurrency,
             code_dir,
+            opt_dir,
         })
     }
 

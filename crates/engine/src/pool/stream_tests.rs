@@ -121,6 +121,7 @@ impl Fixture {
             ephemeral_mb: 512,
             environment: vec![],
             code_dir: code,
+            opt_dir: None,
             reserved_concurrency: None,
             log_group: format!("/aws/lambda/{name}"),
         })

@@ -74,6 +74,7 @@ impl Fixture {
             ephemeral_mb: 512,
             environment: vec![("GREETING".into(), "hello".into())],
             code_dir: self.code(name),
+            opt_dir: None,
             reserved_concurrency: None,
             log_group: format!("/aws/lambda/{name}"),
         }
