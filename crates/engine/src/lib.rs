@@ -34,6 +34,7 @@
 
 mod env;
 mod envvars;
+mod jvm;
 pub mod keepalive;
 mod launcher;
 mod logs;

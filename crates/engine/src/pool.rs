@@ -742,6 +742,7 @@ impl Inner {
             code_dir: spec.code_dir.clone(),
             runtime_dir: launch
                 .client_dir
+                .as_deref()
                 .map(|d| runtimes::client_dir(&self.cfg.data_dir, d)),
             opt_dir: None,
             ro_paths: self.ro_paths.clone(),
@@ -749,7 +750,7 @@ impl Inner {
             memory_mb: u64::from(spec.memory_mb),
             pids_max: PIDS_MAX,
             nofile: NOFILE,
-            argv: launch.argv.clone(),
+            argv: launch.argv_for(spec.memory_mb),
             env,
             cwd: "/var/task".to_string(),
             start: updraft_sandbox::Start::Now,

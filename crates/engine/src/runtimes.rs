@@ -15,7 +15,8 @@
 //! Python interpreters are run once to learn their real executable and `sys.base_prefix` (a
 //! pyenv shim or a venv resolves to the real installation; a shim that cannot run is ignored);
 //! Node.js executables are resolved through symlinks. `provided*` runs the package's own
-//! `/var/task/bootstrap`. Java is listed but unavailable: Updraft has no Java runtime client yet.
+//! `/var/task/bootstrap`. Java ids run on a JDK of the major they name or a newer one (class files
+//! of a newer release do not load on an older JVM), found by [`crate::jvm`].
 //!
 //! Whatever the runtime, the chosen interpreters' prefixes are made visible in every jail (at the
 //! same path) and the default interpreters' `bin` directories are put on `PATH`, so a
@@ -24,6 +25,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::EngineError;
 
@@ -50,6 +53,7 @@ pub(crate) const KNOWN_RUNTIMES: &[&str] = &[
     "java11",
     "java17",
     "java21",
+    "java25",
     "provided",
     "provided.al2",
     "provided.al2023",
@@ -100,16 +104,17 @@ pub struct RuntimeOptions {
 }
 
 impl RuntimeOptions {
-    /// Parses one `--runtime ID=PATH` argument; only Python and Node.js ids can be mapped.
+    /// Parses one `--runtime ID=PATH` argument; Python, Node.js and Java ids can be mapped (a
+    /// Java id to a `java` executable).
     pub fn parse_override(arg: &str) -> Result<(String, PathBuf), String> {
         let (id, path) = arg
             .split_once('=')
             .ok_or_else(|| format!("expected ID=PATH, got {arg:?}"))?;
         match Family::of(id) {
-            Some(Family::Python | Family::Node) => {}
+            Some(Family::Python | Family::Node | Family::Java) => {}
             _ => {
                 return Err(format!(
-                    "{id:?} is not a Python or Node.js runtime id Updraft knows"
+                    "{id:?} is not a Python, Node.js or Java runtime id Updraft knows"
                 ));
             }
         }
@@ -193,9 +198,20 @@ pub(crate) struct Launch {
     pub family: Family,
     pub argv: Vec<String>,
     /// Name of the `<data_dir>/runtimes/<name>` directory mounted at `/var/runtime`.
-    pub client_dir: Option<&'static str>,
+    pub client_dir: Option<String>,
     /// The id runs on a nearer version than it names (see [`Choice::note`]).
     pub note: Option<String>,
+}
+
+impl Launch {
+    /// The command line of an environment of `memory_mb`: the JVM's heap is sized from it.
+    pub(crate) fn argv_for(&self, memory_mb: u32) -> Vec<String> {
+        let mut argv = self.argv.clone();
+        if self.family == Family::Java && !argv.is_empty() {
+            argv.splice(1..1, crate::jvm::memory_flags(memory_mb));
+        }
+        argv
+    }
 }
 
 /// The interpreters of this host and which runtime id runs on which.
@@ -207,6 +223,19 @@ pub(crate) struct RuntimeRegistry {
     /// on every jail's `PATH`.
     defaults: Vec<Interpreter>,
     strict: bool,
+    /// Where the Java runtime client is compiled (`None`: nowhere, Java cannot start).
+    data_dir: Option<PathBuf>,
+    /// The Java client's directory name per JDK, compiled once on first need.
+    java_clients: BTreeMap<PathBuf, Arc<ClientCell>>,
+}
+
+/// The Java runtime client of one JDK.
+#[derive(Debug, Default)]
+struct ClientCell {
+    /// Its directory name below `<data-dir>/runtimes/`, or why it could not be compiled.
+    dir: OnceLock<Result<String, String>>,
+    /// A background compile was started.
+    started: AtomicBool,
 }
 
 /// Program text run by a host Python to describe itself, one fact per line.
@@ -217,6 +246,10 @@ fn wanted_version(id: &str) -> Option<(u32, Option<u32>)> {
     if let Some(v) = id.strip_prefix("python") {
         let (major, minor) = v.split_once('.')?;
         return Some((major.parse().ok()?, Some(minor.parse().ok()?)));
+    }
+    if let Some(v) = id.strip_prefix("java") {
+        let major = v.strip_suffix(".al2").unwrap_or(v);
+        return Some((major.parse().ok()?, None));
     }
     let major = id.strip_prefix("nodejs")?.strip_suffix(".x")?;
     Some((major.parse().ok()?, None))
@@ -272,12 +305,14 @@ pub(crate) fn choose(
     if let Some(c) = found.iter().find(|c| matches(c)) {
         return Ok(choice(c, None));
     }
-    // Distance in versions: minors for Python (3.x), majors for Node.js.
+    // Distance in versions: minors for Python (3.x), majors for Node.js; Java only upwards,
+    // since an older JVM cannot load the class files of a newer release.
     let distance = |c: &Candidate| -> Option<(u32, std::cmp::Reverse<(u32, u32)>)> {
         let (ma, mi) = c.interp.major_minor()?;
         let d = match minor {
             Some(m) if ma == major => m.abs_diff(mi),
             Some(_) => return None,
+            None if family == Family::Java && ma < major => return None,
             None => major.abs_diff(ma),
         };
         Some((d, std::cmp::Reverse((ma, mi))))
@@ -289,6 +324,9 @@ pub(crate) fn choose(
         .map(|(_, c)| c);
     let hint = match family {
         Family::Node => format!("run `updraft runtime install {id}`, or install it and start "),
+        Family::Java => {
+            format!("install JDK {major}, e.g. Debian's openjdk-{major}-jdk-headless, or start ")
+        }
         _ => "install it and start ".to_string(),
     };
     match nearest {
@@ -301,6 +339,10 @@ pub(crate) fn choose(
                 c.interp.version,
                 c.interp.exe.display()
             )),
+        )),
+        None if family == Family::Java => Err(format!(
+            "{id}: no JDK of Java {major} or newer on this host ({hint}`updraft serve --runtime \
+             {id}=PATH`)"
         )),
         None => Err(format!(
             "{id}: no {} interpreter on this host ({hint}`updraft serve --runtime {id}=PATH`)",
@@ -381,12 +423,14 @@ impl RuntimeRegistry {
                 Err(e) => tracing::warn!("ignoring {}: {e}", p.display()),
             }
         }
+        let javas = crate::jvm::discover(&path);
         let mut choices = BTreeMap::new();
         for id in KNOWN_RUNTIMES {
             let family = Family::of(id).unwrap_or(Family::Provided);
             let found = match family {
                 Family::Python => &pythons,
                 Family::Node => &nodes,
+                Family::Java => &javas,
                 _ => continue,
             };
             let overridden = opts
@@ -397,6 +441,7 @@ impl RuntimeRegistry {
                 .map(|(_, p)| {
                     let interp = match family {
                         Family::Python => probe_python(p),
+                        Family::Java => crate::jvm::probe(p),
                         _ => probe_node(p),
                     };
                     interp.map(|interp| Candidate {
@@ -419,11 +464,68 @@ impl RuntimeRegistry {
             }
             choices.insert(*id, c);
         }
+        let mut java_clients = BTreeMap::new();
+        for (id, c) in &choices {
+            if let (Some(Family::Java), Ok(c)) = (Family::of(id), c) {
+                java_clients
+                    .entry(c.interp.exe.clone())
+                    .or_insert_with(|| Arc::new(ClientCell::default()));
+            }
+        }
         RuntimeRegistry {
             choices,
             defaults,
             strict: opts.strict,
+            data_dir: opts.data_dir.clone(),
+            java_clients,
         }
+    }
+
+    /// Starts compiling the Java runtime client for the JDK `runtime` runs on, on a thread of
+    /// its own, unless it is compiled or being compiled: called when a function is given a Java
+    /// runtime, so that its first cold start finds the client ready, and a node without Java
+    /// functions never runs `javac`.
+    fn prepare_java(&self, c: &Choice) {
+        let (Some(data_dir), Some(cell)) =
+            (self.data_dir.clone(), self.java_clients.get(&c.interp.exe))
+        else {
+            return;
+        };
+        if cell.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let cell = cell.clone();
+        let interp = c.interp.clone();
+        let spawned = std::thread::Builder::new()
+            .name("java-client".into())
+            .spawn(move || {
+                if let Err(e) = cell
+                    .dir
+                    .get_or_init(|| crate::jvm::ensure_client(&data_dir, &interp))
+                {
+                    tracing::warn!("{e}");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start compiling the Java runtime client: {e}");
+        }
+    }
+
+    /// The directory name of the Java client compiled for `interp`, compiling it if need be.
+    fn java_client(&self, interp: &Interpreter) -> Result<String, String> {
+        let data_dir = self
+            .data_dir
+            .as_deref()
+            .ok_or("no data directory to compile the Java runtime client into")?;
+        let cell = self
+            .java_clients
+            .get(&interp.exe)
+            .ok_or("no Java runtime client for this JDK")?;
+        // Blocks the first cold start of a node whose client was never compiled (a data directory
+        // of an older Updraft, no CreateFunction since): once, for about two seconds.
+        cell.dir
+            .get_or_init(|| crate::jvm::ensure_client(data_dir, interp))
+            .clone()
     }
 
     #[cfg(test)]
@@ -453,6 +555,8 @@ impl RuntimeRegistry {
             choices,
             defaults,
             strict: false,
+            data_dir: None,
+            java_clients: BTreeMap::new(),
         }
     }
 
@@ -460,9 +564,8 @@ impl RuntimeRegistry {
     fn chosen(&self, runtime: &str) -> Result<Option<&Choice>, String> {
         let family = Family::of(runtime).ok_or_else(|| format!("unknown runtime {runtime:?}"))?;
         match family {
-            Family::Java => Err("no Java runtime client in this Updraft build".to_string()),
             Family::Provided => Ok(None),
-            Family::Python | Family::Node => match self.choices.get(runtime) {
+            Family::Python | Family::Node | Family::Java => match self.choices.get(runtime) {
                 Some(Ok(c)) => match &c.note {
                     Some(note) if self.strict && !c.by_operator => Err(format!(
                         "{runtime} is not installed on this host and --strict-runtimes refuses \
@@ -479,7 +582,13 @@ impl RuntimeRegistry {
     /// Whether functions may be created with `runtime`: `Ok(note)` when they can run (with the
     /// note to show when it runs on a nearer version), `Err` with the reason when they cannot.
     pub(crate) fn check(&self, runtime: &str) -> Result<Option<String>, String> {
-        Ok(self.chosen(runtime)?.and_then(|c| c.note.clone()))
+        let chosen = self.chosen(runtime)?;
+        if let Some(c) = chosen
+            && Family::of(runtime) == Some(Family::Java)
+        {
+            self.prepare_java(c);
+        }
+        Ok(chosen.and_then(|c| c.note.clone()))
     }
 
     /// How to start `runtime`, or why it cannot run here.
@@ -498,14 +607,21 @@ impl RuntimeRegistry {
                     path_string(&c.interp.exe),
                     "/var/runtime/bootstrap.py".to_string(),
                 ],
-                Some("python"),
+                Some("python".to_string()),
             ),
             (Family::Node, Some(c)) => (
                 vec![
                     path_string(&c.interp.exe),
                     "/var/runtime/bootstrap.mjs".to_string(),
                 ],
-                Some("node"),
+                Some("node".to_string()),
+            ),
+            (Family::Java, Some(c)) => (
+                crate::jvm::argv(&c.interp),
+                Some(
+                    self.java_client(&c.interp)
+                        .map_err(|e| format!("{runtime}: {e}"))?,
+                ),
             ),
             _ => (vec!["/var/task/bootstrap".to_string()], None),
         };
@@ -533,7 +649,8 @@ impl RuntimeRegistry {
         let mut out: Vec<PathBuf> = Vec::new();
         for i in self.interpreters() {
             let p = &i.prefix;
-            if p.as_os_str().is_empty() || p == Path::new("/") || p == Path::new("/usr") {
+            // Everything below /usr is in every jail already (a Debian JDK lives in /usr/lib/jvm).
+            if p.as_os_str().is_empty() || p == Path::new("/") || p.starts_with("/usr") {
                 continue;
             }
             if !out.contains(p) {
@@ -820,6 +937,27 @@ mod tests {
     }
 
     #[test]
+    fn java_ids_run_on_the_same_major_or_a_newer_one() {
+        let found = [
+            cand("/jdk17/bin/java", "17.0.15"),
+            cand("/jdk21/bin/java", "21.0.2"),
+        ];
+        let c = choose("java17", None, &found).unwrap();
+        assert!(c.exact);
+        assert_eq!(c.interp.exe, PathBuf::from("/jdk17/bin/java"));
+        // java11 has no JDK 11: the nearest newer one, with a note.
+        let c = choose("java11", None, &found).unwrap();
+        assert_eq!(c.interp.exe, PathBuf::from("/jdk17/bin/java"));
+        assert!(c.note.unwrap().contains("java11 runs on Java 17.0.15"));
+        let c = choose("java8.al2", None, &found).unwrap();
+        assert_eq!(c.interp.version, "17.0.15");
+        // An older JDK cannot load a newer release's classes: never chosen.
+        let e = choose("java25", None, &found).unwrap_err();
+        assert!(e.contains("no JDK of Java 25 or newer"), "{e}");
+        assert!(e.contains("openjdk-25-jdk-headless"), "{e}");
+    }
+
+    #[test]
     fn operator_override_wins_and_notes_a_mismatch() {
         let found = [cand("/usr/bin/python3.12", "3.12.1")];
         let o = Some(Ok(Candidate {
@@ -895,7 +1033,8 @@ mod tests {
             )
         );
         assert!(RuntimeOptions::parse_override("python3.12").is_err());
-        assert!(RuntimeOptions::parse_override("java21=/usr/bin/java").is_err());
+        assert!(RuntimeOptions::parse_override("java21=/usr/bin/java").is_ok());
+        assert!(RuntimeOptions::parse_override("provided.al2023=/usr/bin/true").is_err());
         assert!(RuntimeOptions::parse_override("nodejs22.x=node").is_err());
     }
 
@@ -970,7 +1109,7 @@ mod tests {
             py.argv,
             ["/opt/py/bin/python3.11", "/var/runtime/bootstrap.py"]
         );
-        assert_eq!(py.client_dir, Some("python"));
+        assert_eq!(py.client_dir.as_deref(), Some("python"));
         let custom = reg.launch_for("provided.al2023").unwrap();
         assert_eq!(custom.argv, ["/var/task/bootstrap"]);
         assert_eq!(custom.client_dir, None);
