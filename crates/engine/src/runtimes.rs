@@ -54,6 +54,8 @@ pub(crate) const KNOWN_RUNTIMES: &[&str] = &[
     "java17",
     "java21",
     "java25",
+    "dotnet8",
+    "dotnet10",
     "provided",
     "provided.al2",
     "provided.al2023",
@@ -70,6 +72,8 @@ pub(crate) enum Family {
     Python,
     Node,
     Java,
+    /// C# on Mono (see [`crate::dotnet`]).
+    DotNet,
     Provided,
 }
 
@@ -85,6 +89,8 @@ impl Family {
             Family::Node
         } else if runtime.starts_with("java") {
             Family::Java
+        } else if runtime.starts_with("dotnet") {
+            Family::DotNet
         } else {
             Family::Provided
         })
@@ -111,10 +117,10 @@ impl RuntimeOptions {
             .split_once('=')
             .ok_or_else(|| format!("expected ID=PATH, got {arg:?}"))?;
         match Family::of(id) {
-            Some(Family::Python | Family::Node | Family::Java) => {}
+            Some(Family::Python | Family::Node | Family::Java | Family::DotNet) => {}
             _ => {
                 return Err(format!(
-                    "{id:?} is not a Python, Node.js or Java runtime id Updraft knows"
+                    "{id:?} is not a Python, Node.js, Java or .NET runtime id Updraft knows"
                 ));
             }
         }
@@ -225,11 +231,12 @@ pub(crate) struct RuntimeRegistry {
     strict: bool,
     /// Where the Java runtime client is compiled (`None`: nowhere, Java cannot start).
     data_dir: Option<PathBuf>,
-    /// The Java client's directory name per JDK, compiled once on first need.
-    java_clients: BTreeMap<PathBuf, Arc<ClientCell>>,
+    /// The compiled runtime clients' directory names per JDK or Mono, compiled once on first
+    /// need.
+    clients: BTreeMap<PathBuf, Arc<ClientCell>>,
 }
 
-/// The Java runtime client of one JDK.
+/// The compiled runtime client (Java, C#) of one interpreter.
 #[derive(Debug, Default)]
 struct ClientCell {
     /// Its directory name below `<data-dir>/runtimes/`, or why it could not be compiled.
@@ -261,6 +268,7 @@ fn language(family: Family) -> &'static str {
         Family::Python => "Python",
         Family::Node => "Node.js",
         Family::Java => "Java",
+        Family::DotNet => "Mono",
         Family::Provided => "the package's bootstrap",
     }
 }
@@ -351,6 +359,42 @@ pub(crate) fn choose(
     }
 }
 
+/// Compiles the runtime client of a compiled family (Java, C#) for `interp`.
+fn compile_client(family: Family, data_dir: &Path, interp: &Interpreter) -> Result<String, String> {
+    match family {
+        Family::DotNet => crate::dotnet::ensure_client(data_dir, interp),
+        _ => crate::jvm::ensure_client(data_dir, interp),
+    }
+}
+
+/// The C# ids run on Mono whatever .NET version they name, so the choice is never exact: the
+/// operator's Mono, or the one on `PATH`, with a note saying so.
+fn choose_mono(
+    id: &str,
+    overridden: Option<Result<Candidate, String>>,
+    found: &[Candidate],
+) -> Result<Choice, String> {
+    let (c, by_operator) = match overridden {
+        Some(o) => (o.map_err(|e| format!("--runtime {id}: {e}"))?, true),
+        None => match found.first() {
+            Some(c) => (c.clone(), false),
+            None => {
+                return Err(format!(
+                    "{id}: no Mono on this host (install Debian's mono-devel, or start \
+                     `updraft serve --runtime {id}=PATH` with a mono executable)"
+                ));
+            }
+        },
+    };
+    Ok(Choice {
+        note: Some(crate::dotnet::note(id, &c.interp)),
+        interp: c.interp,
+        source: c.source,
+        exact: false,
+        by_operator,
+    })
+}
+
 impl RuntimeRegistry {
     /// Finds the host's Python and Node.js interpreters and maps every id to one.
     pub(crate) fn discover(opts: &RuntimeOptions) -> Self {
@@ -424,6 +468,7 @@ impl RuntimeRegistry {
             }
         }
         let javas = crate::jvm::discover(&path);
+        let monos = crate::dotnet::discover(&path);
         let mut choices = BTreeMap::new();
         for id in KNOWN_RUNTIMES {
             let family = Family::of(id).unwrap_or(Family::Provided);
@@ -431,6 +476,7 @@ impl RuntimeRegistry {
                 Family::Python => &pythons,
                 Family::Node => &nodes,
                 Family::Java => &javas,
+                Family::DotNet => &monos,
                 _ => continue,
             };
             let overridden = opts
@@ -442,6 +488,7 @@ impl RuntimeRegistry {
                     let interp = match family {
                         Family::Python => probe_python(p),
                         Family::Java => crate::jvm::probe(p),
+                        Family::DotNet => crate::dotnet::probe(p),
                         _ => probe_node(p),
                     };
                     interp.map(|interp| Candidate {
@@ -449,7 +496,11 @@ impl RuntimeRegistry {
                         source: "--runtime".into(),
                     })
                 });
-            let c = choose(id, overridden, found);
+            let c = if family == Family::DotNet {
+                choose_mono(id, overridden, found)
+            } else {
+                choose(id, overridden, found)
+            };
             match &c {
                 Ok(Choice {
                     note: Some(n),
@@ -464,10 +515,10 @@ impl RuntimeRegistry {
             }
             choices.insert(*id, c);
         }
-        let mut java_clients = BTreeMap::new();
+        let mut clients = BTreeMap::new();
         for (id, c) in &choices {
-            if let (Some(Family::Java), Ok(c)) = (Family::of(id), c) {
-                java_clients
+            if let (Some(Family::Java | Family::DotNet), Ok(c)) = (Family::of(id), c) {
+                clients
                     .entry(c.interp.exe.clone())
                     .or_insert_with(|| Arc::new(ClientCell::default()));
             }
@@ -477,7 +528,7 @@ impl RuntimeRegistry {
             defaults,
             strict: opts.strict,
             data_dir: opts.data_dir.clone(),
-            java_clients,
+            clients,
         }
     }
 
@@ -485,9 +536,8 @@ impl RuntimeRegistry {
     /// its own, unless it is compiled or being compiled: called when a function is given a Java
     /// runtime, so that its first cold start finds the client ready, and a node without Java
     /// functions never runs `javac`.
-    fn prepare_java(&self, c: &Choice) {
-        let (Some(data_dir), Some(cell)) =
-            (self.data_dir.clone(), self.java_clients.get(&c.interp.exe))
+    fn prepare_client(&self, family: Family, c: &Choice) {
+        let (Some(data_dir), Some(cell)) = (self.data_dir.clone(), self.clients.get(&c.interp.exe))
         else {
             return;
         };
@@ -501,7 +551,7 @@ impl RuntimeRegistry {
             .spawn(move || {
                 if let Err(e) = cell
                     .dir
-                    .get_or_init(|| crate::jvm::ensure_client(&data_dir, &interp))
+                    .get_or_init(|| compile_client(family, &data_dir, &interp))
                 {
                     tracing::warn!("{e}");
                 }
@@ -511,20 +561,20 @@ impl RuntimeRegistry {
         }
     }
 
-    /// The directory name of the Java client compiled for `interp`, compiling it if need be.
-    fn java_client(&self, interp: &Interpreter) -> Result<String, String> {
+    /// The directory name of the client compiled for `interp`, compiling it if need be.
+    fn compiled_client(&self, family: Family, interp: &Interpreter) -> Result<String, String> {
         let data_dir = self
             .data_dir
             .as_deref()
-            .ok_or("no data directory to compile the Java runtime client into")?;
+            .ok_or("no data directory to compile the runtime client into")?;
         let cell = self
-            .java_clients
+            .clients
             .get(&interp.exe)
-            .ok_or("no Java runtime client for this JDK")?;
+            .ok_or("no runtime client for this interpreter")?;
         // Blocks the first cold start of a node whose client was never compiled (a data directory
         // of an older Updraft, no CreateFunction since): once, for about two seconds.
         cell.dir
-            .get_or_init(|| crate::jvm::ensure_client(data_dir, interp))
+            .get_or_init(|| compile_client(family, data_dir, interp))
             .clone()
     }
 
@@ -556,7 +606,7 @@ impl RuntimeRegistry {
             defaults,
             strict: false,
             data_dir: None,
-            java_clients: BTreeMap::new(),
+            clients: BTreeMap::new(),
         }
     }
 
@@ -565,17 +615,19 @@ impl RuntimeRegistry {
         let family = Family::of(runtime).ok_or_else(|| format!("unknown runtime {runtime:?}"))?;
         match family {
             Family::Provided => Ok(None),
-            Family::Python | Family::Node | Family::Java => match self.choices.get(runtime) {
-                Some(Ok(c)) => match &c.note {
-                    Some(note) if self.strict && !c.by_operator => Err(format!(
-                        "{runtime} is not installed on this host and --strict-runtimes refuses \
+            Family::Python | Family::Node | Family::Java | Family::DotNet => {
+                match self.choices.get(runtime) {
+                    Some(Ok(c)) => match &c.note {
+                        Some(note) if self.strict && !c.by_operator => Err(format!(
+                            "{runtime} is not installed on this host and --strict-runtimes refuses \
                          the nearest version ({note})"
-                    )),
-                    _ => Ok(Some(c)),
-                },
-                Some(Err(e)) => Err(e.clone()),
-                None => Err(format!("unknown runtime {runtime:?}")),
-            },
+                        )),
+                        _ => Ok(Some(c)),
+                    },
+                    Some(Err(e)) => Err(e.clone()),
+                    None => Err(format!("unknown runtime {runtime:?}")),
+                }
+            }
         }
     }
 
@@ -583,10 +635,10 @@ impl RuntimeRegistry {
     /// note to show when it runs on a nearer version), `Err` with the reason when they cannot.
     pub(crate) fn check(&self, runtime: &str) -> Result<Option<String>, String> {
         let chosen = self.chosen(runtime)?;
-        if let Some(c) = chosen
-            && Family::of(runtime) == Some(Family::Java)
+        if let (Some(c), Some(family @ (Family::Java | Family::DotNet))) =
+            (chosen, Family::of(runtime))
         {
-            self.prepare_java(c);
+            self.prepare_client(family, c);
         }
         Ok(chosen.and_then(|c| c.note.clone()))
     }
@@ -619,7 +671,14 @@ impl RuntimeRegistry {
             (Family::Java, Some(c)) => (
                 crate::jvm::argv(&c.interp),
                 Some(
-                    self.java_client(&c.interp)
+                    self.compiled_client(family, &c.interp)
+                        .map_err(|e| format!("{runtime}: {e}"))?,
+                ),
+            ),
+            (Family::DotNet, Some(c)) => (
+                crate::dotnet::argv(&c.interp),
+                Some(
+                    self.compiled_client(family, &c.interp)
                         .map_err(|e| format!("{runtime}: {e}"))?,
                 ),
             ),
@@ -955,6 +1014,17 @@ mod tests {
         let e = choose("java25", None, &found).unwrap_err();
         assert!(e.contains("no JDK of Java 25 or newer"), "{e}");
         assert!(e.contains("openjdk-25-jdk-headless"), "{e}");
+    }
+
+    #[test]
+    fn dotnet_ids_run_on_mono_never_exactly() {
+        let found = [cand("/usr/bin/mono-sgen", "6.8.0.105")];
+        let c = choose_mono("dotnet8", None, &found).unwrap();
+        assert!(!c.exact && !c.by_operator);
+        assert!(c.note.unwrap().contains("dotnet8 runs on Mono 6.8.0.105"));
+        let e = choose_mono("dotnet8", None, &[]).unwrap_err();
+        assert!(e.contains("mono-devel"), "{e}");
+        assert_eq!(Family::of("dotnet10"), Some(Family::DotNet));
     }
 
     #[test]
