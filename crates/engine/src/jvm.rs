@@ -279,7 +279,14 @@ fn build(dir: &Path, interp: &Interpreter) -> Result<(), String> {
     let (javac, args) = javac_for(interp)?;
     let out = Command::new(&javac)
         .args(&args)
-        .args(["-nowarn", "-encoding", "UTF-8", "-d"])
+        // Inline string concatenation: its invokedynamic bootstrap would cost every cold start.
+        .args([
+            "-nowarn",
+            "-XDstringConcat=inline",
+            "-encoding",
+            "UTF-8",
+            "-d",
+        ])
         .arg(&classes)
         .args(&files)
         .output()

@@ -921,6 +921,8 @@ impl Inner {
         let mut error_type: Option<String> = None;
         // Whether the runtime answered (it then asks for more work with `/next`).
         let mut answered = true;
+        // Whether the answer says the environment cannot go on.
+        let mut fatal = false;
         let (payload, function_error, outcome) = match finish {
             Finish::Response(body, content_type) => {
                 // A streaming caller gets a buffered response as soon as it is there.
@@ -936,6 +938,9 @@ impl Inner {
                 (e.body, Some("Unhandled"), UsageOutcome::FunctionError)
             }
             Finish::Error(body, et) => {
+                // A runtime that reports its own memory exhausted (the Java client on an
+                // OutOfMemoryError) is ending: its environment is replaced, never reused.
+                fatal = et == messages::OUT_OF_MEMORY;
                 error_type = Some(et);
                 (body, Some("Unhandled"), UsageOutcome::FunctionError)
             }
@@ -993,7 +998,7 @@ impl Inner {
                 sink.finish(Ok(ended));
             }
         }
-        let reusable = answered && self.after_answer(&mut env).await;
+        let reusable = answered && !fatal && self.after_answer(&mut env).await;
         let duration_ms = duration.as_secs_f64() * 1000.0;
         let init_ms = init.map(|d| d.as_secs_f64() * 1000.0);
         // A cold start or a failure gets a fresh reading; quick warm invocations in a row may

@@ -43,6 +43,10 @@ import java.util.Map;
  * (ordinary parent-first delegation, as on Lambda): the {@code com.amazonaws.services.lambda.runtime}
  * interfaces are always the runtime's own, so a copy bundled in the function's jar is shadowed
  * and the function's classes link against the same interfaces the runtime calls through.
+ *
+ * <p>Written for start-up time: no lambdas or method references (each first use of
+ * invokedynamic costs tens of milliseconds of bootstrapping), and compiled with string
+ * concatenation inlined for the same reason.
  */
 public final class Bootstrap {
     private static final String API = "/2018-06-01/runtime";
@@ -351,13 +355,21 @@ public final class Bootstrap {
             if (methodName == null) {
                 if (RequestStreamHandler.class.isAssignableFrom(cls)) {
                     RequestStreamHandler h = (RequestStreamHandler) newInstance(cls);
-                    return new StreamHandler((in, out, ctx) -> h.handleRequest(in, out, ctx));
+                    return new StreamHandler(new StreamCall() {
+                        public void call(InputStream in, OutputStream out, Context ctx) throws Exception {
+                            h.handleRequest(in, out, ctx);
+                        }
+                    });
                 }
                 if (RequestHandler.class.isAssignableFrom(cls)) {
                     @SuppressWarnings("unchecked")
                     RequestHandler<Object, Object> h = (RequestHandler<Object, Object>) newInstance(cls);
                     Type in = requestHandlerInput(cls);
-                    return new PojoHandler(in, (event, ctx) -> h.handleRequest(event, ctx));
+                    return new PojoHandler(in, new PojoCall() {
+                        public Object call(Object event, Context ctx) {
+                            return h.handleRequest(event, ctx);
+                        }
+                    });
                 }
                 throw new Failure("java.lang.ClassCastException", "Class " + className
                         + " does not implement RequestHandler or RequestStreamHandler"
@@ -406,7 +418,11 @@ public final class Bootstrap {
                 }
             }
             // Most parameters first, as Lambda prefers the method taking the context.
-            found.sort((a, b) -> b.getParameterCount() - a.getParameterCount());
+            found.sort(new java.util.Comparator<Method>() {
+                public int compare(Method a, Method b) {
+                    return b.getParameterCount() - a.getParameterCount();
+                }
+            });
             for (Method m : found) {
                 Class<?>[] p = m.getParameterTypes();
                 Object target = Modifier.isStatic(m.getModifiers()) ? null : null;
@@ -423,18 +439,24 @@ public final class Bootstrap {
                 m.setAccessible(true);
                 final Object self = target;
                 if (stream) {
-                    return new StreamHandler((in, out, ctx) -> call(m, self, p.length == 3
-                            ? new Object[] {in, out, ctx} : new Object[] {in, out}));
+                    return new StreamHandler(new StreamCall() {
+                        public void call(InputStream in, OutputStream out, Context ctx) throws Exception {
+                            Bootstrap.Handler.call(m, self, p.length == 3
+                                    ? new Object[] {in, out, ctx} : new Object[] {in, out});
+                        }
+                    });
                 }
                 Type in = p.length == 0 ? Object.class : m.getGenericParameterTypes()[0];
-                return new PojoHandler(in, (event, ctx) -> {
-                    switch (p.length) {
-                        case 0:
-                            return call(m, self, new Object[0]);
-                        case 1:
-                            return call(m, self, new Object[] {event});
-                        default:
-                            return call(m, self, new Object[] {event, ctx});
+                return new PojoHandler(in, new PojoCall() {
+                    public Object call(Object event, Context ctx) throws Exception {
+                        switch (p.length) {
+                            case 0:
+                                return Bootstrap.Handler.call(m, self, new Object[0]);
+                            case 1:
+                                return Bootstrap.Handler.call(m, self, new Object[] {event});
+                            default:
+                                return Bootstrap.Handler.call(m, self, new Object[] {event, ctx});
+                        }
                     }
                 });
             }
@@ -468,7 +490,11 @@ public final class Bootstrap {
         }
 
         private static void addJars(List<URL> urls, File dir) throws IOException {
-            File[] jars = dir.listFiles((d, n) -> n.endsWith(".jar"));
+            File[] jars = dir.listFiles(new java.io.FilenameFilter() {
+                public boolean accept(File d, String n) {
+                    return n.endsWith(".jar");
+                }
+            });
             if (jars == null) {
                 return;
             }

@@ -628,7 +628,12 @@ public final class Json {
     private static final Map<Class<?>, Map<String, Setter>> SETTERS = new ConcurrentHashMap<>();
 
     private static Map<String, Setter> setters(Class<?> c) {
-        return SETTERS.computeIfAbsent(c, Json::findSetters);
+        Map<String, Setter> found = SETTERS.get(c);
+        if (found == null) {
+            found = findSetters(c);
+            SETTERS.put(c, found);
+        }
+        return found;
     }
 
     private static Map<String, Setter> findSetters(Class<?> c) {
