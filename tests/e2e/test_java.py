@@ -173,6 +173,14 @@ def test_sqs_event_bound_by_field_name(lam, java_fn):
     assert invoke_ok(lam, java_fn("example.Sqs"), event) == ["m-1:payload:arn:aws:sqs:us-east-1:123456789012:q:2"]
 
 
+def test_scheduled_event_bound_by_field_name(lam, java_fn):
+    event = {"version": "0", "id": "e-1", "detail-type": "Scheduled Event", "source": "aws.events",
+             "account": "123456789012", "time": "2024-01-02T03:04:05Z", "region": "us-east-1",
+             "resources": ["arn:aws:events:us-east-1:123456789012:rule/r"], "detail": {}}
+    assert invoke_ok(lam, java_fn("example.Scheduled"), event) == (
+        "Scheduled Event|aws.events|1704164645|[arn:aws:events:us-east-1:123456789012:rule/r]|{}")
+
+
 @pytest.mark.parametrize("handler, error_type, message", [
     ("example.Missing", "java.lang.ClassNotFoundException", "Class not found: example.Missing"),
     ("example.Methods::nothing", "java.lang.NoSuchMethodException",

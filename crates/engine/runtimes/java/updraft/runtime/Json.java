@@ -487,13 +487,35 @@ public final class Json {
         if (v instanceof Map) {
             return toPojo((Map<String, Object>) v, raw);
         }
-        // A scalar for a class: a constructor taking a String (dates, URIs, ...), if any.
-        try {
-            Constructor<?> k = raw.getConstructor(String.class);
-            return k.newInstance(v.toString());
-        } catch (ReflectiveOperationException e) {
-            throw mismatch(v, type);
+        return fromScalar(v, raw, type);
+    }
+
+    /**
+     * A scalar for a class (dates, URIs, joda-time's DateTime, ...): a public constructor taking a
+     * String or an Object, else a static parse(CharSequence | String) or valueOf(String).
+     */
+    private static Object fromScalar(Object v, Class<?> raw, Type type) {
+        String text = v.toString();
+        for (Class<?> arg : new Class<?>[] {String.class, Object.class}) {
+            try {
+                return raw.getConstructor(arg).newInstance(text);
+            } catch (ReflectiveOperationException | RuntimeException e) {
+                // Try the next way.
+            }
         }
+        for (String name : new String[] {"parse", "valueOf"}) {
+            for (Class<?> arg : new Class<?>[] {CharSequence.class, String.class}) {
+                try {
+                    Method m = raw.getMethod(name, arg);
+                    if (Modifier.isStatic(m.getModifiers()) && raw.isAssignableFrom(m.getReturnType())) {
+                        return m.invoke(null, text);
+                    }
+                } catch (ReflectiveOperationException | RuntimeException e) {
+                    // Try the next way.
+                }
+            }
+        }
+        throw mismatch(v, type);
     }
 
     private static JsonException mismatch(Object v, Type type) {
@@ -674,8 +696,16 @@ public final class Json {
             if (s == null) {
                 continue;
             }
+            Object value;
             try {
-                s.set(o, convert(e.getValue(), s.type()));
+                value = convert(e.getValue(), s.type());
+            } catch (JsonException ex) {
+                // A property of a type this binding cannot build (a library's own value class) is
+                // left unset rather than failing the whole event.
+                continue;
+            }
+            try {
+                s.set(o, value);
             } catch (ReflectiveOperationException ex) {
                 Throwable t = ex.getCause() != null ? ex.getCause() : ex;
                 throw new JsonException("cannot set " + e.getKey() + " of " + c.getName() + ": " + t);
