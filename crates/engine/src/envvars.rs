@@ -73,7 +73,7 @@ pub(crate) fn lambda_environment(
     match ctx.family {
         Family::Python => vars.set("PYTHONPATH", "/var/runtime"),
         Family::Node => vars.set("NODE_PATH", node_path(&spec.runtime)),
-        Family::Java | Family::Provided => {}
+        Family::Java | Family::DotNet | Family::Provided => {}
     }
 
     for (name, value) in &spec.environment {

@@ -32,8 +32,10 @@
 //! here); the invoke path never touches a database; no `unsafe` here (isolation is the sandbox
 //! crate's job, reached through the `launcher` seam).
 
+mod dotnet;
 mod env;
 mod envvars;
+mod jvm;
 pub mod keepalive;
 mod launcher;
 mod logs;

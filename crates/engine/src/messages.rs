@@ -85,11 +85,14 @@ fn signal_name(sig: i32) -> String {
     }
 }
 
+/// Error type of an environment out of memory, from the cgroup or from the runtime itself.
+pub(crate) const OUT_OF_MEMORY: &str = "Runtime.OutOfMemory";
+
 /// Payload of an invocation whose runtime exited: `Runtime.ExitError`, or `Runtime.OutOfMemory`
 /// when the environment's memory limit killed it (as Lambda reports it).
 pub(crate) fn exit_payload(request_id: &str, info: &ExitInfo, oom: bool) -> (Bytes, &'static str) {
     let error_type = if oom {
-        "Runtime.OutOfMemory"
+        OUT_OF_MEMORY
     } else {
         "Runtime.ExitError"
     };

@@ -742,6 +742,7 @@ impl Inner {
             code_dir: spec.code_dir.clone(),
             runtime_dir: launch
                 .client_dir
+                .as_deref()
                 .map(|d| runtimes::client_dir(&self.cfg.data_dir, d)),
             opt_dir: spec.opt_dir.clone(),
             ro_paths: self.ro_paths.clone(),
@@ -749,7 +750,7 @@ impl Inner {
             memory_mb: u64::from(spec.memory_mb),
             pids_max: PIDS_MAX,
             nofile: NOFILE,
-            argv: runtimes::with_layer_bootstrap(&launch.argv, spec),
+            argv: runtimes::with_layer_bootstrap(&launch.argv_for(spec.memory_mb), spec),
             env,
             cwd: "/var/task".to_string(),
             start: updraft_sandbox::Start::Now,
@@ -920,6 +921,8 @@ impl Inner {
         let mut error_type: Option<String> = None;
         // Whether the runtime answered (it then asks for more work with `/next`).
         let mut answered = true;
+        // Whether the answer says the environment cannot go on.
+        let mut fatal = false;
         let (payload, function_error, outcome) = match finish {
             Finish::Response(body, content_type) => {
                 // A streaming caller gets a buffered response as soon as it is there.
@@ -935,6 +938,9 @@ impl Inner {
                 (e.body, Some("Unhandled"), UsageOutcome::FunctionError)
             }
             Finish::Error(body, et) => {
+                // A runtime that reports its own memory exhausted (the Java client on an
+                // OutOfMemoryError) is ending: its environment is replaced, never reused.
+                fatal = et == messages::OUT_OF_MEMORY;
                 error_type = Some(et);
                 (body, Some("Unhandled"), UsageOutcome::FunctionError)
             }
@@ -992,7 +998,7 @@ impl Inner {
                 sink.finish(Ok(ended));
             }
         }
-        let reusable = answered && self.after_answer(&mut env).await;
+        let reusable = answered && !fatal && self.after_answer(&mut env).await;
         let duration_ms = duration.as_secs_f64() * 1000.0;
         let init_ms = init.map(|d| d.as_secs_f64() * 1000.0);
         // A cold start or a failure gets a fresh reading; quick warm invocations in a row may

@@ -4,8 +4,9 @@
 //! [`PrewarmLauncher`] keeps, per *template key*, a few environments that are already complete
 //! jails (namespaces, cgroup, root, `/tmp`, listener, credentials, seccomp) with an empty
 //! `/var/task`. For the Python and Node.js runtimes they also already run the interpreter with
-//! Updraft's runtime client loaded ([`Start::Template`]); for `provided.*` runtimes pid 1 waits
-//! to exec the function's own bootstrap ([`Start::Deferred`]). A cold start takes one and
+//! Updraft's runtime client loaded ([`Start::Template`]); for `provided.*` and Java runtimes pid 1
+//! waits to exec the function's own bootstrap, or the JVM with the function's heap and
+//! `JAVA_TOOL_OPTIONS` ([`Start::Deferred`]). A cold start takes one and
 //! [`Jail::assign`]s it to the function: its code is mounted, its memory limit set, its
 //! environment handed over, and the runtime goes on from there (importing the handler). A
 //! background thread refills what was taken, off every invocation's path.
@@ -72,6 +73,9 @@ const TEMPLATE_VARS: &[&str] = &[
     "LAMBDA_RUNTIME_DIR",
 ];
 
+/// The runtime clients that start before their function is known and wait for it.
+const WAITING_CLIENTS: &[&str] = &["/var/runtime/bootstrap.py", "/var/runtime/bootstrap.mjs"];
+
 /// Function variables that may change how an interpreter starts: such a function gets an
 /// environment of its own.
 const STARTUP_PREFIXES: &[&str] = &["PYTHON", "NODE_", "LD_", "LC_", "MALLOC_", "GLIBC_", "UV_"];
@@ -100,9 +104,15 @@ fn template_key(spec: &JailSpec) -> Option<TemplateKey> {
     if spec.opt_dir.is_some() && spec.ro_paths.iter().any(|p| p.starts_with("/opt")) {
         return None;
     }
-    // Updraft's own runtime clients can wait for their function; any other program is the
-    // function's own and can only start once its code is there.
-    let start = if spec.runtime_dir.is_some() {
+    // Updraft's Python and Node.js clients can wait for their function; any other program (the
+    // function's own bootstrap, or a JVM, whose heap and options are the function's) is started
+    // once the environment is assigned.
+    let waits = spec.runtime_dir.is_some()
+        && spec
+            .argv
+            .iter()
+            .any(|a| WAITING_CLIENTS.contains(&a.as_str()));
+    let start = if waits {
         Start::Template
     } else {
         Start::Deferred

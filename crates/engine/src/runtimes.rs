@@ -15,7 +15,8 @@
 //! Python interpreters are run once to learn their real executable and `sys.base_prefix` (a
 //! pyenv shim or a venv resolves to the real installation; a shim that cannot run is ignored);
 //! Node.js executables are resolved through symlinks. `provided*` runs the package's own
-//! `/var/task/bootstrap`. Java is listed but unavailable: Updraft has no Java runtime client yet.
+//! `/var/task/bootstrap`. Java ids run on a JDK of the major they name or a newer one (class files
+//! of a newer release do not load on an older JVM), found by [`crate::jvm`].
 //!
 //! Whatever the runtime, the chosen interpreters' prefixes are made visible in every jail (at the
 //! same path) and the default interpreters' `bin` directories are put on `PATH`, so a
@@ -24,6 +25,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::EngineError;
 
@@ -50,6 +53,9 @@ pub(crate) const KNOWN_RUNTIMES: &[&str] = &[
     "java11",
     "java17",
     "java21",
+    "java25",
+    "dotnet8",
+    "dotnet10",
     "provided",
     "provided.al2",
     "provided.al2023",
@@ -66,6 +72,8 @@ pub(crate) enum Family {
     Python,
     Node,
     Java,
+    /// C# on Mono (see [`crate::dotnet`]).
+    DotNet,
     Provided,
 }
 
@@ -81,6 +89,8 @@ impl Family {
             Family::Node
         } else if runtime.starts_with("java") {
             Family::Java
+        } else if runtime.starts_with("dotnet") {
+            Family::DotNet
         } else {
             Family::Provided
         })
@@ -100,16 +110,17 @@ pub struct RuntimeOptions {
 }
 
 impl RuntimeOptions {
-    /// Parses one `--runtime ID=PATH` argument; only Python and Node.js ids can be mapped.
+    /// Parses one `--runtime ID=PATH` argument; Python, Node.js and Java ids can be mapped (a
+    /// Java id to a `java` executable).
     pub fn parse_override(arg: &str) -> Result<(String, PathBuf), String> {
         let (id, path) = arg
             .split_once('=')
             .ok_or_else(|| format!("expected ID=PATH, got {arg:?}"))?;
         match Family::of(id) {
-            Some(Family::Python | Family::Node) => {}
+            Some(Family::Python | Family::Node | Family::Java | Family::DotNet) => {}
             _ => {
                 return Err(format!(
-                    "{id:?} is not a Python or Node.js runtime id Updraft knows"
+                    "{id:?} is not a Python, Node.js, Java or .NET runtime id Updraft knows"
                 ));
             }
         }
@@ -193,9 +204,20 @@ pub(crate) struct Launch {
     pub family: Family,
     pub argv: Vec<String>,
     /// Name of the `<data_dir>/runtimes/<name>` directory mounted at `/var/runtime`.
-    pub client_dir: Option<&'static str>,
+    pub client_dir: Option<String>,
     /// The id runs on a nearer version than it names (see [`Choice::note`]).
     pub note: Option<String>,
+}
+
+impl Launch {
+    /// The command line of an environment of `memory_mb`: the JVM's heap is sized from it.
+    pub(crate) fn argv_for(&self, memory_mb: u32) -> Vec<String> {
+        let mut argv = self.argv.clone();
+        if self.family == Family::Java && !argv.is_empty() {
+            argv.splice(1..1, crate::jvm::memory_flags(memory_mb));
+        }
+        argv
+    }
 }
 
 /// The interpreters of this host and which runtime id runs on which.
@@ -207,6 +229,20 @@ pub(crate) struct RuntimeRegistry {
     /// on every jail's `PATH`.
     defaults: Vec<Interpreter>,
     strict: bool,
+    /// Where the Java runtime client is compiled (`None`: nowhere, Java cannot start).
+    data_dir: Option<PathBuf>,
+    /// The compiled runtime clients' directory names per JDK or Mono, compiled once on first
+    /// need.
+    clients: BTreeMap<PathBuf, Arc<ClientCell>>,
+}
+
+/// The compiled runtime client (Java, C#) of one interpreter.
+#[derive(Debug, Default)]
+struct ClientCell {
+    /// Its directory name below `<data-dir>/runtimes/`, or why it could not be compiled.
+    dir: OnceLock<Result<String, String>>,
+    /// A background compile was started.
+    started: AtomicBool,
 }
 
 /// Program text run by a host Python to describe itself, one fact per line.
@@ -218,6 +254,10 @@ fn wanted_version(id: &str) -> Option<(u32, Option<u32>)> {
         let (major, minor) = v.split_once('.')?;
         return Some((major.parse().ok()?, Some(minor.parse().ok()?)));
     }
+    if let Some(v) = id.strip_prefix("java") {
+        let major = v.strip_suffix(".al2").unwrap_or(v);
+        return Some((major.parse().ok()?, None));
+    }
     let major = id.strip_prefix("nodejs")?.strip_suffix(".x")?;
     Some((major.parse().ok()?, None))
 }
@@ -228,6 +268,7 @@ fn language(family: Family) -> &'static str {
         Family::Python => "Python",
         Family::Node => "Node.js",
         Family::Java => "Java",
+        Family::DotNet => "Mono",
         Family::Provided => "the package's bootstrap",
     }
 }
@@ -272,12 +313,14 @@ pub(crate) fn choose(
     if let Some(c) = found.iter().find(|c| matches(c)) {
         return Ok(choice(c, None));
     }
-    // Distance in versions: minors for Python (3.x), majors for Node.js.
+    // Distance in versions: minors for Python (3.x), majors for Node.js; Java only upwards,
+    // since an older JVM cannot load the class files of a newer release.
     let distance = |c: &Candidate| -> Option<(u32, std::cmp::Reverse<(u32, u32)>)> {
         let (ma, mi) = c.interp.major_minor()?;
         let d = match minor {
             Some(m) if ma == major => m.abs_diff(mi),
             Some(_) => return None,
+            None if family == Family::Java && ma < major => return None,
             None => major.abs_diff(ma),
         };
         Some((d, std::cmp::Reverse((ma, mi))))
@@ -289,6 +332,9 @@ pub(crate) fn choose(
         .map(|(_, c)| c);
     let hint = match family {
         Family::Node => format!("run `updraft runtime install {id}`, or install it and start "),
+        Family::Java => {
+            format!("install JDK {major}, e.g. Debian's openjdk-{major}-jdk-headless, or start ")
+        }
         _ => "install it and start ".to_string(),
     };
     match nearest {
@@ -302,11 +348,51 @@ pub(crate) fn choose(
                 c.interp.exe.display()
             )),
         )),
+        None if family == Family::Java => Err(format!(
+            "{id}: no JDK of Java {major} or newer on this host ({hint}`updraft serve --runtime \
+             {id}=PATH`)"
+        )),
         None => Err(format!(
             "{id}: no {} interpreter on this host ({hint}`updraft serve --runtime {id}=PATH`)",
             language(family)
         )),
     }
+}
+
+/// Compiles the runtime client of a compiled family (Java, C#) for `interp`.
+fn compile_client(family: Family, data_dir: &Path, interp: &Interpreter) -> Result<String, String> {
+    match family {
+        Family::DotNet => crate::dotnet::ensure_client(data_dir, interp),
+        _ => crate::jvm::ensure_client(data_dir, interp),
+    }
+}
+
+/// The C# ids run on Mono whatever .NET version they name, so the choice is never exact: the
+/// operator's Mono, or the one on `PATH`, with a note saying so.
+fn choose_mono(
+    id: &str,
+    overridden: Option<Result<Candidate, String>>,
+    found: &[Candidate],
+) -> Result<Choice, String> {
+    let (c, by_operator) = match overridden {
+        Some(o) => (o.map_err(|e| format!("--runtime {id}: {e}"))?, true),
+        None => match found.first() {
+            Some(c) => (c.clone(), false),
+            None => {
+                return Err(format!(
+                    "{id}: no Mono on this host (install Debian's mono-devel, or start \
+                     `updraft serve --runtime {id}=PATH` with a mono executable)"
+                ));
+            }
+        },
+    };
+    Ok(Choice {
+        note: Some(crate::dotnet::note(id, &c.interp)),
+        interp: c.interp,
+        source: c.source,
+        exact: false,
+        by_operator,
+    })
 }
 
 impl RuntimeRegistry {
@@ -381,12 +467,16 @@ impl RuntimeRegistry {
                 Err(e) => tracing::warn!("ignoring {}: {e}", p.display()),
             }
         }
+        let javas = crate::jvm::discover(&path);
+        let monos = crate::dotnet::discover(&path);
         let mut choices = BTreeMap::new();
         for id in KNOWN_RUNTIMES {
             let family = Family::of(id).unwrap_or(Family::Provided);
             let found = match family {
                 Family::Python => &pythons,
                 Family::Node => &nodes,
+                Family::Java => &javas,
+                Family::DotNet => &monos,
                 _ => continue,
             };
             let overridden = opts
@@ -397,6 +487,8 @@ impl RuntimeRegistry {
                 .map(|(_, p)| {
                     let interp = match family {
                         Family::Python => probe_python(p),
+                        Family::Java => crate::jvm::probe(p),
+                        Family::DotNet => crate::dotnet::probe(p),
                         _ => probe_node(p),
                     };
                     interp.map(|interp| Candidate {
@@ -404,7 +496,11 @@ impl RuntimeRegistry {
                         source: "--runtime".into(),
                     })
                 });
-            let c = choose(id, overridden, found);
+            let c = if family == Family::DotNet {
+                choose_mono(id, overridden, found)
+            } else {
+                choose(id, overridden, found)
+            };
             match &c {
                 Ok(Choice {
                     note: Some(n),
@@ -419,11 +515,67 @@ impl RuntimeRegistry {
             }
             choices.insert(*id, c);
         }
+        let mut clients = BTreeMap::new();
+        for (id, c) in &choices {
+            if let (Some(Family::Java | Family::DotNet), Ok(c)) = (Family::of(id), c) {
+                clients
+                    .entry(c.interp.exe.clone())
+                    .or_insert_with(|| Arc::new(ClientCell::default()));
+            }
+        }
         RuntimeRegistry {
             choices,
             defaults,
             strict: opts.strict,
+            data_dir: opts.data_dir.clone(),
+            clients,
         }
+    }
+
+    /// Starts compiling the Java runtime client for the JDK `runtime` runs on, on a thread of
+    /// its own, unless it is compiled or being compiled: called when a function is given a Java
+    /// runtime, so that its first cold start finds the client ready, and a node without Java
+    /// functions never runs `javac`.
+    fn prepare_client(&self, family: Family, c: &Choice) {
+        let (Some(data_dir), Some(cell)) = (self.data_dir.clone(), self.clients.get(&c.interp.exe))
+        else {
+            return;
+        };
+        if cell.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let cell = cell.clone();
+        let interp = c.interp.clone();
+        let spawned = std::thread::Builder::new()
+            .name("java-client".into())
+            .spawn(move || {
+                if let Err(e) = cell
+                    .dir
+                    .get_or_init(|| compile_client(family, &data_dir, &interp))
+                {
+                    tracing::warn!("{e}");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start compiling the Java runtime client: {e}");
+        }
+    }
+
+    /// The directory name of the client compiled for `interp`, compiling it if need be.
+    fn compiled_client(&self, family: Family, interp: &Interpreter) -> Result<String, String> {
+        let data_dir = self
+            .data_dir
+            .as_deref()
+            .ok_or("no data directory to compile the runtime client into")?;
+        let cell = self
+            .clients
+            .get(&interp.exe)
+            .ok_or("no runtime client for this interpreter")?;
+        // Blocks the first cold start of a node whose client was never compiled (a data directory
+        // of an older Updraft, no CreateFunction since): once, for about two seconds.
+        cell.dir
+            .get_or_init(|| compile_client(family, data_dir, interp))
+            .clone()
     }
 
     #[cfg(test)]
@@ -453,6 +605,8 @@ impl RuntimeRegistry {
             choices,
             defaults,
             strict: false,
+            data_dir: None,
+            clients: BTreeMap::new(),
         }
     }
 
@@ -460,26 +614,33 @@ impl RuntimeRegistry {
     fn chosen(&self, runtime: &str) -> Result<Option<&Choice>, String> {
         let family = Family::of(runtime).ok_or_else(|| format!("unknown runtime {runtime:?}"))?;
         match family {
-            Family::Java => Err("no Java runtime client in this Updraft build".to_string()),
             Family::Provided => Ok(None),
-            Family::Python | Family::Node => match self.choices.get(runtime) {
-                Some(Ok(c)) => match &c.note {
-                    Some(note) if self.strict && !c.by_operator => Err(format!(
-                        "{runtime} is not installed on this host and --strict-runtimes refuses \
+            Family::Python | Family::Node | Family::Java | Family::DotNet => {
+                match self.choices.get(runtime) {
+                    Some(Ok(c)) => match &c.note {
+                        Some(note) if self.strict && !c.by_operator => Err(format!(
+                            "{runtime} is not installed on this host and --strict-runtimes refuses \
                          the nearest version ({note})"
-                    )),
-                    _ => Ok(Some(c)),
-                },
-                Some(Err(e)) => Err(e.clone()),
-                None => Err(format!("unknown runtime {runtime:?}")),
-            },
+                        )),
+                        _ => Ok(Some(c)),
+                    },
+                    Some(Err(e)) => Err(e.clone()),
+                    None => Err(format!("unknown runtime {runtime:?}")),
+                }
+            }
         }
     }
 
     /// Whether functions may be created with `runtime`: `Ok(note)` when they can run (with the
     /// note to show when it runs on a nearer version), `Err` with the reason when they cannot.
     pub(crate) fn check(&self, runtime: &str) -> Result<Option<String>, String> {
-        Ok(self.chosen(runtime)?.and_then(|c| c.note.clone()))
+        let chosen = self.chosen(runtime)?;
+        if let (Some(c), Some(family @ (Family::Java | Family::DotNet))) =
+            (chosen, Family::of(runtime))
+        {
+            self.prepare_client(family, c);
+        }
+        Ok(chosen.and_then(|c| c.note.clone()))
     }
 
     /// How to start `runtime`, or why it cannot run here.
@@ -498,14 +659,28 @@ impl RuntimeRegistry {
                     path_string(&c.interp.exe),
                     "/var/runtime/bootstrap.py".to_string(),
                 ],
-                Some("python"),
+                Some("python".to_string()),
             ),
             (Family::Node, Some(c)) => (
                 vec![
                     path_string(&c.interp.exe),
                     "/var/runtime/bootstrap.mjs".to_string(),
                 ],
-                Some("node"),
+                Some("node".to_string()),
+            ),
+            (Family::Java, Some(c)) => (
+                crate::jvm::argv(&c.interp),
+                Some(
+                    self.compiled_client(family, &c.interp)
+                        .map_err(|e| format!("{runtime}: {e}"))?,
+                ),
+            ),
+            (Family::DotNet, Some(c)) => (
+                crate::dotnet::argv(&c.interp),
+                Some(
+                    self.compiled_client(family, &c.interp)
+                        .map_err(|e| format!("{runtime}: {e}"))?,
+                ),
             ),
             _ => (vec!["/var/task/bootstrap".to_string()], None),
         };
@@ -533,7 +708,8 @@ impl RuntimeRegistry {
         let mut out: Vec<PathBuf> = Vec::new();
         for i in self.interpreters() {
             let p = &i.prefix;
-            if p.as_os_str().is_empty() || p == Path::new("/") || p == Path::new("/usr") {
+            // Everything below /usr is in every jail already (a Debian JDK lives in /usr/lib/jvm).
+            if p.as_os_str().is_empty() || p == Path::new("/") || p.starts_with("/usr") {
                 continue;
             }
             if !out.contains(p) {
@@ -837,6 +1013,38 @@ mod tests {
     }
 
     #[test]
+    fn java_ids_run_on_the_same_major_or_a_newer_one() {
+        let found = [
+            cand("/jdk17/bin/java", "17.0.15"),
+            cand("/jdk21/bin/java", "21.0.2"),
+        ];
+        let c = choose("java17", None, &found).unwrap();
+        assert!(c.exact);
+        assert_eq!(c.interp.exe, PathBuf::from("/jdk17/bin/java"));
+        // java11 has no JDK 11: the nearest newer one, with a note.
+        let c = choose("java11", None, &found).unwrap();
+        assert_eq!(c.interp.exe, PathBuf::from("/jdk17/bin/java"));
+        assert!(c.note.unwrap().contains("java11 runs on Java 17.0.15"));
+        let c = choose("java8.al2", None, &found).unwrap();
+        assert_eq!(c.interp.version, "17.0.15");
+        // An older JDK cannot load a newer release's classes: never chosen.
+        let e = choose("java25", None, &found).unwrap_err();
+        assert!(e.contains("no JDK of Java 25 or newer"), "{e}");
+        assert!(e.contains("openjdk-25-jdk-headless"), "{e}");
+    }
+
+    #[test]
+    fn dotnet_ids_run_on_mono_never_exactly() {
+        let found = [cand("/usr/bin/mono-sgen", "6.8.0.105")];
+        let c = choose_mono("dotnet8", None, &found).unwrap();
+        assert!(!c.exact && !c.by_operator);
+        assert!(c.note.unwrap().contains("dotnet8 runs on Mono 6.8.0.105"));
+        let e = choose_mono("dotnet8", None, &[]).unwrap_err();
+        assert!(e.contains("mono-devel"), "{e}");
+        assert_eq!(Family::of("dotnet10"), Some(Family::DotNet));
+    }
+
+    #[test]
     fn operator_override_wins_and_notes_a_mismatch() {
         let found = [cand("/usr/bin/python3.12", "3.12.1")];
         let o = Some(Ok(Candidate {
@@ -912,7 +1120,8 @@ mod tests {
             )
         );
         assert!(RuntimeOptions::parse_override("python3.12").is_err());
-        assert!(RuntimeOptions::parse_override("java21=/usr/bin/java").is_err());
+        assert!(RuntimeOptions::parse_override("java21=/usr/bin/java").is_ok());
+        assert!(RuntimeOptions::parse_override("provided.al2023=/usr/bin/true").is_err());
         assert!(RuntimeOptions::parse_override("nodejs22.x=node").is_err());
     }
 
@@ -987,7 +1196,7 @@ mod tests {
             py.argv,
             ["/opt/py/bin/python3.11", "/var/runtime/bootstrap.py"]
         );
-        assert_eq!(py.client_dir, Some("python"));
+        assert_eq!(py.client_dir.as_deref(), Some("python"));
         let custom = reg.launch_for("provided.al2023").unwrap();
         assert_eq!(custom.argv, ["/var/task/bootstrap"]);
         assert_eq!(custom.client_dir, None);

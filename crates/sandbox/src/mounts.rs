@@ -77,6 +77,11 @@ pub(crate) const ETC: &[(&str, EtcSource, &str)] = &[
         "symlink targets of /usr/bin (Debian family)",
     ),
     ("mime.types", EtcSource::Host, "MIME type guessing"),
+    (
+        "mono",
+        EtcSource::Host,
+        "Mono's machine.config and DllMap (the C# runtimes)",
+    ),
     ("os-release", EtcSource::Host, "platform identification"),
     ("passwd", EtcSource::Generated, "sandbox user only"),
     ("group", EtcSource::Generated, "sandbox group only"),

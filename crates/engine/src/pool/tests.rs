@@ -138,6 +138,22 @@ pub(super) async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_reporting_out_of_memory_is_replaced() {
+    let fx = fixture();
+    let spec = Arc::new(fx.spec("oom"));
+    let first = json(&fx.call(&spec, serde_json::json!({})).await.unwrap());
+    let out = fx
+        .call(&spec, serde_json::json!({"op": "oom"}))
+        .await
+        .unwrap();
+    assert_eq!(out.function_error, Some("Unhandled"));
+    assert_eq!(json(&out)["errorType"], "Runtime.OutOfMemory");
+    let after = json(&fx.call(&spec, serde_json::json!({})).await.unwrap());
+    assert_eq!(after["count"], 1, "a fresh environment");
+    assert_ne!(after["pid"], first["pid"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_reuse_keeps_state_and_reports_init_once() {
     let fx = fixture();
     let spec = Arc::new(fx.spec("warm"));
