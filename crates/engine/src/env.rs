@@ -16,6 +16,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use updraft_sandbox::{ExitInfo, JailSpec};
 
+use crate::freeze::FreezeCtl;
 use crate::launcher::{Launcher, Sandboxed};
 use crate::logs::{self, LogSink, Pump};
 use crate::runtime_api::{self, Assigned, RuntimeApi, RuntimeEvent};
@@ -230,6 +231,8 @@ pub(crate) struct EnvLaunch {
     pub memory: MemoryLease,
     pub capacity: Arc<Capacity>,
     pub pool_live: Arc<AtomicUsize>,
+    /// Freeze the environment whenever it waits for its next event.
+    pub freeze: bool,
 }
 
 /// A started execution environment.
@@ -256,6 +259,8 @@ pub(crate) struct Env {
     /// Counted at its measured footprint instead of `full_mb` (only while idle).
     shrunk: bool,
     memory: MemoryLease,
+    /// `Some` when the environment is frozen while it waits for events.
+    freeze: Option<Arc<FreezeCtl>>,
     _counted: Counted,
 }
 
@@ -305,6 +310,7 @@ impl Env {
             full_mb: req.memory.mb(),
             shrunk: false,
             memory: req.memory,
+            freeze: None,
             _counted: Counted::new(req.pool_live),
         };
         let listener = listener.ok_or("sandbox returned no runtime api listener")?;
@@ -319,6 +325,9 @@ impl Env {
             }
         }
         let sandbox = env.sandbox.clone().ok_or("environment lost its sandbox")?;
+        if req.freeze {
+            env.freeze = Some(FreezeCtl::new(sandbox.clone()));
+        }
         let dead = env.dead.clone();
         std::thread::Builder::new()
             .name(format!("env-wait-{}", &env.id[..env.id.len().min(8)]))
@@ -350,6 +359,25 @@ impl Env {
             }
         }
         None
+    }
+
+    /// The environment's freezing state, for parking it once its runtime waits for an event.
+    pub(crate) fn freeze_ctl(&self) -> Option<Arc<FreezeCtl>> {
+        self.freeze.clone()
+    }
+
+    /// Freezes the environment now (its runtime waits for its first event).
+    pub(crate) fn freeze_now(&self) {
+        if let Some(f) = &self.freeze {
+            f.freeze_if_parked(f.park());
+        }
+    }
+
+    /// Thaws the environment if it is frozen: it is about to get an event.
+    pub(crate) fn wake(&self) {
+        if let Some(f) = &self.freeze {
+            f.wake();
+        }
     }
 
     /// Hands an invocation to the runtime's (current or next) `/next`.

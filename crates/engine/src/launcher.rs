@@ -26,6 +26,12 @@ pub(crate) trait Sandboxed: Send + Sync {
     /// Memory the environment uses right now, in bytes.
     fn memory_current_bytes(&self) -> Option<u64>;
     fn oom_killed(&self) -> bool;
+    /// Freezes every process of the environment; `false` when it cannot be frozen here.
+    fn freeze(&self) -> bool {
+        false
+    }
+    /// Lets a frozen environment run again.
+    fn thaw(&self) {}
 }
 
 /// Starts environments. `launch` blocks (the engine calls it in `spawn_blocking`).
@@ -91,6 +97,23 @@ impl Sandboxed for Jail {
     }
     fn oom_killed(&self) -> bool {
         Jail::oom_killed(self)
+    }
+    fn freeze(&self) -> bool {
+        if !self.can_freeze() {
+            return false;
+        }
+        match Jail::freeze(self) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("environment {}: cannot freeze: {e}", self.id());
+                false
+            }
+        }
+    }
+    fn thaw(&self) {
+        if let Err(e) = Jail::thaw(self) {
+            tracing::warn!("environment {}: cannot thaw: {e}", self.id());
+        }
     }
 }
 

@@ -34,6 +34,7 @@
 
 mod env;
 mod envvars;
+mod freeze;
 pub mod keepalive;
 mod launcher;
 mod logs;
@@ -49,6 +50,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use freeze::{LifecycleOptions, MAX_FREEZE_GRACE};
 pub use keepalive::{Decision, KeepAlive, KeepAliveMode};
 pub use logs::{
     LogEvent, LogPage, MAX_PAGE_EVENTS, read_logs, read_logs_page, stream_file_name,
@@ -94,6 +96,8 @@ pub struct EngineConfig {
     /// that takes nothing for this long is treated as gone (the rest of the response is read and
     /// dropped, so the environment is released when the function ends, not at its timeout).
     pub stream_write_timeout: Duration,
+    /// Freezing between invocations and CPU ceilings (see `freeze`).
+    pub lifecycle: LifecycleOptions,
 }
 
 impl EngineConfig {
@@ -111,6 +115,7 @@ impl EngineConfig {
             prewarm: 1,
             runtimes: RuntimeOptions::default(),
             stream_write_timeout: DEFAULT_STREAM_WRITE_TIMEOUT,
+            lifecycle: LifecycleOptions::default(),
         }
     }
 }

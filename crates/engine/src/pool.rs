@@ -748,6 +748,7 @@ impl Inner {
             tmp_mb: u64::from(spec.ephemeral_mb),
             memory_mb: u64::from(spec.memory_mb),
             pids_max: PIDS_MAX,
+            cpu_ceiling: self.cfg.lifecycle.cpu_ceiling,
             nofile: NOFILE,
             argv: launch.argv.clone(),
             env,
@@ -779,6 +780,7 @@ impl Inner {
             memory,
             capacity: self.capacity.clone(),
             pool_live: pool.live.clone(),
+            freeze: self.cfg.lifecycle.freeze,
         })
         .await
         .map_err(|e| {
@@ -894,6 +896,7 @@ impl Inner {
             env.log.begin_capture();
         }
         env.log.start(&inv.request_id, &spec.version);
+        env.wake();
         let timeout = Duration::from_secs(u64::from(spec.timeout_s.max(1)));
         let dispatched = Instant::now();
         let deadline = dispatched + timeout;
@@ -992,7 +995,11 @@ impl Inner {
                 sink.finish(Ok(ended));
             }
         }
-        let reusable = answered && self.after_answer(&mut env).await;
+        let (reusable, waiting) = if answered {
+            self.after_answer(&mut env).await
+        } else {
+            (false, false)
+        };
         let duration_ms = duration.as_secs_f64() * 1000.0;
         let init_ms = init.map(|d| d.as_secs_f64() * 1000.0);
         // A cold start or a failure gets a fresh reading; quick warm invocations in a row may
@@ -1015,17 +1022,31 @@ impl Inner {
             drop(admission.take());
             sink.finish(Ok(ended));
         }
+        // Parked before it is back in the pool, so that an invocation taking it at once
+        // cancels the freeze.
+        let parked = (reusable && waiting)
+            .then(|| env.freeze_ctl())
+            .flatten()
+            .map(|ctl| (ctl.park(), ctl));
         if reusable {
             self.put_back(pool, env);
         } else {
             drop(env);
         }
         drop(finishing);
+        if let Some((ticket, ctl)) = parked {
+            let grace = self.cfg.lifecycle.freeze_grace;
+            if !grace.is_zero() {
+                tokio::time::sleep(grace).await;
+            }
+            ctl.freeze_if_parked(ticket);
+        }
     }
 
     /// After the runtime answered: wait for its next `/next` (it flushes its output before asking
-    /// for more work), then let the pumps catch up. Returns whether the environment is reusable.
-    async fn after_answer(&self, env: &mut Env) -> bool {
+    /// for more work), then let the pumps catch up. Returns whether the environment is reusable
+    /// and whether its runtime is known to wait for its next event (it may be frozen then).
+    async fn after_answer(&self, env: &mut Env) -> (bool, bool) {
         let barrier = tokio::time::timeout(self.timings.barrier, async {
             loop {
                 match env.event().await {
@@ -1036,13 +1057,14 @@ impl Inner {
             }
         })
         .await;
+        let waiting = barrier == Ok(true);
         let alive = barrier.unwrap_or(true) && !env.is_dead();
         if alive {
             env.flush_logs();
         } else {
             env.drain_logs_after_exit(self.timings.drain).await;
         }
-        alive
+        (alive, waiting && alive)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -171,6 +171,7 @@ fn helper(ctl: &OwnedFd, spec: &JailSpec, scratch: &Path) -> Result<i32, Failure
     let limits = cgroup::Limits {
         memory_bytes: spec.memory_mb.saturating_mul(1 << 20),
         pids_max: spec.pids_max,
+        cpu_ceiling: spec.cpu_ceiling,
     };
     let dirs = cgroup::setup(&spec.id, limits, &mut warnings);
     let msg = HelperMsg::Cgroup {

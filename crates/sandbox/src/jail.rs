@@ -24,7 +24,7 @@ use nix::fcntl::OFlag;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socketpair, sockopt};
 use nix::sys::time::TimeVal;
 
-use crate::cgroup::EnvCgroup;
+use crate::cgroup::{EnvCgroup, Freezer};
 use crate::helper::CONTROL_FD;
 use crate::protocol::{self, HelperMsg, MAX_MESSAGE, ServerMsg, SetupRequest};
 use crate::{Assignment, ExitInfo, JailSpec, SandboxError, Start, Step, sys};
@@ -58,6 +58,8 @@ pub struct Jail {
     /// `wait` holds this while blocked; `kill` never takes it, so both can run concurrently.
     helper: Mutex<HelperState>,
     cgroup: EnvCgroup,
+    /// Freezes the environment between invocations; `None` where the host has no freezer.
+    freezer: Option<Freezer>,
     warnings: Vec<String>,
     /// A pre-warmed environment that has not been given to a function yet.
     unassigned: bool,
@@ -204,6 +206,36 @@ impl Jail {
         self.cgroup.oom_killed()
     }
 
+    /// Whether the environment can be frozen ([`Jail::freeze`] does something).
+    pub fn can_freeze(&self) -> bool {
+        self.freezer.is_some()
+    }
+
+    /// Freezes every process of the environment (cgroup v1 freezer / v2 `cgroup.freeze`): no
+    /// code of it runs until [`Jail::thaw`]. One `write(2)`; the kernel finishes the freeze
+    /// asynchronously. Killing a frozen environment works ([`Jail::kill`] thaws after
+    /// signalling).
+    pub fn freeze(&self) -> io::Result<()> {
+        match &self.freezer {
+            Some(f) => f.freeze(),
+            None => Ok(()),
+        }
+    }
+
+    /// Lets a frozen environment run again; harmless when it is not frozen.
+    pub fn thaw(&self) -> io::Result<()> {
+        match &self.freezer {
+            Some(f) => f.thaw(),
+            None => Ok(()),
+        }
+    }
+
+    /// CPU time used by every process of the environment so far, in nanoseconds; `None`
+    /// without CPU accounting.
+    pub fn cpu_usage_ns(&self) -> Option<u64> {
+        self.cgroup.cpu_usage_ns()
+    }
+
     /// Whether this is a pre-warmed environment still waiting for [`Jail::assign`].
     pub fn is_unassigned(&self) -> bool {
         self.unassigned
@@ -224,8 +256,13 @@ impl Jail {
             step: Step::Assign,
             message: e.to_string(),
         };
+        // A pre-warmed environment may have been frozen while it waited.
+        self.thaw().map_err(step)?;
         self.cgroup
             .set_memory_limit(a.memory_mb.saturating_mul(1 << 20))
+            .map_err(step)?;
+        self.cgroup
+            .set_cpu(a.memory_mb, a.cpu_ceiling)
             .map_err(step)?;
         // The mount is cloned here, in the host's mount namespace, where the code directory is
         // visible; the helper, inside the environment's namespace, only attaches it.
@@ -312,6 +349,7 @@ pub fn spawn(spec: &JailSpec, helper_exe: &Path) -> Result<Jail, SandboxError> {
     spec.validate()?;
     static CLEANUP: Once = Once::new();
     CLEANUP.call_once(|| {
+        warn_once(&crate::cgroup::join_server_group());
         let n = crate::remove_stale_cgroups(STALE_CGROUP_AGE);
         if n > 0 {
             tracing::info!(
@@ -412,6 +450,7 @@ pub fn spawn(spec: &JailSpec, helper_exe: &Path) -> Result<Jail, SandboxError> {
         reaped: AtomicBool::new(false),
         helper: Mutex::new(HelperState { child, exit: None }),
         cgroup: EnvCgroup::default(),
+        freezer: None,
         warnings: Vec::new(),
         unassigned: spec.start != Start::Now,
     };
@@ -469,7 +508,13 @@ fn handshake(jail: &mut Jail, payload: &[u8]) -> Result<(), SandboxError> {
     loop {
         let (msg, fd) = recv_before(jail, &control, deadline)?;
         match msg {
-            HelperMsg::Cgroup { dirs, warnings } => {
+            HelperMsg::Cgroup { dirs, mut warnings } => {
+                jail.freezer = Freezer::open(&dirs);
+                if jail.freezer.is_none() && !dirs.is_empty() {
+                    warnings.push(
+                        "cgroup: no freezer; environments keep running between invocations".into(),
+                    );
+                }
                 jail.cgroup.dirs = dirs;
                 note(jail, warnings);
             }
