@@ -32,6 +32,12 @@ pub(crate) trait Sandboxed: Send + Sync {
     }
     /// Lets a frozen environment run again.
     fn thaw(&self) {}
+    /// Asks the runtime to stop (SIGTERM); `kill` follows after a grace period.
+    fn terminate(&self) {}
+    /// A connection to `127.0.0.1:port` inside the environment (a Telemetry API listener).
+    fn connect_in_env(&self, port: u16) -> Result<std::net::TcpStream, String> {
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())
+    }
 }
 
 /// Starts environments. `launch` blocks (the engine calls it in `spawn_blocking`).
@@ -109,6 +115,12 @@ impl Sandboxed for Jail {
                 false
             }
         }
+    }
+    fn terminate(&self) {
+        Jail::terminate(self)
+    }
+    fn connect_in_env(&self, port: u16) -> Result<std::net::TcpStream, String> {
+        Jail::connect_in_env(self, port).map_err(|e| e.to_string())
     }
     fn thaw(&self) {
         if let Err(e) = Jail::thaw(self) {

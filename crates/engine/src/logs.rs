@@ -139,6 +139,8 @@ pub(crate) struct Report<'a> {
     pub init_duration_ms: Option<f64>,
     /// `Some(("timeout", None))`, `Some(("error", Some("Runtime.ExitError")))`, ...
     pub status: Option<(&'a str, Option<&'a str>)>,
+    /// Time extensions worked after the runtime's answer (only with extensions).
+    pub post_runtime_extensions_ms: Option<f64>,
 }
 
 /// `REPORT RequestId: <id>\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\t
@@ -159,6 +161,9 @@ fn write_report(out: &mut impl std::fmt::Write, r: &Report<'_>) {
     );
     if let Some(init) = r.init_duration_ms {
         let _ = write!(out, "\tInit Duration: {init:.2} ms");
+    }
+    if let Some(post) = r.post_runtime_extensions_ms {
+        let _ = write!(out, "\tPostRuntimeExtensionsDuration: {post:.2} ms");
     }
     if let Some((status, error_type)) = r.status {
         let _ = write!(out, "\tStatus: {status}");
@@ -858,6 +863,7 @@ mod tests {
             max_memory_used_mb: 40,
             init_duration_ms: None,
             status: None,
+            post_runtime_extensions_ms: None,
         };
         assert_eq!(
             report_line(&r),
@@ -911,6 +917,7 @@ mod tests {
             max_memory_used_mb: 30,
             init_duration_ms: None,
             status: None,
+            post_runtime_extensions_ms: None,
         };
         sink.end_and_report(&report("r1"));
         sink.end_and_report(&report("r2"));

@@ -737,7 +737,7 @@ impl Inner {
                 provisioned,
             },
         );
-        JailSpec {
+        let mut jail = JailSpec {
             id: id.to_string(),
             code_dir: spec.code_dir.clone(),
             runtime_dir: launch
@@ -750,11 +750,16 @@ impl Inner {
             pids_max: PIDS_MAX,
             cpu_ceiling: self.cfg.lifecycle.cpu_ceiling,
             nofile: NOFILE,
-            argv: launch.argv.clone(),
+            argv: exec_wrapped(launch, &env),
             env,
             cwd: "/var/task".to_string(),
             start: updraft_sandbox::Start::Now,
-        }
+        };
+        jail.argv = crate::env::with_external_extensions(
+            std::mem::take(&mut jail.argv),
+            jail.opt_dir.as_deref(),
+        );
+        jail
     }
 
     async fn cold_start(
@@ -781,6 +786,7 @@ impl Inner {
             capacity: self.capacity.clone(),
             pool_live: pool.live.clone(),
             freeze: self.cfg.lifecycle.freeze,
+            account_id: spec.account_id.clone(),
         })
         .await
         .map_err(|e| {
@@ -852,6 +858,7 @@ impl Inner {
             max_memory_used_mb: max_mem,
             init_duration_ms: Some(init_ms),
             status: Some((status, Some(&error_type))),
+            post_runtime_extensions_ms: None,
         });
         let log_tail = env.log.end_capture();
         self.meter(
@@ -862,6 +869,7 @@ impl Inner {
             max_mem,
             Some(init_ms),
             UsageOutcome::InitError,
+            None,
         );
         drop(env);
         Ok(ColdStart::Failed(Ended {
@@ -995,12 +1003,37 @@ impl Inner {
                 sink.finish(Ok(ended));
             }
         }
-        let (reusable, waiting) = if answered {
-            self.after_answer(&mut env).await
+        let answered_at = Instant::now();
+        let (mut reusable, mut waiting) = if answered {
+            self.after_answer(&mut env, deadline).await
         } else {
             (false, false)
         };
+        // With extensions the invocation is complete only when every one of them asked for
+        // its next event: the time after the runtime's answer is theirs, billed and limited by
+        // the function's timeout as on Lambda.
+        let mut post_ext_ms = None;
+        if answered && env.extension_count() > 0 {
+            if waiting {
+                post_ext_ms = Some(answered_at.elapsed().as_secs_f64() * 1000.0);
+            } else if Instant::now() >= deadline && !env.is_dead() {
+                reusable = false;
+                env.kill().await;
+                env.drain_logs_after_exit(self.timings.drain).await;
+                let line =
+                    messages::timeout_message(SystemTime::now(), &inv.request_id, spec.timeout_s);
+                env.log.platform(&line);
+                status = Some(("timeout", None));
+                post_ext_ms = Some(answered_at.elapsed().as_secs_f64() * 1000.0);
+            }
+            if let Some(why) = env.extension_failure() {
+                tracing::warn!("environment {} is replaced: {why}", env.id);
+                reusable = false;
+                waiting = false;
+            }
+        }
         let duration_ms = duration.as_secs_f64() * 1000.0;
+        let billed_total_ms = duration_ms + post_ext_ms.unwrap_or(0.0);
         let init_ms = init.map(|d| d.as_secs_f64() * 1000.0);
         // A cold start or a failure gets a fresh reading; quick warm invocations in a row may
         // share one (see `Env::max_memory_used_mb`).
@@ -1009,14 +1042,24 @@ impl Inner {
         env.log.end_and_report(&Report {
             request_id: &inv.request_id,
             duration_ms,
-            billed_ms: billed_ms(duration_ms),
+            billed_ms: billed_ms(billed_total_ms),
             memory_mb: spec.memory_mb,
             max_memory_used_mb: max_mem,
             init_duration_ms: init_ms,
             status,
+            post_runtime_extensions_ms: post_ext_ms,
         });
         let log_tail = env.log.end_capture();
-        self.meter(spec, &inv, started, duration_ms, max_mem, init_ms, outcome);
+        self.meter(
+            spec,
+            &inv,
+            started,
+            duration_ms,
+            max_mem,
+            init_ms,
+            outcome,
+            post_ext_ms,
+        );
         if let Some(mut ended) = ended.take() {
             ended.outcome.log_tail = inv.want_log_tail.then(|| log_tail.unwrap_or_default());
             drop(admission.take());
@@ -1046,8 +1089,14 @@ impl Inner {
     /// After the runtime answered: wait for its next `/next` (it flushes its output before asking
     /// for more work), then let the pumps catch up. Returns whether the environment is reusable
     /// and whether its runtime is known to wait for its next event (it may be frozen then).
-    async fn after_answer(&self, env: &mut Env) -> (bool, bool) {
-        let barrier = tokio::time::timeout(self.timings.barrier, async {
+    async fn after_answer(&self, env: &mut Env, deadline: Instant) -> (bool, bool) {
+        // Extensions may work on after the runtime's answer, up to the invocation's deadline.
+        let wait = if env.extension_count() > 0 {
+            deadline.saturating_duration_since(Instant::now())
+        } else {
+            self.timings.barrier
+        };
+        let barrier = tokio::time::timeout(wait, async {
             loop {
                 match env.event().await {
                     Some(RuntimeEvent::Next) => return true,
@@ -1077,6 +1126,7 @@ impl Inner {
         max_memory_used_mb: u64,
         init_duration_ms: Option<f64>,
         outcome: UsageOutcome,
+        post_runtime_extensions_ms: Option<f64>,
     ) {
         let _ = self.usage.send(UsageRecord {
             request_id: inv.request_id.clone(),
@@ -1090,12 +1140,13 @@ impl Inner {
             billed_duration_ms: if outcome == UsageOutcome::InitError {
                 0
             } else {
-                billed_ms(duration_ms)
+                billed_ms(duration_ms + post_runtime_extensions_ms.unwrap_or(0.0))
             },
             memory_mb: spec.memory_mb,
             max_memory_used_mb,
             init_duration_ms,
             outcome,
+            post_runtime_extensions_duration_ms: post_runtime_extensions_ms,
         });
     }
 
@@ -1191,6 +1242,22 @@ impl Inner {
 
     pub(crate) fn memory_used_mb(&self) -> u64 {
         self.capacity.used_mb()
+    }
+}
+
+/// The runtime's command line, behind the function's `AWS_LAMBDA_EXEC_WRAPPER` script when it
+/// names one: Lambda runs the wrapper with the runtime's command as its arguments (managed
+/// runtimes only; a custom runtime's `bootstrap` is its own wrapper).
+fn exec_wrapped(launch: &Launch, env: &[(String, String)]) -> Vec<String> {
+    let wrapper = env
+        .iter()
+        .find(|(k, v)| k == "AWS_LAMBDA_EXEC_WRAPPER" && !v.is_empty())
+        .map(|(_, v)| v.clone());
+    match wrapper {
+        Some(w) if launch.client_dir.is_some() => std::iter::once(w)
+            .chain(launch.argv.iter().cloned())
+            .collect(),
+        _ => launch.argv.clone(),
     }
 }
 

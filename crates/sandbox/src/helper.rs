@@ -653,7 +653,12 @@ struct Pending {
 /// Carries out one assignment: mounts the code, hands argv and environment over, and for a
 /// deferred environment waits until pid 1 exec'd.
 fn assign(pending: Pending, msg: ServerMsg, code: Option<OwnedFd>) -> Result<Vec<String>, Failure> {
-    let ServerMsg::Assign { argv, env, cwd, .. } = msg;
+    let ServerMsg::Assign { argv, env, cwd, .. } = msg else {
+        return Err(Failure {
+            step: Step::Assign,
+            message: "not an assignment".into(),
+        });
+    };
     let code = code.ok_or_else(|| Failure {
         step: Step::Assign,
         message: "assignment without the code's mount".into(),
@@ -710,7 +715,23 @@ fn supervise(
                     .then(|| serde_json::from_slice::<ServerMsg>(&g.data).ok())
                     .flatten()
             });
-            if let (Some(msg), Some(p)) = (msg, pending.take()) {
+            // The helper lives in the environment's network namespace: a socket it connects
+            // reaches the environment's own loopback, whoever uses it afterwards.
+            if let Some(ServerMsg::Connect { port }) = msg {
+                let (reply, fd) = match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                    Ok(s) => (HelperMsg::Connected, Some(OwnedFd::from(s))),
+                    Err(e) => (
+                        HelperMsg::NotConnected {
+                            message: e.to_string(),
+                        },
+                        None,
+                    ),
+                };
+                let raw = fd.as_ref().map(|f| f.as_raw_fd());
+                if protocol::send_msg(ctl.as_fd(), &reply, raw).is_ok() {
+                    continue;
+                }
+            } else if let (Some(msg), Some(p)) = (msg, pending.take()) {
                 let fd = got.ok().and_then(|g| g.fd);
                 let reply = match assign(p, msg, fd) {
                     Ok(warnings) => HelperMsg::Assigned { warnings },

@@ -60,6 +60,8 @@ pub struct Jail {
     cgroup: EnvCgroup,
     /// Freezes the environment between invocations; `None` where the host has no freezer.
     freezer: Option<Freezer>,
+    /// One request and its answer at a time on the control socket after setup.
+    control_lock: Mutex<()>,
     warnings: Vec<String>,
     /// A pre-warmed environment that has not been given to a function yet.
     unassigned: bool,
@@ -147,6 +149,38 @@ impl Jail {
                     unsafe { libc::kill(self.helper_pid as libc::pid_t, libc::SIGKILL) };
                 }
             }
+        }
+    }
+
+    /// A TCP connection to `127.0.0.1:port` inside the environment's own network namespace,
+    /// made by the helper (which lives there) and passed back: how the server reaches a
+    /// listener of the environment, such as a Telemetry API subscriber. Blocking (briefly).
+    pub fn connect_in_env(&self, port: u16) -> Result<std::net::TcpStream, SandboxError> {
+        let _one = self
+            .control_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let control = self.control_clone()?;
+        let payload = serde_json::to_vec(&ServerMsg::Connect { port })
+            .map_err(|e| SandboxError::InvalidSpec(e.to_string()))?;
+        protocol::send(control.as_fd(), &payload, None).map_err(SandboxError::SendSpec)?;
+        let (msg, fd) = recv_before(self, &control, Instant::now() + Duration::from_secs(5))?;
+        match (msg, fd) {
+            (HelperMsg::Connected, Some(fd)) => Ok(std::net::TcpStream::from(fd)),
+            (HelperMsg::NotConnected { message }, _) => Err(SandboxError::Protocol(format!(
+                "connecting to port {port} in the environment: {message}"
+            ))),
+            (other, _) => Err(SandboxError::Protocol(format!(
+                "{other:?} in answer to a connection request"
+            ))),
+        }
+    }
+
+    /// Asks the runtime (pid 1 of the environment) to stop with SIGTERM, the first step of
+    /// Lambda's shutdown; [`Jail::kill`] follows after the grace period. Harmless when dead.
+    pub fn terminate(&self) {
+        if let Some(fd) = &self.pid1_pidfd {
+            let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGTERM);
         }
     }
 
@@ -451,6 +485,7 @@ pub fn spawn(spec: &JailSpec, helper_exe: &Path) -> Result<Jail, SandboxError> {
         helper: Mutex::new(HelperState { child, exit: None }),
         cgroup: EnvCgroup::default(),
         freezer: None,
+        control_lock: Mutex::new(()),
         warnings: Vec::new(),
         unassigned: spec.start != Start::Now,
     };
@@ -545,8 +580,10 @@ fn handshake(jail: &mut Jail, payload: &[u8]) -> Result<(), SandboxError> {
             HelperMsg::Failed { step, message } => {
                 return Err(SandboxError::Setup { step, message });
             }
-            HelperMsg::Assigned { .. } => {
-                return Err(SandboxError::Protocol("assigned before ready".into()));
+            HelperMsg::Assigned { .. } | HelperMsg::Connected | HelperMsg::NotConnected { .. } => {
+                return Err(SandboxError::Protocol(
+                    "answer to a request before ready".into(),
+                ));
             }
         }
     }

@@ -279,6 +279,7 @@ impl Inner {
             capacity: self.capacity.clone(),
             pool_live: pool.live.clone(),
             freeze: self.cfg.lifecycle.freeze,
+            account_id: spec.account_id.clone(),
         })
         .await
         .map_err(|e| format!("cannot start execution environment: {e}"))?;
