@@ -356,8 +356,28 @@ impl Env {
 
         let (ev_tx, events) = mpsc::unbounded_channel();
         let (api, next_tx) = RuntimeApi::new(ev_tx.clone(), Some(req.capacity.clone()));
+        let function_name = info.function_name.clone();
+        let function_version = info.function_version.clone();
         api.extensions.set_function(info);
         api.extensions.expect(expected);
+        let connect_via = sandbox.clone();
+        api.telemetry
+            .set_connector(Arc::new(move |port| connect_via.connect_in_env(port)));
+        api.telemetry.open_init_backlog();
+        api.telemetry.publish(
+            runtime_api::telemetry::Stream::Platform,
+            "platform.initStart",
+            || {
+                serde_json::json!({
+                    "initializationType": "on-demand",
+                    "phase": "init",
+                    "functionName": function_name,
+                    "functionVersion": function_version,
+                })
+            },
+        );
+        let tap_api = api.clone();
+        log.set_tap(Box::new(move |line| tap_api.telemetry.function_line(line)));
         // From here on, dropping `env` on an error path kills the jail.
         let mut env = Env {
             id,
@@ -444,6 +464,11 @@ impl Env {
         if let Some(f) = &self.freeze {
             f.wake();
         }
+    }
+
+    /// The environment's Telemetry API subscriptions, to publish platform records to.
+    pub(crate) fn telemetry(&self) -> &runtime_api::telemetry::Telemetry {
+        &self.api.telemetry
     }
 
     /// Extensions registered in the environment.

@@ -245,6 +245,8 @@ impl SinkState {
 /// a `std` mutex because writes are short and never await.
 pub(crate) struct LogSink {
     state: Mutex<SinkState>,
+    /// Sees every line of the function's own output (the Telemetry API's `function` stream).
+    tap: std::sync::OnceLock<Box<dyn Fn(&[u8]) + Send + Sync>>,
 }
 
 impl LogSink {
@@ -274,7 +276,13 @@ impl LogSink {
                 capture: None,
                 runtime_note: None,
             }),
+            tap: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Has `tap` called with each line the function writes (not the platform's lines).
+    pub(crate) fn set_tap(&self, tap: Box<dyn Fn(&[u8]) + Send + Sync>) {
+        let _ = self.tap.set(tap);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SinkState> {
@@ -283,9 +291,21 @@ impl LogSink {
 
     /// Appends events, all stamped now.
     pub(crate) fn write_lines<'a>(&self, lines: impl IntoIterator<Item = &'a [u8]>) {
+        let tap = self.tap.get();
+        self.write_tapped(lines, tap);
+    }
+
+    fn write_tapped<'a>(
+        &self,
+        lines: impl IntoIterator<Item = &'a [u8]>,
+        tap: Option<&Box<dyn Fn(&[u8]) + Send + Sync>>,
+    ) {
         let ts = epoch_ms(SystemTime::now());
         let mut st = self.lock();
         for line in lines {
+            if let Some(tap) = tap {
+                tap(line);
+            }
             st.append(ts, |out| out.0.extend_from_slice(line));
         }
         st.flush();
@@ -293,7 +313,7 @@ impl LogSink {
 
     /// Appends one platform line.
     pub(crate) fn platform(&self, line: &str) {
-        self.write_lines([line.as_bytes()]);
+        self.write_tapped([line.as_bytes()], None);
     }
 
     /// Holds back `START RequestId: <id> Version: <version>` until the next write.

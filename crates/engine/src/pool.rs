@@ -62,6 +62,7 @@ use crate::launcher::Launcher;
 use crate::logs::{self, Report, epoch_ms};
 use crate::messages;
 use crate::metering::{UsageOutcome, UsageRecord, billed_ms};
+use crate::runtime_api::telemetry::Stream;
 use crate::runtime_api::{Assigned, RuntimeEvent, StreamedError};
 use crate::runtimes::{self, Launch, RuntimeRegistry};
 use crate::{
@@ -806,6 +807,7 @@ impl Inner {
         let (payload, error_type, status) = match end {
             Ok(InitEnd::Ready) => {
                 self.note_init(pool, init);
+                publish_init_done(&env, "on-demand", init);
                 return Ok(ColdStart::Ready(env, init));
             }
             Ok(InitEnd::Error(error_type, body)) => {
@@ -905,6 +907,14 @@ impl Inner {
         }
         env.log.start(&inv.request_id, &spec.version);
         env.wake();
+        env.telemetry()
+            .publish(Stream::Platform, "platform.start", || {
+                serde_json::json!({
+                    "requestId": inv.request_id,
+                    "version": spec.version,
+                    "tracing": {"type": "X-Amzn-Trace-Id", "value": inv.trace_id},
+                })
+            });
         let timeout = Duration::from_secs(u64::from(spec.timeout_s.max(1)));
         let dispatched = Instant::now();
         let deadline = dispatched + timeout;
@@ -1034,6 +1044,20 @@ impl Inner {
         }
         let duration_ms = duration.as_secs_f64() * 1000.0;
         let billed_total_ms = duration_ms + post_ext_ms.unwrap_or(0.0);
+        let telemetry_status = match (status, outcome) {
+            (Some(("timeout", _)), _) => "timeout",
+            (_, UsageOutcome::Success) => "success",
+            (_, UsageOutcome::Crash) => "failure",
+            _ => "error",
+        };
+        env.telemetry()
+            .publish(Stream::Platform, "platform.runtimeDone", || {
+                serde_json::json!({
+                    "requestId": inv.request_id,
+                    "status": telemetry_status,
+                    "metrics": {"durationMs": duration_ms},
+                })
+            });
         let init_ms = init.map(|d| d.as_secs_f64() * 1000.0);
         // A cold start or a failure gets a fresh reading; quick warm invocations in a row may
         // share one (see `Env::max_memory_used_mb`).
@@ -1050,6 +1074,26 @@ impl Inner {
             post_runtime_extensions_ms: post_ext_ms,
         });
         let log_tail = env.log.end_capture();
+        env.telemetry()
+            .publish(Stream::Platform, "platform.report", || {
+                let mut metrics = serde_json::json!({
+                    "durationMs": duration_ms,
+                    "billedDurationMs": billed_ms(billed_total_ms),
+                    "memorySizeMB": spec.memory_mb,
+                    "maxMemoryUsedMB": max_mem,
+                });
+                if let Some(ms) = init_ms {
+                    metrics["initDurationMs"] = ms.into();
+                }
+                if let Some(ms) = post_ext_ms {
+                    metrics["postRuntimeExtensionsDurationMs"] = ms.into();
+                }
+                serde_json::json!({
+                    "requestId": inv.request_id,
+                    "status": telemetry_status,
+                    "metrics": metrics,
+                })
+            });
         self.meter(
             spec,
             &inv,
@@ -1259,6 +1303,24 @@ fn exec_wrapped(launch: &Launch, env: &[(String, String)]) -> Vec<String> {
             .collect(),
         _ => launch.argv.clone(),
     }
+}
+
+/// Tells the Telemetry API's subscribers that the init phase is over.
+pub(crate) fn publish_init_done(env: &Env, kind: &'static str, init: Duration) {
+    let t = env.telemetry();
+    t.publish(
+        Stream::Platform,
+        "platform.initRuntimeDone",
+        || serde_json::json!({"initializationType": kind, "phase": "init", "status": "success"}),
+    );
+    t.publish(Stream::Platform, "platform.initReport", || {
+        serde_json::json!({
+            "initializationType": kind,
+            "phase": "init",
+            "status": "success",
+            "metrics": {"durationMs": init.as_secs_f64() * 1000.0},
+        })
+    });
 }
 
 /// Waits for the end of an environment's init phase.

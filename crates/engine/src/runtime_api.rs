@@ -44,6 +44,7 @@
 
 pub(crate) mod extensions;
 mod pipelined;
+pub(crate) mod telemetry;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -273,6 +274,8 @@ pub(crate) struct RuntimeApi {
     capacity: Option<Arc<Capacity>>,
     /// The Extensions API's registrations and event queues (see [`extensions`]).
     pub(crate) extensions: extensions::Extensions,
+    /// Telemetry API subscriptions (see [`telemetry`]).
+    pub(crate) telemetry: telemetry::Telemetry,
 }
 
 impl RuntimeApi {
@@ -289,6 +292,7 @@ impl RuntimeApi {
             next_rx: tokio::sync::Mutex::new(next_rx),
             events,
             extensions: extensions::Extensions::default(),
+            telemetry: telemetry::Telemetry::default(),
         });
         (api, next_tx)
     }
@@ -509,6 +513,12 @@ pub fn route<'a>(
 async fn handle(api: Arc<RuntimeApi>, req: Request<Incoming>) -> Result<Reply, Infallible> {
     if req.uri().path().starts_with(extensions::PREFIX) {
         return Ok(extensions::handle(&api, req).await);
+    }
+    if matches!(
+        req.uri().path(),
+        telemetry::TELEMETRY_PATH | telemetry::LOGS_PATH
+    ) {
+        return Ok(telemetry::handle(&api, req).await);
     }
     let path = req.uri().path().to_string();
     let reply = match route(req.method(), &path, req.headers()) {

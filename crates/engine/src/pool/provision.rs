@@ -286,6 +286,15 @@ impl Inner {
         let end = tokio::time::timeout(self.timings.init_timeout, wait_ready(&mut env)).await;
         let (status, reason) = match end {
             Ok(InitEnd::Ready) => {
+                super::publish_init_done(
+                    &env,
+                    if provisioned {
+                        "provisioned-concurrency"
+                    } else {
+                        "on-demand"
+                    },
+                    t0.elapsed(),
+                );
                 // Provisioned and pre-warmed environments wait frozen, as on Lambda.
                 env.freeze_now();
                 return Ok(env);

@@ -90,6 +90,11 @@ impl Extensions {
         self.expected.store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether `id` names a registered extension.
+    pub(crate) fn is_registered(&self, id: &str) -> bool {
+        self.lock().exts.iter().any(|e| e.id == id)
+    }
+
     /// Registered extensions.
     pub(crate) fn count(&self) -> usize {
         self.lock().exts.len()
