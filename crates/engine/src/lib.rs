@@ -23,6 +23,9 @@
 //! - `launcher` / `prewarm`: how environments are started: built on demand, or taken from the
 //!   environments `prewarm` keeps built per runtime before their function is known and assigned
 //!   to it on a cold start.
+//! - `freeze`: environments frozen between invocations (after an optional grace period) and thawed
+//!   when an event is handed over ([`LifecycleOptions`]); the Extensions and Telemetry APIs live in
+//!   `runtime_api/extensions.rs` and `runtime_api/telemetry.rs`.
 //! - `keepalive`: the keep-alive policies (fixed, and adaptive from per-function idle-time
 //!   histograms, with pre-warming); `pool::keep` applies them and counts cold and warm starts,
 //!   pre-warms and idle memory ([`Engine::stats`]).
