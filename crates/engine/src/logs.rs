@@ -246,8 +246,11 @@ impl SinkState {
 pub(crate) struct LogSink {
     state: Mutex<SinkState>,
     /// Sees every line of the function's own output (the Telemetry API's `function` stream).
-    tap: std::sync::OnceLock<Box<dyn Fn(&[u8]) + Send + Sync>>,
+    tap: std::sync::OnceLock<LineTap>,
 }
+
+/// Called with each line a function writes.
+pub(crate) type LineTap = Box<dyn Fn(&[u8]) + Send + Sync>;
 
 impl LogSink {
     /// Opens (appending) the stream file; without a file the sink still captures tails.
@@ -281,7 +284,7 @@ impl LogSink {
     }
 
     /// Has `tap` called with each line the function writes (not the platform's lines).
-    pub(crate) fn set_tap(&self, tap: Box<dyn Fn(&[u8]) + Send + Sync>) {
+    pub(crate) fn set_tap(&self, tap: LineTap) {
         let _ = self.tap.set(tap);
     }
 
@@ -295,11 +298,7 @@ impl LogSink {
         self.write_tapped(lines, tap);
     }
 
-    fn write_tapped<'a>(
-        &self,
-        lines: impl IntoIterator<Item = &'a [u8]>,
-        tap: Option<&Box<dyn Fn(&[u8]) + Send + Sync>>,
-    ) {
+    fn write_tapped<'a>(&self, lines: impl IntoIterator<Item = &'a [u8]>, tap: Option<&LineTap>) {
         let ts = epoch_ms(SystemTime::now());
         let mut st = self.lock();
         for line in lines {

@@ -38,6 +38,25 @@ pub(crate) const MAX_EXTENSIONS: usize = 10;
 /// Largest register or error body read (they are a few bytes of JSON).
 const MAX_BODY: usize = 64 * 1024;
 
+/// A refused request: 403 with one of Lambda's error types.
+pub(crate) struct Refused {
+    error_type: &'static str,
+    message: String,
+}
+
+impl Refused {
+    fn new(error_type: &'static str, message: impl Into<String>) -> Refused {
+        Refused {
+            error_type,
+            message: message.into(),
+        }
+    }
+
+    fn reply(self) -> Reply {
+        api_error(StatusCode::FORBIDDEN, self.error_type, &self.message)
+    }
+}
+
 /// What the register answer tells an extension about its function.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FunctionInfo {
@@ -164,8 +183,8 @@ impl Extensions {
         name: &str,
         events: &[String],
         account_feature: bool,
-    ) -> Result<(String, Bytes), Reply> {
-        let refuse = |t: &str, m: String| Err(api_error(StatusCode::FORBIDDEN, t, &m));
+    ) -> Result<(String, Bytes), Refused> {
+        let refuse = |t: &'static str, m: String| Err(Refused::new(t, m));
         if name.is_empty() {
             return refuse(
                 "Extension.InvalidExtensionName",
@@ -341,15 +360,14 @@ async fn register(api: &RuntimeApi, req: Request<Incoming>) -> Reply {
             }
             r
         }
-        Err(reply) => reply,
+        Err(refused) => refused.reply(),
     }
 }
 
 /// Finds the extension named by the request's identifier header.
-fn identify(api: &RuntimeApi, req: &Request<Incoming>) -> Result<(String, Arc<Notify>), Reply> {
+fn identify(api: &RuntimeApi, req: &Request<Incoming>) -> Result<(String, Arc<Notify>), Refused> {
     let Some(id) = header(req, "Lambda-Extension-Identifier") else {
-        return Err(api_error(
-            StatusCode::FORBIDDEN,
+        return Err(Refused::new(
             "Extension.MissingExtensionIdentifier",
             "Missing Lambda-Extension-Identifier header",
         ));
@@ -360,8 +378,7 @@ fn identify(api: &RuntimeApi, req: &Request<Incoming>) -> Result<(String, Arc<No
         .find(|e| e.id == id)
         .map(|e| (e.name.clone(), e.wake.clone()))
         .ok_or_else(|| {
-            api_error(
-                StatusCode::FORBIDDEN,
+            Refused::new(
                 "Extension.InvalidExtensionIdentifier",
                 "Invalid Lambda-Extension-Identifier",
             )
@@ -371,7 +388,7 @@ fn identify(api: &RuntimeApi, req: &Request<Incoming>) -> Result<(String, Arc<No
 async fn next(api: &RuntimeApi, req: Request<Incoming>) -> Reply {
     let (name, wake) = match identify(api, &req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.reply(),
     };
     let id = header(&req, "Lambda-Extension-Identifier")
         .unwrap_or("")
@@ -415,7 +432,7 @@ async fn next(api: &RuntimeApi, req: Request<Incoming>) -> Reply {
 async fn report_error(api: &RuntimeApi, req: Request<Incoming>, init: bool) -> Reply {
     let (name, _) = match identify(api, &req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.reply(),
     };
     let error_type = header(&req, "Lambda-Extension-Function-Error-Type")
         .unwrap_or("Extension.Unknown")
