@@ -74,8 +74,9 @@ def test_idle_cpus_stay_usable_without_a_ceiling(lam):
     t0 = time.monotonic()
     invoke_ok(lam, name, {"procs": 1, "seconds": 2})
     share = (env.usage_s() - u0) / (time.monotonic() - t0)
-    # A 128 MB function alone on an uncontended CPU is not held to 7 %.
-    assert share > 0.25 or os.cpu_count() == 1, share
+    # Without --cpu-limit a 128 MB function is not held to its 7.2 % ceiling: it takes what the
+    # host leaves (on a busy shared VM that can be little, hence the low bar).
+    assert share > 0.12 or os.cpu_count() == 1, share
 
 
 def test_lambda_ceiling(server_factory):
