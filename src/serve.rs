@@ -80,6 +80,19 @@ pub struct ServeArgs {
     /// pool holds one per cold start of the last ten seconds, between `--prewarm` and this.
     #[arg(long, default_value_t = 8)]
     prewarm_max: usize,
+    /// Freeze environments between invocations (cgroup freezer), as Lambda does: no code of a
+    /// function runs while it waits for its next event. `--freeze false` lets them run.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    freeze: bool,
+    /// Milliseconds an idle environment keeps running before it is frozen (0 to 1000): an
+    /// invocation arriving within it skips the thaw.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    freeze_grace_ms: u64,
+    /// CPU of environments: `weight` shares contended CPUs in proportion to MemorySize and
+    /// leaves idle ones usable; `lambda` adds Lambda's ceiling (MemorySize / 1,769 of a core,
+    /// at most 6 cores).
+    #[arg(long, value_enum, default_value_t = CpuLimitArg::Weight)]
+    cpu_limit: CpuLimitArg,
     /// Run a runtime id on this interpreter, e.g. `--runtime python3.12=/opt/py312/bin/python3`
     /// (repeatable). Without it each id runs on an interpreter of its exact version found on
     /// `PATH` or installed with `updraft runtime install`, else on the nearest version, noted.
@@ -145,6 +158,12 @@ fn spawn_code_gc(control: Arc<ControlPlane>, interval: Duration, grace: Duration
 /// Parses `--runtime ID=PATH`.
 pub fn parse_runtime_override(arg: &str) -> Result<(String, PathBuf), String> {
     updraft_engine::RuntimeOptions::parse_override(arg)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CpuLimitArg {
+    Weight,
+    Lambda,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -293,6 +312,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         cfg.idle_timeout = Duration::from_secs(args.idle_timeout);
         cfg.prewarm = args.prewarm;
         cfg.prewarm_max = args.prewarm_max;
+        cfg.lifecycle = updraft_engine::LifecycleOptions {
+            freeze: args.freeze,
+            freeze_grace: Duration::from_millis(args.freeze_grace_ms),
+            cpu_ceiling: args.cpu_limit == CpuLimitArg::Lambda,
+        };
         cfg.runtimes = updraft_engine::RuntimeOptions {
             data_dir: None,
             overrides: args.runtimes.clone(),

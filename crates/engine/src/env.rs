@@ -16,8 +16,10 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use updraft_sandbox::{ExitInfo, JailSpec};
 
+use crate::freeze::FreezeCtl;
 use crate::launcher::{Launcher, Sandboxed};
 use crate::logs::{self, LogSink, Pump};
+use crate::runtime_api::extensions::FunctionInfo;
 use crate::runtime_api::{self, Assigned, RuntimeApi, RuntimeEvent};
 
 /// The node's memory budget and the registry of every live environment (so that shutdown can kill
@@ -230,6 +232,10 @@ pub(crate) struct EnvLaunch {
     pub memory: MemoryLease,
     pub capacity: Arc<Capacity>,
     pub pool_live: Arc<AtomicUsize>,
+    /// Freeze the environment whenever it waits for its next event.
+    pub freeze: bool,
+    /// The function's account, which extensions may ask for when they register.
+    pub account_id: String,
 }
 
 /// A started execution environment.
@@ -256,7 +262,54 @@ pub(crate) struct Env {
     /// Counted at its measured footprint instead of `full_mb` (only while idle).
     shrunk: bool,
     memory: MemoryLease,
+    /// `Some` when the environment is frozen while it waits for events.
+    freeze: Option<Arc<FreezeCtl>>,
+    /// The environment's Runtime API state, for its extensions.
+    api: Arc<RuntimeApi>,
     _counted: Counted,
+}
+
+/// Lambda's whole shutdown phase when extensions are registered: SHUTDOWN to the extensions,
+/// then the runtime's SIGTERM grace, then SIGKILL.
+const SHUTDOWN_LIMIT: Duration = Duration::from_millis(2000);
+
+/// Of [`SHUTDOWN_LIMIT`], what the runtime gets between SIGTERM and SIGKILL (Lambda reserves
+/// 300 ms, 500 ms with an internal extension; the rest goes to the extensions).
+const RUNTIME_TERM_GRACE: Duration = Duration::from_millis(500);
+
+/// The runtime's command line behind a launcher that first starts every external extension
+/// (each executable in `/opt/extensions`) in the background, as Lambda does before the runtime;
+/// unchanged when the layers bring none.
+pub(crate) fn with_external_extensions(
+    argv: Vec<String>,
+    opt_dir: Option<&std::path::Path>,
+) -> Vec<String> {
+    if external_extensions(opt_dir) == 0 {
+        return argv;
+    }
+    let script = "for x in /opt/extensions/*; do [ -f \"$x\" ] && [ -x \"$x\" ] && \"$x\" & done; exec \"$@\"";
+    ["/bin/sh", "-c", script, "updraft-extensions"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(argv)
+        .collect()
+}
+
+/// External extensions of a layer set: the executables in `<opt>/extensions`, which Lambda
+/// starts before the runtime and waits for in the init phase.
+pub(crate) fn external_extensions(opt_dir: Option<&std::path::Path>) -> usize {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(dir) = opt_dir else { return 0 };
+    std::fs::read_dir(dir.join("extensions"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    e.metadata()
+                        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// A peak memory reading younger than this is reported again instead of read anew: reading the
@@ -274,6 +327,21 @@ impl Env {
             log.begin_capture();
         }
         let id = req.jail.id.clone();
+        let var = |k: &str| {
+            req.jail
+                .env
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let info = FunctionInfo {
+            function_name: var("AWS_LAMBDA_FUNCTION_NAME"),
+            function_version: var("AWS_LAMBDA_FUNCTION_VERSION"),
+            handler: var("_HANDLER"),
+            account_id: req.account_id.clone(),
+        };
+        let expected = external_extensions(req.jail.opt_dir.as_deref());
         let launcher = req.launcher.clone();
         let jail = req.jail;
         let mut sandbox = tokio::task::spawn_blocking(move || launcher.launch(&jail))
@@ -288,6 +356,28 @@ impl Env {
 
         let (ev_tx, events) = mpsc::unbounded_channel();
         let (api, next_tx) = RuntimeApi::new(ev_tx.clone(), Some(req.capacity.clone()));
+        let function_name = info.function_name.clone();
+        let function_version = info.function_version.clone();
+        api.extensions.set_function(info);
+        api.extensions.expect(expected);
+        let connect_via = sandbox.clone();
+        api.telemetry
+            .set_connector(Arc::new(move |port| connect_via.connect_in_env(port)));
+        api.telemetry.open_init_backlog();
+        api.telemetry.publish(
+            runtime_api::telemetry::Stream::Platform,
+            "platform.initStart",
+            || {
+                serde_json::json!({
+                    "initializationType": "on-demand",
+                    "phase": "init",
+                    "functionName": function_name,
+                    "functionVersion": function_version,
+                })
+            },
+        );
+        let tap_api = api.clone();
+        log.set_tap(Box::new(move |line| tap_api.telemetry.function_line(line)));
         // From here on, dropping `env` on an error path kills the jail.
         let mut env = Env {
             id,
@@ -305,6 +395,8 @@ impl Env {
             full_mb: req.memory.mb(),
             shrunk: false,
             memory: req.memory,
+            freeze: None,
+            api: api.clone(),
             _counted: Counted::new(req.pool_live),
         };
         let listener = listener.ok_or("sandbox returned no runtime api listener")?;
@@ -319,6 +411,9 @@ impl Env {
             }
         }
         let sandbox = env.sandbox.clone().ok_or("environment lost its sandbox")?;
+        if req.freeze {
+            env.freeze = Some(FreezeCtl::new(sandbox.clone()));
+        }
         let dead = env.dead.clone();
         std::thread::Builder::new()
             .name(format!("env-wait-{}", &env.id[..env.id.len().min(8)]))
@@ -350,6 +445,40 @@ impl Env {
             }
         }
         None
+    }
+
+    /// The environment's freezing state, for parking it once its runtime waits for an event.
+    pub(crate) fn freeze_ctl(&self) -> Option<Arc<FreezeCtl>> {
+        self.freeze.clone()
+    }
+
+    /// Freezes the environment now (its runtime waits for its first event).
+    pub(crate) fn freeze_now(&self) {
+        if let Some(f) = &self.freeze {
+            f.freeze_if_parked(f.park());
+        }
+    }
+
+    /// Thaws the environment if it is frozen: it is about to get an event.
+    pub(crate) fn wake(&self) {
+        if let Some(f) = &self.freeze {
+            f.wake();
+        }
+    }
+
+    /// The environment's Telemetry API subscriptions, to publish platform records to.
+    pub(crate) fn telemetry(&self) -> &runtime_api::telemetry::Telemetry {
+        &self.api.telemetry
+    }
+
+    /// Extensions registered in the environment.
+    pub(crate) fn extension_count(&self) -> usize {
+        self.api.extensions.count()
+    }
+
+    /// Why the environment must be replaced because of an extension, if it must.
+    pub(crate) fn extension_failure(&self) -> Option<String> {
+        self.api.extensions.failure()
     }
 
     /// Hands an invocation to the runtime's (current or next) `/next`.
@@ -436,13 +565,52 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
         self.capacity.unregister(&self.id);
+        let server = self.server.take();
         let Some(sandbox) = self.sandbox.take() else {
+            if let Some(server) = server {
+                server.abort();
+            }
             return;
         };
+        if !self.is_dead()
+            && self.api.extensions.count() > 0
+            && let Ok(h) = tokio::runtime::Handle::try_current()
+        {
+            // Lambda's shutdown phase: the Runtime API keeps serving while the extensions
+            // get SHUTDOWN, then the runtime gets SIGTERM, then everything is killed.
+            let api = self.api.clone();
+            let freeze = self.freeze.clone();
+            h.spawn(async move {
+                if let Some(f) = &freeze {
+                    f.wake();
+                }
+                let deadline = tokio::time::Instant::now() + SHUTDOWN_LIMIT;
+                let deadline_ms = logs::epoch_ms(std::time::SystemTime::now())
+                    + SHUTDOWN_LIMIT.as_millis() as u64;
+                if api.extensions.queue_shutdown("spindown", deadline_ms) > 0 {
+                    let ext_deadline = deadline - RUNTIME_TERM_GRACE;
+                    while !api.extensions.all_waiting()
+                        && tokio::time::Instant::now() < ext_deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                sandbox.terminate();
+                tokio::time::sleep_until(
+                    deadline.min(tokio::time::Instant::now() + RUNTIME_TERM_GRACE),
+                )
+                .await;
+                if let Some(server) = server {
+                    server.abort();
+                }
+                let _ = tokio::task::spawn_blocking(move || sandbox.kill()).await;
+            });
+            return;
+        }
+        if let Some(server) = server {
+            server.abort();
+        }
         // Killing (and, with the last reference, removing the cgroup) touches the file system and
         // waits for processes: keep it off async threads.
         match tokio::runtime::Handle::try_current() {
@@ -457,6 +625,29 @@ impl Drop for Env {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn external_extensions_start_before_the_runtime() {
+        use std::os::unix::fs::PermissionsExt;
+        let opt = tempfile::tempdir().unwrap();
+        let argv = vec!["/var/task/bootstrap".to_string()];
+        assert_eq!(with_external_extensions(argv.clone(), None), argv);
+        assert_eq!(
+            with_external_extensions(argv.clone(), Some(opt.path())),
+            argv
+        );
+        std::fs::create_dir(opt.path().join("extensions")).unwrap();
+        let ext = opt.path().join("extensions/probe");
+        std::fs::write(&ext, "#!/bin/sh\n").unwrap();
+        // Not executable: Lambda does not start it either.
+        assert_eq!(external_extensions(Some(opt.path())), 0);
+        std::fs::set_permissions(&ext, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(external_extensions(Some(opt.path())), 1);
+        let wrapped = with_external_extensions(argv.clone(), Some(opt.path()));
+        assert_eq!(wrapped[..2], ["/bin/sh", "-c"]);
+        assert!(wrapped[2].contains("/opt/extensions/*"));
+        assert_eq!(wrapped.last().unwrap(), "/var/task/bootstrap");
+    }
 
     #[test]
     fn memory_budget_is_reserved_and_returned() {

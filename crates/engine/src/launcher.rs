@@ -26,6 +26,18 @@ pub(crate) trait Sandboxed: Send + Sync {
     /// Memory the environment uses right now, in bytes.
     fn memory_current_bytes(&self) -> Option<u64>;
     fn oom_killed(&self) -> bool;
+    /// Freezes every process of the environment; `false` when it cannot be frozen here.
+    fn freeze(&self) -> bool {
+        false
+    }
+    /// Lets a frozen environment run again.
+    fn thaw(&self) {}
+    /// Asks the runtime to stop (SIGTERM); `kill` follows after a grace period.
+    fn terminate(&self) {}
+    /// A connection to `127.0.0.1:port` inside the environment (a Telemetry API listener).
+    fn connect_in_env(&self, port: u16) -> Result<std::net::TcpStream, String> {
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())
+    }
 }
 
 /// Starts environments. `launch` blocks (the engine calls it in `spawn_blocking`).
@@ -91,6 +103,29 @@ impl Sandboxed for Jail {
     }
     fn oom_killed(&self) -> bool {
         Jail::oom_killed(self)
+    }
+    fn freeze(&self) -> bool {
+        if !self.can_freeze() {
+            return false;
+        }
+        match Jail::freeze(self) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("environment {}: cannot freeze: {e}", self.id());
+                false
+            }
+        }
+    }
+    fn terminate(&self) {
+        Jail::terminate(self)
+    }
+    fn connect_in_env(&self, port: u16) -> Result<std::net::TcpStream, String> {
+        Jail::connect_in_env(self, port).map_err(|e| e.to_string())
+    }
+    fn thaw(&self) {
+        if let Err(e) = Jail::thaw(self) {
+            tracing::warn!("environment {}: cannot thaw: {e}", self.id());
+        }
     }
 }
 

@@ -23,6 +23,9 @@
 //! - `launcher` / `prewarm`: how environments are started: built on demand, or taken from the
 //!   environments `prewarm` keeps built per runtime before their function is known and assigned
 //!   to it on a cold start.
+//! - `freeze`: environments frozen between invocations (after an optional grace period) and thawed
+//!   when an event is handed over ([`LifecycleOptions`]); the Extensions and Telemetry APIs live in
+//!   `runtime_api/extensions.rs` and `runtime_api/telemetry.rs`.
 //! - `keepalive`: the keep-alive policies (fixed, and adaptive from per-function idle-time
 //!   histograms, with pre-warming); `pool::keep` applies them and counts cold and warm starts,
 //!   pre-warms and idle memory ([`Engine::stats`]).
@@ -36,6 +39,7 @@ mod dotnet;
 mod env;
 mod envvars;
 mod jvm;
+mod freeze;
 pub mod keepalive;
 mod launcher;
 mod logs;
@@ -51,6 +55,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use freeze::{LifecycleOptions, MAX_FREEZE_GRACE};
 pub use keepalive::{Decision, KeepAlive, KeepAliveMode};
 pub use logs::{
     LogEvent, LogPage, MAX_PAGE_EVENTS, read_logs, read_logs_page, stream_file_name,
@@ -99,6 +104,8 @@ pub struct EngineConfig {
     /// that takes nothing for this long is treated as gone (the rest of the response is read and
     /// dropped, so the environment is released when the function ends, not at its timeout).
     pub stream_write_timeout: Duration,
+    /// Freezing between invocations and CPU ceilings (see `freeze`).
+    pub lifecycle: LifecycleOptions,
 }
 
 impl EngineConfig {
@@ -117,6 +124,7 @@ impl EngineConfig {
             prewarm_max: 8,
             runtimes: RuntimeOptions::default(),
             stream_write_timeout: DEFAULT_STREAM_WRITE_TIMEOUT,
+            lifecycle: LifecycleOptions::default(),
         }
     }
 }

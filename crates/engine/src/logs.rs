@@ -139,6 +139,8 @@ pub(crate) struct Report<'a> {
     pub init_duration_ms: Option<f64>,
     /// `Some(("timeout", None))`, `Some(("error", Some("Runtime.ExitError")))`, ...
     pub status: Option<(&'a str, Option<&'a str>)>,
+    /// Time extensions worked after the runtime's answer (only with extensions).
+    pub post_runtime_extensions_ms: Option<f64>,
 }
 
 /// `REPORT RequestId: <id>\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\t
@@ -159,6 +161,9 @@ fn write_report(out: &mut impl std::fmt::Write, r: &Report<'_>) {
     );
     if let Some(init) = r.init_duration_ms {
         let _ = write!(out, "\tInit Duration: {init:.2} ms");
+    }
+    if let Some(post) = r.post_runtime_extensions_ms {
+        let _ = write!(out, "\tPostRuntimeExtensionsDuration: {post:.2} ms");
     }
     if let Some((status, error_type)) = r.status {
         let _ = write!(out, "\tStatus: {status}");
@@ -240,7 +245,12 @@ impl SinkState {
 /// a `std` mutex because writes are short and never await.
 pub(crate) struct LogSink {
     state: Mutex<SinkState>,
+    /// Sees every line of the function's own output (the Telemetry API's `function` stream).
+    tap: std::sync::OnceLock<LineTap>,
 }
+
+/// Called with each line a function writes.
+pub(crate) type LineTap = Box<dyn Fn(&[u8]) + Send + Sync>;
 
 impl LogSink {
     /// Opens (appending) the stream file; without a file the sink still captures tails.
@@ -269,7 +279,13 @@ impl LogSink {
                 capture: None,
                 runtime_note: None,
             }),
+            tap: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Has `tap` called with each line the function writes (not the platform's lines).
+    pub(crate) fn set_tap(&self, tap: LineTap) {
+        let _ = self.tap.set(tap);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SinkState> {
@@ -278,9 +294,17 @@ impl LogSink {
 
     /// Appends events, all stamped now.
     pub(crate) fn write_lines<'a>(&self, lines: impl IntoIterator<Item = &'a [u8]>) {
+        let tap = self.tap.get();
+        self.write_tapped(lines, tap);
+    }
+
+    fn write_tapped<'a>(&self, lines: impl IntoIterator<Item = &'a [u8]>, tap: Option<&LineTap>) {
         let ts = epoch_ms(SystemTime::now());
         let mut st = self.lock();
         for line in lines {
+            if let Some(tap) = tap {
+                tap(line);
+            }
             st.append(ts, |out| out.0.extend_from_slice(line));
         }
         st.flush();
@@ -288,7 +312,7 @@ impl LogSink {
 
     /// Appends one platform line.
     pub(crate) fn platform(&self, line: &str) {
-        self.write_lines([line.as_bytes()]);
+        self.write_tapped([line.as_bytes()], None);
     }
 
     /// Holds back `START RequestId: <id> Version: <version>` until the next write.
@@ -858,6 +882,7 @@ mod tests {
             max_memory_used_mb: 40,
             init_duration_ms: None,
             status: None,
+            post_runtime_extensions_ms: None,
         };
         assert_eq!(
             report_line(&r),
@@ -911,6 +936,7 @@ mod tests {
             max_memory_used_mb: 30,
             init_duration_ms: None,
             status: None,
+            post_runtime_extensions_ms: None,
         };
         sink.end_and_report(&report("r1"));
         sink.end_and_report(&report("r2"));

@@ -30,7 +30,8 @@ pub struct UsageRecord {
     pub started_at_ms: u64,
     /// Time from handing the event to the runtime until it answered (as in `REPORT Duration`).
     pub duration_ms: f64,
-    /// `duration_ms` rounded up to the next millisecond (at least 1; 0 for `InitError`).
+    /// `duration_ms` (plus `post_runtime_extensions_duration_ms`) rounded up to the next
+    /// millisecond (at least 1; 0 for `InitError`).
     pub billed_duration_ms: u64,
     pub memory_mb: u32,
     /// Peak memory of the environment so far, in MiB (0 when the host cannot measure it).
@@ -38,6 +39,9 @@ pub struct UsageRecord {
     /// Duration of the init phase when this invocation started the environment.
     pub init_duration_ms: Option<f64>,
     pub outcome: UsageOutcome,
+    /// Time extensions worked after the runtime's answer, until all of them asked for their
+    /// next event (`None` without extensions); billed, and limited by the timeout.
+    pub post_runtime_extensions_duration_ms: Option<f64>,
 }
 
 /// Lambda bills duration rounded up to 1 ms.

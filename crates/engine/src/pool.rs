@@ -62,6 +62,7 @@ use crate::launcher::Launcher;
 use crate::logs::{self, Report, epoch_ms};
 use crate::messages;
 use crate::metering::{UsageOutcome, UsageRecord, billed_ms};
+use crate::runtime_api::telemetry::Stream;
 use crate::runtime_api::{Assigned, RuntimeEvent, StreamedError};
 use crate::runtimes::{self, Launch, RuntimeRegistry};
 use crate::{
@@ -737,7 +738,7 @@ impl Inner {
                 provisioned,
             },
         );
-        JailSpec {
+        let mut jail = JailSpec {
             id: id.to_string(),
             code_dir: spec.code_dir.clone(),
             runtime_dir: launch
@@ -749,12 +750,21 @@ impl Inner {
             tmp_mb: u64::from(spec.ephemeral_mb),
             memory_mb: u64::from(spec.memory_mb),
             pids_max: PIDS_MAX,
+            cpu_ceiling: self.cfg.lifecycle.cpu_ceiling,
             nofile: NOFILE,
-            argv: runtimes::with_layer_bootstrap(&launch.argv_for(spec.memory_mb), spec),
+            argv: runtimes::with_layer_bootstrap(
+                &exec_wrapped(launch, launch.argv_for(spec.memory_mb), &env),
+                spec,
+            ),
             env,
             cwd: "/var/task".to_string(),
             start: updraft_sandbox::Start::Now,
-        }
+        };
+        jail.argv = crate::env::with_external_extensions(
+            std::mem::take(&mut jail.argv),
+            jail.opt_dir.as_deref(),
+        );
+        jail
     }
 
     async fn cold_start(
@@ -780,6 +790,8 @@ impl Inner {
             memory,
             capacity: self.capacity.clone(),
             pool_live: pool.live.clone(),
+            freeze: self.cfg.lifecycle.freeze,
+            account_id: spec.account_id.clone(),
         })
         .await
         .map_err(|e| {
@@ -799,6 +811,7 @@ impl Inner {
         let (payload, error_type, status) = match end {
             Ok(InitEnd::Ready) => {
                 self.note_init(pool, init);
+                publish_init_done(&env, "on-demand", init);
                 return Ok(ColdStart::Ready(env, init));
             }
             Ok(InitEnd::Error(error_type, body)) => {
@@ -851,6 +864,7 @@ impl Inner {
             max_memory_used_mb: max_mem,
             init_duration_ms: Some(init_ms),
             status: Some((status, Some(&error_type))),
+            post_runtime_extensions_ms: None,
         });
         let log_tail = env.log.end_capture();
         self.meter(
@@ -861,6 +875,7 @@ impl Inner {
             max_mem,
             Some(init_ms),
             UsageOutcome::InitError,
+            None,
         );
         drop(env);
         Ok(ColdStart::Failed(Ended {
@@ -895,6 +910,15 @@ impl Inner {
             env.log.begin_capture();
         }
         env.log.start(&inv.request_id, &spec.version);
+        env.wake();
+        env.telemetry()
+            .publish(Stream::Platform, "platform.start", || {
+                serde_json::json!({
+                    "requestId": inv.request_id,
+                    "version": spec.version,
+                    "tracing": {"type": "X-Amzn-Trace-Id", "value": inv.trace_id},
+                })
+            });
         let timeout = Duration::from_secs(u64::from(spec.timeout_s.max(1)));
         let dispatched = Instant::now();
         let deadline = dispatched + timeout;
@@ -998,8 +1022,52 @@ impl Inner {
                 sink.finish(Ok(ended));
             }
         }
-        let reusable = answered && !fatal && self.after_answer(&mut env).await;
+        let answered_at = Instant::now();
+        // A runtime that ran out of memory is replaced, not reused.
+        let (mut reusable, mut waiting) = if answered && !fatal {
+            self.after_answer(&mut env, deadline).await
+        } else {
+            (false, false)
+        };
+        // With extensions the invocation is complete only when every one of them asked for
+        // its next event: the time after the runtime's answer is theirs, billed and limited by
+        // the function's timeout as on Lambda.
+        let mut post_ext_ms = None;
+        if answered && env.extension_count() > 0 {
+            if waiting {
+                post_ext_ms = Some(answered_at.elapsed().as_secs_f64() * 1000.0);
+            } else if Instant::now() >= deadline && !env.is_dead() {
+                reusable = false;
+                env.kill().await;
+                env.drain_logs_after_exit(self.timings.drain).await;
+                let line =
+                    messages::timeout_message(SystemTime::now(), &inv.request_id, spec.timeout_s);
+                env.log.platform(&line);
+                status = Some(("timeout", None));
+                post_ext_ms = Some(answered_at.elapsed().as_secs_f64() * 1000.0);
+            }
+            if let Some(why) = env.extension_failure() {
+                tracing::warn!("environment {} is replaced: {why}", env.id);
+                reusable = false;
+                waiting = false;
+            }
+        }
         let duration_ms = duration.as_secs_f64() * 1000.0;
+        let billed_total_ms = duration_ms + post_ext_ms.unwrap_or(0.0);
+        let telemetry_status = match (status, outcome) {
+            (Some(("timeout", _)), _) => "timeout",
+            (_, UsageOutcome::Success) => "success",
+            (_, UsageOutcome::Crash) => "failure",
+            _ => "error",
+        };
+        env.telemetry()
+            .publish(Stream::Platform, "platform.runtimeDone", || {
+                serde_json::json!({
+                    "requestId": inv.request_id,
+                    "status": telemetry_status,
+                    "metrics": {"durationMs": duration_ms},
+                })
+            });
         let init_ms = init.map(|d| d.as_secs_f64() * 1000.0);
         // A cold start or a failure gets a fresh reading; quick warm invocations in a row may
         // share one (see `Env::max_memory_used_mb`).
@@ -1008,31 +1076,81 @@ impl Inner {
         env.log.end_and_report(&Report {
             request_id: &inv.request_id,
             duration_ms,
-            billed_ms: billed_ms(duration_ms),
+            billed_ms: billed_ms(billed_total_ms),
             memory_mb: spec.memory_mb,
             max_memory_used_mb: max_mem,
             init_duration_ms: init_ms,
             status,
+            post_runtime_extensions_ms: post_ext_ms,
         });
         let log_tail = env.log.end_capture();
-        self.meter(spec, &inv, started, duration_ms, max_mem, init_ms, outcome);
+        env.telemetry()
+            .publish(Stream::Platform, "platform.report", || {
+                let mut metrics = serde_json::json!({
+                    "durationMs": duration_ms,
+                    "billedDurationMs": billed_ms(billed_total_ms),
+                    "memorySizeMB": spec.memory_mb,
+                    "maxMemoryUsedMB": max_mem,
+                });
+                if let Some(ms) = init_ms {
+                    metrics["initDurationMs"] = ms.into();
+                }
+                if let Some(ms) = post_ext_ms {
+                    metrics["postRuntimeExtensionsDurationMs"] = ms.into();
+                }
+                serde_json::json!({
+                    "requestId": inv.request_id,
+                    "status": telemetry_status,
+                    "metrics": metrics,
+                })
+            });
+        self.meter(
+            spec,
+            &inv,
+            started,
+            duration_ms,
+            max_mem,
+            init_ms,
+            outcome,
+            post_ext_ms,
+        );
         if let Some(mut ended) = ended.take() {
             ended.outcome.log_tail = inv.want_log_tail.then(|| log_tail.unwrap_or_default());
             drop(admission.take());
             sink.finish(Ok(ended));
         }
+        // Parked before it is back in the pool, so that an invocation taking it at once
+        // cancels the freeze.
+        let parked = (reusable && waiting)
+            .then(|| env.freeze_ctl())
+            .flatten()
+            .map(|ctl| (ctl.park(), ctl));
         if reusable {
             self.put_back(pool, env);
         } else {
             drop(env);
         }
         drop(finishing);
+        if let Some((ticket, ctl)) = parked {
+            let grace = self.cfg.lifecycle.freeze_grace;
+            if !grace.is_zero() {
+                tokio::time::sleep(grace).await;
+            }
+            ctl.freeze_if_parked(ticket);
+        }
     }
 
     /// After the runtime answered: wait for its next `/next` (it flushes its output before asking
-    /// for more work), then let the pumps catch up. Returns whether the environment is reusable.
-    async fn after_answer(&self, env: &mut Env) -> bool {
-        let barrier = tokio::time::timeout(self.timings.barrier, async {
+    /// for more work), then let the pumps catch up. Returns whether the environment is reusable
+    /// and whether its runtime is known to wait for its next event (it may be frozen then).
+    async fn after_answer(&self, env: &mut Env, deadline: Instant) -> (bool, bool) {
+        // Extensions may work on after the runtime's answer, up to the invocation's deadline.
+        let wait = if env.extension_count() > 0 {
+            deadline.saturating_duration_since(Instant::now())
+        } else {
+            self.timings.barrier
+        };
+        let barrier = tokio::time::timeout(wait, async {
             loop {
                 match env.event().await {
                     Some(RuntimeEvent::Next) => return true,
@@ -1042,13 +1160,14 @@ impl Inner {
             }
         })
         .await;
+        let waiting = barrier == Ok(true);
         let alive = barrier.unwrap_or(true) && !env.is_dead();
         if alive {
             env.flush_logs();
         } else {
             env.drain_logs_after_exit(self.timings.drain).await;
         }
-        alive
+        (alive, waiting && alive)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1061,6 +1180,7 @@ impl Inner {
         max_memory_used_mb: u64,
         init_duration_ms: Option<f64>,
         outcome: UsageOutcome,
+        post_runtime_extensions_ms: Option<f64>,
     ) {
         let _ = self.usage.send(UsageRecord {
             request_id: inv.request_id.clone(),
@@ -1074,12 +1194,13 @@ impl Inner {
             billed_duration_ms: if outcome == UsageOutcome::InitError {
                 0
             } else {
-                billed_ms(duration_ms)
+                billed_ms(duration_ms + post_runtime_extensions_ms.unwrap_or(0.0))
             },
             memory_mb: spec.memory_mb,
             max_memory_used_mb,
             init_duration_ms,
             outcome,
+            post_runtime_extensions_duration_ms: post_runtime_extensions_ms,
         });
     }
 
@@ -1176,6 +1297,38 @@ impl Inner {
     pub(crate) fn memory_used_mb(&self) -> u64 {
         self.capacity.used_mb()
     }
+}
+
+/// The runtime's command line, behind the function's `AWS_LAMBDA_EXEC_WRAPPER` script when it
+/// names one: Lambda runs the wrapper with the runtime's command as its arguments (managed
+/// runtimes only; a custom runtime's `bootstrap` is its own wrapper).
+fn exec_wrapped(launch: &Launch, argv: Vec<String>, env: &[(String, String)]) -> Vec<String> {
+    let wrapper = env
+        .iter()
+        .find(|(k, v)| k == "AWS_LAMBDA_EXEC_WRAPPER" && !v.is_empty())
+        .map(|(_, v)| v.clone());
+    match wrapper {
+        Some(w) if launch.client_dir.is_some() => std::iter::once(w).chain(argv).collect(),
+        _ => argv,
+    }
+}
+
+/// Tells the Telemetry API's subscribers that the init phase is over.
+pub(crate) fn publish_init_done(env: &Env, kind: &'static str, init: Duration) {
+    let t = env.telemetry();
+    t.publish(
+        Stream::Platform,
+        "platform.initRuntimeDone",
+        || serde_json::json!({"initializationType": kind, "phase": "init", "status": "success"}),
+    );
+    t.publish(Stream::Platform, "platform.initReport", || {
+        serde_json::json!({
+            "initializationType": kind,
+            "phase": "init",
+            "status": "success",
+            "metrics": {"durationMs": init.as_secs_f64() * 1000.0},
+        })
+    });
 }
 
 /// Waits for the end of an environment's init phase.

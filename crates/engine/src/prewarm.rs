@@ -157,6 +157,7 @@ fn template_spec(key: &TemplateKey, id: String, placeholder: &Path) -> JailSpec 
         tmp_mb: key.tmp_mb,
         memory_mb: WAITING_MEMORY_MB,
         pids_max: key.pids_max,
+        cpu_ceiling: false,
         nofile: key.nofile,
         argv: key.argv.clone(),
         env: key.env.clone(),
@@ -311,6 +312,7 @@ impl Launcher for PrewarmLauncher {
             let assignment = Assignment {
                 code_dir: spec.code_dir.clone(),
                 memory_mb: spec.memory_mb,
+                cpu_ceiling: spec.cpu_ceiling,
                 argv: spec.argv.clone(),
                 env: spec.env.clone(),
                 cwd: spec.cwd.clone(),
@@ -482,6 +484,7 @@ mod tests {
             tmp_mb: 512,
             memory_mb: 256,
             pids_max: 1024,
+            cpu_ceiling: false,
             nofile: 1024,
             argv: vec![
                 "/usr/bin/python3".into(),

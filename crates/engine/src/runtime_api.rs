@@ -42,7 +42,9 @@
 //!   takes it) is charged to the node's memory budget, as memory of its environment ([`Held`]),
 //!   so that new environments are not started on top of it.
 
+pub(crate) mod extensions;
 mod pipelined;
+pub(crate) mod telemetry;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -257,6 +259,8 @@ struct ApiState {
     answered: Option<String>,
     /// The last event queued is a `Next` (another one would tell the owner nothing new).
     next_queued: bool,
+    /// The runtime waits in `/next` with no invocation handed over yet.
+    runtime_waiting: bool,
 }
 
 /// Shared state of one environment's Runtime API.
@@ -268,6 +272,10 @@ pub(crate) struct RuntimeApi {
     events: mpsc::UnboundedSender<RuntimeEvent>,
     /// The node's memory budget, charged with large answers the server holds (see [`Held`]).
     capacity: Option<Arc<Capacity>>,
+    /// The Extensions API's registrations and event queues (see [`extensions`]).
+    pub(crate) extensions: extensions::Extensions,
+    /// Telemetry API subscriptions (see [`telemetry`]).
+    pub(crate) telemetry: telemetry::Telemetry,
 }
 
 impl RuntimeApi {
@@ -283,6 +291,8 @@ impl RuntimeApi {
             capacity,
             next_rx: tokio::sync::Mutex::new(next_rx),
             events,
+            extensions: extensions::Extensions::default(),
+            telemetry: telemetry::Telemetry::default(),
         });
         (api, next_tx)
     }
@@ -301,6 +311,15 @@ impl RuntimeApi {
     fn emit(&self, ev: RuntimeEvent) {
         let mut st = self.lock();
         self.emit_locked(&mut st, ev);
+    }
+
+    /// Tells the owner `Next` once the runtime and every extension wait for their next event:
+    /// the init phase, or the invocation, is complete only then.
+    fn maybe_next_locked(&self, st: &mut ApiState) {
+        if st.runtime_waiting && !st.next_queued && self.extensions.all_waiting() {
+            self.extensions.close_registration();
+            self.emit_locked(st, RuntimeEvent::Next);
+        }
     }
 }
 
@@ -492,6 +511,15 @@ pub fn route<'a>(
 }
 
 async fn handle(api: Arc<RuntimeApi>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+    if req.uri().path().starts_with(extensions::PREFIX) {
+        return Ok(extensions::handle(&api, req).await);
+    }
+    if matches!(
+        req.uri().path(),
+        telemetry::TELEMETRY_PATH | telemetry::LOGS_PATH
+    ) {
+        return Ok(telemetry::handle(&api, req).await);
+    }
     let path = req.uri().path().to_string();
     let reply = match route(req.method(), &path, req.headers()) {
         Err(status) => api_error(
@@ -518,9 +546,8 @@ async fn next(api: &RuntimeApi) -> Reply {
     {
         let mut st = api.lock();
         st.ready = true;
-        if !st.next_queued {
-            api.emit_locked(&mut st, RuntimeEvent::Next);
-        }
+        st.runtime_waiting = true;
+        api.maybe_next_locked(&mut st);
     }
     let assigned = {
         let mut rx = api.next_rx.lock().await;
@@ -537,6 +564,10 @@ async fn next(api: &RuntimeApi) -> Reply {
         let mut st = api.lock();
         st.current = Some(a.request_id.clone());
         st.claimed = false;
+        st.runtime_waiting = false;
+        // Under the state lock: the runtime's next `/next` cannot complete the invocation
+        // before the extensions got their INVOKE.
+        api.extensions.queue_invoke(&a);
     }
     next_response(a)
 }

@@ -21,8 +21,22 @@ use std::time::Duration;
 /// Directory below each hierarchy's mount point that holds all environments.
 pub(crate) const PARENT: &str = "updraft";
 
-/// Controllers Updraft limits environments with.
-pub(crate) const WANTED: [&str; 2] = ["memory", "pids"];
+/// Controllers Updraft limits, weighs, accounts and freezes environments with. `cpuacct` and
+/// `freezer` exist on v1 only: on v2 CPU usage (`cpu.stat`) and freezing (`cgroup.freeze`) are
+/// part of every cgroup.
+pub(crate) const WANTED: [&str; 5] = ["memory", "pids", "cpu", "cpuacct", "freezer"];
+
+/// Controllers whose absence leaves something unenforced (warned about on every host).
+const ENFORCING: [&str; 3] = ["memory", "pids", "cpu"];
+
+/// `MemorySize` that buys one full core on Lambda: CPU weights and ceilings scale from it.
+pub(crate) const MB_PER_CORE: u64 = 1769;
+
+/// Lambda's largest share of CPU: six cores (at 10,240 MB).
+pub(crate) const MAX_CORES: u64 = 6;
+
+/// Period of the hard CPU ceiling, in microseconds (the kernel's default).
+pub(crate) const CPU_PERIOD_US: u64 = 100_000;
 
 /// Cgroup version of a hierarchy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -162,6 +176,32 @@ pub(crate) fn env_path(mount: &Path, id: &str) -> PathBuf {
 pub(crate) struct Limits {
     pub(crate) memory_bytes: u64,
     pub(crate) pids_max: u64,
+    /// Lambda's hard CPU ceiling (MemorySize / 1,769 of a core) on top of the weight.
+    pub(crate) cpu_ceiling: bool,
+}
+
+impl Limits {
+    fn memory_mb(&self) -> u64 {
+        (self.memory_bytes >> 20).max(1)
+    }
+}
+
+/// v1 `cpu.shares` for a memory size: 1,024 (one plain task's weight) at one core's worth of
+/// memory, in proportion otherwise (the kernel's range is 2 to 262,144).
+pub(crate) fn cpu_shares(memory_mb: u64) -> u64 {
+    (memory_mb.saturating_mul(1024) / MB_PER_CORE).clamp(2, 262_144)
+}
+
+/// v2 `cpu.weight` for a memory size: 100 (the default weight) at one core's worth of memory
+/// (the kernel's range is 1 to 10,000).
+pub(crate) fn cpu_weight(memory_mb: u64) -> u64 {
+    (memory_mb.saturating_mul(100) / MB_PER_CORE).clamp(1, 10_000)
+}
+
+/// The hard ceiling's quota per [`CPU_PERIOD_US`]: MemorySize / 1,769 of a core, at most six
+/// cores, at least the kernel's minimum of 1 ms.
+pub(crate) fn cpu_quota_us(memory_mb: u64) -> u64 {
+    (memory_mb.saturating_mul(CPU_PERIOD_US) / MB_PER_CORE).clamp(1000, MAX_CORES * CPU_PERIOD_US)
 }
 
 /// The files and values that enforce `limits` for one controller. Optional files (swap
@@ -187,6 +227,39 @@ pub(crate) fn limit_writes(
             ("memory.oom.group", "1".into(), false),
         ],
         (_, "pids") => vec![("pids.max", limits.pids_max.to_string(), true)],
+        // Work-conserving by default: the weight only matters when CPUs are contended. The
+        // ceiling is written either way so that a reused leftover directory loses an old one.
+        (Version::V1, "cpu") => {
+            let quota = if limits.cpu_ceiling {
+                cpu_quota_us(limits.memory_mb()).to_string()
+            } else {
+                "-1".into()
+            };
+            vec![
+                (
+                    "cpu.shares",
+                    cpu_shares(limits.memory_mb()).to_string(),
+                    false,
+                ),
+                ("cpu.cfs_period_us", CPU_PERIOD_US.to_string(), false),
+                ("cpu.cfs_quota_us", quota, false),
+            ]
+        }
+        (Version::V2, "cpu") => {
+            let quota = if limits.cpu_ceiling {
+                cpu_quota_us(limits.memory_mb()).to_string()
+            } else {
+                "max".into()
+            };
+            vec![
+                (
+                    "cpu.weight",
+                    cpu_weight(limits.memory_mb()).to_string(),
+                    false,
+                ),
+                ("cpu.max", format!("{quota} {CPU_PERIOD_US}"), false),
+            ]
+        }
         _ => Vec::new(),
     }
 }
@@ -201,7 +274,7 @@ fn write_file(path: &Path, value: &str) -> io::Result<()> {
 pub(crate) fn setup(id: &str, limits: Limits, warnings: &mut Vec<String>) -> Vec<EnvDir> {
     let hs = discover();
     let chosen = select(&hs);
-    for want in WANTED {
+    for want in ENFORCING {
         if !chosen.iter().any(|(_, cs)| cs.contains(&want)) {
             warnings.push(format!(
                 "cgroup: no {want} controller is mounted; {} not enforced",
@@ -231,7 +304,10 @@ pub(crate) fn setup(id: &str, limits: Limits, warnings: &mut Vec<String>) -> Vec
 fn limit_name(controller: &str) -> &'static str {
     match controller {
         "memory" => "the memory limit",
-        _ => "the process limit",
+        "pids" => "the process limit",
+        "cpu" => "the CPU weight",
+        "cpuacct" => "CPU accounting",
+        _ => "freezing between invocations",
     }
 }
 
@@ -249,7 +325,15 @@ fn setup_one(
         // their interface files. Already-enabled controllers make this a no-op.
         for dir in [&h.mount, &parent] {
             for c in controllers {
-                write_file(&dir.join("cgroup.subtree_control"), &format!("+{c}"))?;
+                // The CPU controller is optional on v2 (it cannot be enabled while the root
+                // has realtime tasks, for one): memory and pids must not be lost with it.
+                match write_file(&dir.join("cgroup.subtree_control"), &format!("+{c}")) {
+                    Err(e) if *c == "cpu" => warnings.push(format!(
+                        "cgroup: enabling cpu in {}: {e}; the CPU weight is not enforced",
+                        dir.display()
+                    )),
+                    r => r?,
+                }
             }
         }
     }
@@ -297,6 +381,82 @@ pub(crate) fn join_self(dirs: &[EnvDir]) -> Result<(), String> {
             .map_err(|e| format!("joining {}: {e}", d.path.display()))?;
     }
     Ok(())
+}
+
+/// Moves the calling process (the server) into the `updraft` directory of every v1 hierarchy
+/// carrying the `cpu` controller, where the environments' own directories are: server and
+/// environments then form one group towards the rest of the host, and the server's threads are
+/// plain tasks next to the environments' weighted groups (see "Tail latency" in
+/// `docs/performance.md`). On v2 a cgroup with children under a controller may hold no process,
+/// so the server stays where it is there. Returns what could not be done.
+pub(crate) fn join_server_group() -> Vec<String> {
+    let mut problems = Vec::new();
+    for (h, cs) in select(&discover()) {
+        if h.version != Version::V1 || !cs.contains(&"cpu") {
+            continue;
+        }
+        let parent = h.mount.join(PARENT);
+        let joined = fs::create_dir_all(&parent)
+            .and_then(|()| write_file(&parent.join("cgroup.procs"), "0"));
+        if let Err(e) = joined {
+            problems.push(format!(
+                "cgroup: the server cannot join {}: {e}; environments and server are scheduled \
+                 as two groups",
+                parent.display()
+            ));
+        }
+    }
+    problems
+}
+
+/// The file that freezes one environment: v1 `freezer.state` or v2 `cgroup.freeze`. Kept open
+/// by the server so that a freeze or a thaw is one `write(2)`.
+#[derive(Debug)]
+pub(crate) struct Freezer {
+    version: Version,
+    file: fs::File,
+}
+
+impl Freezer {
+    /// The freezer of an environment's directories, `None` when no hierarchy offers one.
+    pub(crate) fn open(dirs: &[EnvDir]) -> Option<Freezer> {
+        let (version, path) = freeze_file(dirs)?;
+        let file = fs::OpenOptions::new().write(true).open(path).ok()?;
+        Some(Freezer { version, file })
+    }
+
+    /// Stops every process of the environment. The kernel completes the freeze on its own
+    /// (v1 passes through `FREEZING`); nothing here waits for it.
+    pub(crate) fn freeze(&self) -> io::Result<()> {
+        (&self.file).write_all(match self.version {
+            Version::V1 => b"FROZEN",
+            Version::V2 => b"1",
+        })
+    }
+
+    /// Lets the processes run again.
+    pub(crate) fn thaw(&self) -> io::Result<()> {
+        (&self.file).write_all(match self.version {
+            Version::V1 => b"THAWED",
+            Version::V2 => b"0",
+        })
+    }
+}
+
+/// Where an environment is frozen: the v1 freezer hierarchy when there is one, else any of its
+/// v2 directories (every non-root v2 cgroup can be frozen).
+fn freeze_file(dirs: &[EnvDir]) -> Option<(Version, PathBuf)> {
+    let v1 = dirs
+        .iter()
+        .find(|d| d.version == Version::V1 && d.controllers.iter().any(|c| c == "freezer"));
+    match v1 {
+        Some(d) => Some((Version::V1, d.path.join("freezer.state"))),
+        None => dirs
+            .iter()
+            .find(|d| d.version == Version::V2)
+            .map(|d| (Version::V2, d.path.join("cgroup.freeze")))
+            .filter(|(_, p)| p.exists()),
+    }
 }
 
 /// Removes environment directories that a server which died left behind: empty, and created
@@ -381,8 +541,23 @@ impl EnvCgroup {
         pids
     }
 
-    /// Sends SIGKILL to every process of the environment.
+    /// Sends SIGKILL to every process of the environment, frozen or not.
     pub(crate) fn kill_all(&self) {
+        self.kill_signals();
+        // A frozen v1 task only acts on its pending SIGKILL once thawed (v2 lets fatal signals
+        // through, where the thaw is harmless).
+        if let Some((version, path)) = freeze_file(&self.dirs) {
+            let _ = write_file(
+                &path,
+                match version {
+                    Version::V1 => "THAWED",
+                    Version::V2 => "0",
+                },
+            );
+        }
+    }
+
+    fn kill_signals(&self) {
         // cgroup.kill (v2, Linux 5.14+) kills atomically, forks included.
         let mut need_loop = false;
         for d in &self.dirs {
@@ -425,6 +600,7 @@ impl EnvCgroup {
         let limits = Limits {
             memory_bytes: bytes,
             pids_max: 0,
+            cpu_ceiling: false,
         };
         let writes = limit_writes(d.version, "memory", limits);
         let (primary, value, _) = &writes[0];
@@ -440,6 +616,49 @@ impl EnvCgroup {
                 .map_err(|e| io::Error::new(e.kind(), format!("writing memsw limit: {e}")))?;
         }
         Ok(())
+    }
+
+    /// Rewrites the CPU weight (and ceiling) for a new memory size (a pre-warmed environment
+    /// given to a function).
+    pub(crate) fn set_cpu(&self, memory_mb: u64, ceiling: bool) -> io::Result<()> {
+        let limits = Limits {
+            memory_bytes: memory_mb.saturating_mul(1 << 20),
+            pids_max: 0,
+            cpu_ceiling: ceiling,
+        };
+        for d in self
+            .dirs
+            .iter()
+            .filter(|d| d.controllers.iter().any(|c| c == "cpu"))
+        {
+            for (file, value, _) in limit_writes(d.version, "cpu", limits) {
+                let p = d.path.join(file);
+                if p.exists() {
+                    write_file(&p, &value)
+                        .map_err(|e| io::Error::new(e.kind(), format!("writing {file}: {e}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// CPU time the environment's processes used so far, in nanoseconds (v1
+    /// `cpuacct.usage`, v2 `usage_usec` of `cpu.stat`).
+    pub(crate) fn cpu_usage_ns(&self) -> Option<u64> {
+        if let Some(d) = self
+            .dirs
+            .iter()
+            .find(|d| d.version == Version::V1 && d.controllers.iter().any(|c| c == "cpuacct"))
+        {
+            return fs::read_to_string(d.path.join("cpuacct.usage"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok();
+        }
+        let d = self.dirs.iter().find(|d| d.version == Version::V2)?;
+        let text = fs::read_to_string(d.path.join("cpu.stat")).ok()?;
+        keyed_value(&text, "usage_usec").map(|us| us.saturating_mul(1000))
     }
 
     /// Whether the memory cgroup hit its limit and the OOM killer acted.
@@ -551,10 +770,12 @@ mod tests {
             h.controllers = vec!["memory".into(), "pids".into()];
         }
         let sel = select(&hs);
-        assert_eq!(sel.len(), 2);
+        assert_eq!(sel.len(), 3);
         assert!(sel.iter().all(|(h, _)| h.version == Version::V1));
         assert_eq!(sel[0].1, vec!["memory"]);
         assert_eq!(sel[1].1, vec!["pids"]);
+        // cpu and cpuacct are mounted together: one directory serves both.
+        assert_eq!(sel[2].1, vec!["cpu", "cpuacct"]);
     }
 
     #[test]
@@ -567,7 +788,8 @@ mod tests {
             .collect();
         let sel = select(&hs);
         assert_eq!(sel.len(), 1);
-        assert_eq!(sel[0].1, vec!["memory", "pids"]);
+        // Freezing and CPU usage need no controller on v2.
+        assert_eq!(sel[0].1, vec!["memory", "pids", "cpu"]);
         assert_eq!(
             env_path(&sel[0].0.mount, "env-1"),
             PathBuf::from("/sys/fs/cgroup/updraft/env-1")
@@ -591,6 +813,7 @@ mod tests {
         let l = Limits {
             memory_bytes: 64 << 20,
             pids_max: 1024,
+            cpu_ceiling: false,
         };
         let v1 = limit_writes(Version::V1, "memory", l);
         assert_eq!(v1[0], ("memory.limit_in_bytes", "67108864".into(), true));
@@ -603,6 +826,55 @@ mod tests {
             limit_writes(Version::V2, "pids", l),
             vec![("pids.max", "1024".into(), true)]
         );
+    }
+
+    #[test]
+    fn cpu_follows_memory_size() {
+        // One core's worth of memory is one plain task's weight; 128 MB gets 1/13.8 of it.
+        assert_eq!(cpu_shares(1769), 1024);
+        assert_eq!(cpu_shares(128), 74);
+        assert_eq!(cpu_shares(1), 2);
+        assert_eq!(cpu_weight(1769), 100);
+        assert_eq!(cpu_weight(128), 7);
+        assert_eq!(cpu_weight(10240), 578);
+        // Lambda's ceiling: 7.2 % of a core at 128 MB, six cores at 10,240 MB.
+        assert_eq!(cpu_quota_us(128), 7235);
+        assert_eq!(cpu_quota_us(1769), 100_000);
+        assert_eq!(cpu_quota_us(10240), 578_858);
+        assert_eq!(cpu_quota_us(1_000_000), 600_000);
+        let l = |ceiling| Limits {
+            memory_bytes: 128 << 20,
+            pids_max: 1024,
+            cpu_ceiling: ceiling,
+        };
+        let v1 = limit_writes(Version::V1, "cpu", l(false));
+        assert_eq!(v1[0], ("cpu.shares", "74".into(), false));
+        assert_eq!(v1[2], ("cpu.cfs_quota_us", "-1".into(), false));
+        let v1 = limit_writes(Version::V1, "cpu", l(true));
+        assert_eq!(v1[2], ("cpu.cfs_quota_us", "7235".into(), false));
+        let v2 = limit_writes(Version::V2, "cpu", l(true));
+        assert_eq!(v2[0], ("cpu.weight", "7".into(), false));
+        assert_eq!(v2[1], ("cpu.max", "7235 100000".into(), false));
+        let v2 = limit_writes(Version::V2, "cpu", l(false));
+        assert_eq!(v2[1], ("cpu.max", "max 100000".into(), false));
+    }
+
+    #[test]
+    fn freezer_file_per_version() {
+        let dir = |version, path: &str, cs: &[&str]| EnvDir {
+            version,
+            path: path.into(),
+            controllers: cs.iter().map(|c| c.to_string()).collect(),
+        };
+        let v1 = [
+            dir(Version::V1, "/cg/memory/updraft/e", &["memory"]),
+            dir(Version::V1, "/cg/freezer/updraft/e", &["freezer"]),
+        ];
+        assert_eq!(
+            freeze_file(&v1),
+            Some((Version::V1, "/cg/freezer/updraft/e/freezer.state".into()))
+        );
+        assert_eq!(freeze_file(&v1[..1]), None);
     }
 
     #[test]

@@ -269,6 +269,9 @@ fn probe_cgroup_controller(
         let file = match (h.version, want) {
             (Version::V1, "memory") => "memory.limit_in_bytes",
             (Version::V2, "memory") => "memory.max",
+            (Version::V1, "cpu") => "cpu.shares",
+            (Version::V2, "cpu") => "cpu.weight",
+            (_, "freezer") => "freezer.state",
             _ => "pids.max",
         };
         let has = probe.join(file).exists();
@@ -282,6 +285,34 @@ fn probe_cgroup_controller(
     match attempt() {
         Ok(()) => (true, format!("{version} at {}", parent.display())),
         Err(e) => (false, format!("{version} at {}: {e}", parent.display())),
+    }
+}
+
+/// Whether environments can be frozen: the v1 freezer controller, else the v2 `cgroup.freeze`
+/// file every non-root v2 cgroup has (Linux 5.2+).
+fn probe_freezer(chosen: &[(cgroup::Hierarchy, Vec<&'static str>)]) -> (bool, String) {
+    if chosen.iter().any(|(_, cs)| cs.contains(&"freezer")) {
+        return probe_cgroup_controller(chosen, "freezer");
+    }
+    let Some((h, _)) = chosen.iter().find(|(h, _)| h.version == Version::V2) else {
+        return (
+            false,
+            "no freezer controller mounted and no cgroup v2 in use".into(),
+        );
+    };
+    let parent = h.mount.join(cgroup::PARENT);
+    let probe = parent.join(format!(".doctor-freeze-{}", std::process::id()));
+    let attempt = || -> std::io::Result<bool> {
+        fs::create_dir_all(&parent)?;
+        fs::create_dir(&probe)?;
+        let has = probe.join("cgroup.freeze").exists();
+        fs::remove_dir(&probe)?;
+        Ok(has)
+    };
+    match attempt() {
+        Ok(true) => (true, format!("v2 cgroup.freeze at {}", parent.display())),
+        Ok(false) => (false, "cgroup.freeze missing (Linux before 5.2)".into()),
+        Err(e) => (false, format!("v2 at {}: {e}", parent.display())),
     }
 }
 
@@ -418,6 +449,23 @@ pub fn doctor() -> IsolationReport {
         true,
         pids_detail,
         "only RLIMIT_NPROC (per uid, shared by all environments) limits processes",
+    );
+    let (cpu_ok, cpu_detail) = probe_cgroup_controller(&chosen, "cpu");
+    add(
+        "cgroup cpu controller",
+        cpu_ok,
+        true,
+        cpu_detail,
+        "CPU is not shared in proportion to memory, and --cpu-limit lambda has no effect",
+    );
+    let (freeze_ok, freeze_detail) = probe_freezer(&chosen);
+    add(
+        "cgroup freezer",
+        freeze_ok,
+        true,
+        freeze_detail,
+        "environments are not frozen between invocations: their background threads keep \
+         using CPU while idle",
     );
     let scratch = crate::tmpdisk::scratch_dir();
     let disk = crate::tmpdisk::unavailable(root);

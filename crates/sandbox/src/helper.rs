@@ -171,6 +171,7 @@ fn helper(ctl: &OwnedFd, spec: &JailSpec, scratch: &Path) -> Result<i32, Failure
     let limits = cgroup::Limits {
         memory_bytes: spec.memory_mb.saturating_mul(1 << 20),
         pids_max: spec.pids_max,
+        cpu_ceiling: spec.cpu_ceiling,
     };
     let dirs = cgroup::setup(&spec.id, limits, &mut warnings);
     let msg = HelperMsg::Cgroup {
@@ -663,7 +664,13 @@ fn assign(
         cwd,
         opt,
         ..
-    } = msg;
+    } = msg
+    else {
+        return Err(Failure {
+            step: Step::Assign,
+            message: "not an assignment".into(),
+        });
+    };
     if opt != layers.is_some() {
         return Err(Failure {
             step: Step::Assign,
@@ -731,7 +738,23 @@ fn supervise(
                     .then(|| serde_json::from_slice::<ServerMsg>(&g.data).ok())
                     .flatten()
             });
-            if let (Some(msg), Some(p)) = (msg, pending.take()) {
+            // The helper lives in the environment's network namespace: a socket it connects
+            // reaches the environment's own loopback, whoever uses it afterwards.
+            if let Some(ServerMsg::Connect { port }) = msg {
+                let (reply, fd) = match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                    Ok(s) => (HelperMsg::Connected, Some(OwnedFd::from(s))),
+                    Err(e) => (
+                        HelperMsg::NotConnected {
+                            message: e.to_string(),
+                        },
+                        None,
+                    ),
+                };
+                let raw = fd.as_ref().map(|f| f.as_raw_fd());
+                if protocol::send_msg(ctl.as_fd(), &reply, raw).is_ok() {
+                    continue;
+                }
+            } else if let (Some(msg), Some(p)) = (msg, pending.take()) {
                 let (fd, opt) = got.ok().map_or((None, None), |g| (g.fd, g.second_fd));
                 let reply = match assign(p, msg, fd, opt) {
                     Ok(warnings) => HelperMsg::Assigned { warnings },

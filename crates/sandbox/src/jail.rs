@@ -24,7 +24,7 @@ use nix::fcntl::OFlag;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socketpair, sockopt};
 use nix::sys::time::TimeVal;
 
-use crate::cgroup::EnvCgroup;
+use crate::cgroup::{EnvCgroup, Freezer};
 use crate::helper::CONTROL_FD;
 use crate::protocol::{self, HelperMsg, MAX_MESSAGE, ServerMsg, SetupRequest};
 use crate::{Assignment, ExitInfo, JailSpec, SandboxError, Start, Step, sys};
@@ -58,6 +58,10 @@ pub struct Jail {
     /// `wait` holds this while blocked; `kill` never takes it, so both can run concurrently.
     helper: Mutex<HelperState>,
     cgroup: EnvCgroup,
+    /// Freezes the environment between invocations; `None` where the host has no freezer.
+    freezer: Option<Freezer>,
+    /// One request and its answer at a time on the control socket after setup.
+    control_lock: Mutex<()>,
     warnings: Vec<String>,
     /// A pre-warmed environment that has not been given to a function yet.
     unassigned: bool,
@@ -148,6 +152,38 @@ impl Jail {
         }
     }
 
+    /// A TCP connection to `127.0.0.1:port` inside the environment's own network namespace,
+    /// made by the helper (which lives there) and passed back: how the server reaches a
+    /// listener of the environment, such as a Telemetry API subscriber. Blocking (briefly).
+    pub fn connect_in_env(&self, port: u16) -> Result<std::net::TcpStream, SandboxError> {
+        let _one = self
+            .control_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let control = self.control_clone()?;
+        let payload = serde_json::to_vec(&ServerMsg::Connect { port })
+            .map_err(|e| SandboxError::InvalidSpec(e.to_string()))?;
+        protocol::send(control.as_fd(), &payload, None).map_err(SandboxError::SendSpec)?;
+        let (msg, fd) = recv_before(self, &control, Instant::now() + Duration::from_secs(5))?;
+        match (msg, fd) {
+            (HelperMsg::Connected, Some(fd)) => Ok(std::net::TcpStream::from(fd)),
+            (HelperMsg::NotConnected { message }, _) => Err(SandboxError::Protocol(format!(
+                "connecting to port {port} in the environment: {message}"
+            ))),
+            (other, _) => Err(SandboxError::Protocol(format!(
+                "{other:?} in answer to a connection request"
+            ))),
+        }
+    }
+
+    /// Asks the runtime (pid 1 of the environment) to stop with SIGTERM, the first step of
+    /// Lambda's shutdown; [`Jail::kill`] follows after the grace period. Harmless when dead.
+    pub fn terminate(&self) {
+        if let Some(fd) = &self.pid1_pidfd {
+            let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGTERM);
+        }
+    }
+
     /// Blocks until the environment has exited; returns how (the runtime's exit code, or the
     /// signal that killed it). Callable from a blocking thread while another thread calls
     /// [`Jail::kill`]; later calls return the same result.
@@ -204,6 +240,36 @@ impl Jail {
         self.cgroup.oom_killed()
     }
 
+    /// Whether the environment can be frozen ([`Jail::freeze`] does something).
+    pub fn can_freeze(&self) -> bool {
+        self.freezer.is_some()
+    }
+
+    /// Freezes every process of the environment (cgroup v1 freezer / v2 `cgroup.freeze`): no
+    /// code of it runs until [`Jail::thaw`]. One `write(2)`; the kernel finishes the freeze
+    /// asynchronously. Killing a frozen environment works ([`Jail::kill`] thaws after
+    /// signalling).
+    pub fn freeze(&self) -> io::Result<()> {
+        match &self.freezer {
+            Some(f) => f.freeze(),
+            None => Ok(()),
+        }
+    }
+
+    /// Lets a frozen environment run again; harmless when it is not frozen.
+    pub fn thaw(&self) -> io::Result<()> {
+        match &self.freezer {
+            Some(f) => f.thaw(),
+            None => Ok(()),
+        }
+    }
+
+    /// CPU time used by every process of the environment so far, in nanoseconds; `None`
+    /// without CPU accounting.
+    pub fn cpu_usage_ns(&self) -> Option<u64> {
+        self.cgroup.cpu_usage_ns()
+    }
+
     /// Whether this is a pre-warmed environment still waiting for [`Jail::assign`].
     pub fn is_unassigned(&self) -> bool {
         self.unassigned
@@ -225,8 +291,13 @@ impl Jail {
             step: Step::Assign,
             message: e.to_string(),
         };
+        // A pre-warmed environment may have been frozen while it waited.
+        self.thaw().map_err(step)?;
         self.cgroup
             .set_memory_limit(a.memory_mb.saturating_mul(1 << 20))
+            .map_err(step)?;
+        self.cgroup
+            .set_cpu(a.memory_mb, a.cpu_ceiling)
             .map_err(step)?;
         // The mount is cloned here, in the host's mount namespace, where the code directory is
         // visible; the helper, inside the environment's namespace, only attaches it.
@@ -321,6 +392,7 @@ pub fn spawn(spec: &JailSpec, helper_exe: &Path) -> Result<Jail, SandboxError> {
     spec.validate()?;
     static CLEANUP: Once = Once::new();
     CLEANUP.call_once(|| {
+        warn_once(&crate::cgroup::join_server_group());
         let n = crate::remove_stale_cgroups(STALE_CGROUP_AGE);
         if n > 0 {
             tracing::info!(
@@ -421,6 +493,8 @@ pub fn spawn(spec: &JailSpec, helper_exe: &Path) -> Result<Jail, SandboxError> {
         reaped: AtomicBool::new(false),
         helper: Mutex::new(HelperState { child, exit: None }),
         cgroup: EnvCgroup::default(),
+        freezer: None,
+        control_lock: Mutex::new(()),
         warnings: Vec::new(),
         unassigned: spec.start != Start::Now,
     };
@@ -478,7 +552,13 @@ fn handshake(jail: &mut Jail, payload: &[u8]) -> Result<(), SandboxError> {
     loop {
         let (msg, fd) = recv_before(jail, &control, deadline)?;
         match msg {
-            HelperMsg::Cgroup { dirs, warnings } => {
+            HelperMsg::Cgroup { dirs, mut warnings } => {
+                jail.freezer = Freezer::open(&dirs);
+                if jail.freezer.is_none() && !dirs.is_empty() {
+                    warnings.push(
+                        "cgroup: no freezer; environments keep running between invocations".into(),
+                    );
+                }
                 jail.cgroup.dirs = dirs;
                 note(jail, warnings);
             }
@@ -509,8 +589,10 @@ fn handshake(jail: &mut Jail, payload: &[u8]) -> Result<(), SandboxError> {
             HelperMsg::Failed { step, message } => {
                 return Err(SandboxError::Setup { step, message });
             }
-            HelperMsg::Assigned { .. } => {
-                return Err(SandboxError::Protocol("assigned before ready".into()));
+            HelperMsg::Assigned { .. } | HelperMsg::Connected | HelperMsg::NotConnected { .. } => {
+                return Err(SandboxError::Protocol(
+                    "answer to a request before ready".into(),
+                ));
             }
         }
     }

@@ -71,6 +71,10 @@ pub struct JailSpec {
     pub memory_mb: u64,
     /// Process/thread limit (cgroup pids and RLIMIT_NPROC).
     pub pids_max: u64,
+    /// Adds Lambda's hard CPU ceiling (MemorySize / 1,769 of a core) to the CPU weight every
+    /// environment gets in proportion to its memory.
+    #[serde(default)]
+    pub cpu_ceiling: bool,
     /// Open file limit (RLIMIT_NOFILE).
     pub nofile: u64,
     /// Absolute program path inside the jail, followed by its arguments.
@@ -120,8 +124,11 @@ pub const ASSIGNMENT_FD_VAR: &str = "_UPDRAFT_ASSIGNMENT_FD";
 pub struct Assignment {
     /// Extracted function package, mounted read-only at `/var/task`.
     pub code_dir: PathBuf,
-    /// Memory limit in MiB (cgroup).
+    /// Memory limit in MiB (cgroup); the CPU weight follows it.
     pub memory_mb: u64,
+    /// Adds Lambda's hard CPU ceiling (see [`JailSpec::cpu_ceiling`]).
+    #[serde(default)]
+    pub cpu_ceiling: bool,
     /// Program and arguments ([`Start::Deferred`]); a template already runs its program.
     pub argv: Vec<String>,
     /// Complete environment of the runtime.
@@ -460,6 +467,7 @@ pub(crate) mod test_support {
             tmp_mb: 512,
             memory_mb: 128,
             pids_max: 1024,
+            cpu_ceiling: false,
             nofile: 1024,
             argv: vec!["/usr/bin/python3".into(), "-u".into()],
             env: vec![("PATH".into(), "/usr/bin".into())],

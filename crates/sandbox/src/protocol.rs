@@ -45,6 +45,10 @@ pub(crate) enum ServerMsg {
         #[serde(default)]
         opt: bool,
     },
+    /// Asks for a TCP connection to `127.0.0.1:port` inside the environment's network
+    /// namespace (a Telemetry API subscriber's listener); answered by [`HelperMsg::Connected`]
+    /// with the connected socket, or [`HelperMsg::NotConnected`].
+    Connect { port: u16 },
 }
 
 /// What the assignment pipe carries to pid 1 or to a runtime template: one JSON object, then
@@ -76,6 +80,10 @@ pub(crate) enum HelperMsg {
     /// The assignment took effect: the code is mounted, the limit set, and the runtime has it
     /// (a deferred environment's runtime was exec'd).
     Assigned { warnings: Vec<String> },
+    /// The connection asked for with [`ServerMsg::Connect`] travels with this message.
+    Connected,
+    /// The connection could not be made (nothing listens there, for one).
+    NotConnected { message: String },
     /// A step failed; the helper exits after sending this.
     Failed { step: Step, message: String },
 }

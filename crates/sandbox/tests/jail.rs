@@ -109,6 +109,7 @@ impl Ctx {
             tmp_mb: 16,
             memory_mb: 128,
             pids_max: 64,
+            cpu_ceiling: false,
             nofile: 1024,
             argv: argv.iter().map(|s| s.to_string()).collect(),
             env: vec![
@@ -1076,6 +1077,7 @@ fn orphan_main(code_dir: &str) -> ! {
         tmp_mb: 8,
         memory_mb: 64,
         pids_max: 16,
+        cpu_ceiling: false,
         nofile: 64,
         argv: vec!["/bin/sleep".into(), "1000".into()],
         env: vec![],
@@ -1194,6 +1196,7 @@ fn assignment(ctx: &Ctx, argv: &[&str]) -> Assignment {
     Assignment {
         code_dir: ctx.code.path().to_path_buf(),
         memory_mb: 96,
+        cpu_ceiling: false,
         argv: argv.iter().map(|s| s.to_string()).collect(),
         env: vec![
             ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),

@@ -278,12 +278,27 @@ impl Inner {
             memory,
             capacity: self.capacity.clone(),
             pool_live: pool.live.clone(),
+            freeze: self.cfg.lifecycle.freeze,
+            account_id: spec.account_id.clone(),
         })
         .await
         .map_err(|e| format!("cannot start execution environment: {e}"))?;
         let end = tokio::time::timeout(self.timings.init_timeout, wait_ready(&mut env)).await;
         let (status, reason) = match end {
-            Ok(InitEnd::Ready) => return Ok(env),
+            Ok(InitEnd::Ready) => {
+                super::publish_init_done(
+                    &env,
+                    if provisioned {
+                        "provisioned-concurrency"
+                    } else {
+                        "on-demand"
+                    },
+                    t0.elapsed(),
+                );
+                // Provisioned and pre-warmed environments wait frozen, as on Lambda.
+                env.freeze_now();
+                return Ok(env);
+            }
             Ok(InitEnd::Error(error_type, _)) => {
                 let _ = tokio::time::timeout(self.timings.barrier, async {
                     while !matches!(
