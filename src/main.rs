@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod events_glue;
 mod http;
+mod mappings_glue;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -19,6 +19,7 @@ pub mod error;
 mod event_config;
 mod invoke;
 mod lambda;
+mod mappings;
 pub use lambda::RUNTIME_NOTE_HEADER;
 pub mod payload_v2;
 mod policy;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub events: std::sync::OnceLock<async_invoke::AsyncInvoke>,
     /// The queue service, set once at start-up (`updraft serve`).
     pub queues: std::sync::OnceLock<Arc<updraft_queues::Queues>>,
+    /// Event source mappings, set once at start-up (`updraft serve`).
+    pub mappings: std::sync::OnceLock<Arc<updraft_mappings::Mappings>>,
 }
 
 impl AppState {
@@ -91,6 +94,7 @@ impl AppState {
             eventbridge: std::sync::OnceLock::new(),
             events: std::sync::OnceLock::new(),
             queues: std::sync::OnceLock::new(),
+            mappings: std::sync::OnceLock::new(),
         })
     }
 }
