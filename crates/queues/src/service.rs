@@ -274,6 +274,30 @@ impl Queues {
         }
     }
 
+    /// Whether the AWS service `service` (e.g. `events.amazonaws.com`) may send to the queue
+    /// `owner`/`name` on behalf of `source_arn`: its `Policy` must hold an `Allow` statement
+    /// naming the service principal for `sqs:SendMessage`, whose `aws:SourceArn` condition (if
+    /// any) matches.
+    pub fn authorize_service(
+        &self,
+        service: &str,
+        source_arn: &str,
+        owner: &str,
+        name: &str,
+    ) -> Result<(), QueueError> {
+        let st = self.lock();
+        let slot = st
+            .queues
+            .get(&key(owner, name))
+            .ok_or(QueueError::NoSuchQueue)?;
+        let policy = slot.queue.config.attributes.get("Policy");
+        if policy.is_some_and(|p| crate::policy::service_allowed(p, service, source_arn)) {
+            Ok(())
+        } else {
+            Err(QueueError::AccessDenied(self.arn(owner, name)))
+        }
+    }
+
     /// Creates a queue, or returns quietly when an identical one exists.
     pub fn create_queue(
         &self,
