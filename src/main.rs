@@ -2,6 +2,7 @@
 //! through the public API, and the jail helper mode the sandbox re-executes.
 
 mod cli;
+mod cli_queue;
 mod client;
 mod events_glue;
 mod http;
@@ -40,6 +41,8 @@ enum Command {
     Account(cli::AccountArgs),
     /// Install language runtimes into the data directory (`runtime install nodejs22.x`).
     Runtime(cli::RuntimeArgs),
+    /// Look at queues: `queue ls`, `queue peek NAME` (read-only).
+    Queue(cli::QueueArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Doctor(a) => cli::doctor(a),
         Command::Account(a) => cli::account(a),
         Command::Runtime(a) => cli::runtime(a),
+        Command::Queue(a) => cli::queue(a),
     };
     match result {
         Ok(code) => code,

@@ -410,3 +410,40 @@ def test_mappings_survive_a_restart(server_factory):
     ids = send_many(sqs, url, [f"after-restart-{i}" for i in range(20)])
     counts = wait_drained(srv, sqs, url, name, ids)
     assert all(v == 1 for v in counts.values()), counts
+
+
+def test_queue_cli_lists_and_peeks_without_receiving(server, sqs):
+    from test_updraft_cli import ok, run
+
+    url, arn = make_queue(sqs, "clipeek")
+    name = arn.rsplit(":", 1)[1]
+    ids = send_many(sqs, url, [f"peek-{i}" for i in range(5)])
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=600)["Messages"]
+    assert got[0]["MessageId"] == ids[0]
+    before = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+    listed = json.loads(ok(run(server, "queue", "ls", "--json")).stdout)
+    (q,) = [q for q in listed["Queues"] if q["Name"] == name]
+    assert (q["Visible"], q["InFlight"], q["Delayed"], q["Arn"]) == (4, 1, 0, arn)
+    text = ok(run(server, "queue", "ls")).stdout
+    assert any(line.split()[:4] == [name, "4", "1", "0"] for line in text.splitlines()), text
+
+    peeked = json.loads(ok(run(server, "queue", "peek", name, "--max", "3", "--json")).stdout)["Messages"]
+    assert [m["MessageId"] for m in peeked] == ids[:3]
+    assert [m["State"] for m in peeked] == ["in-flight", "visible", "visible"]
+    assert [m["ReceiveCount"] for m in peeked] == [1, 0, 0]
+    assert peeked[1]["Body"] == "peek-1"
+    text = ok(run(server, "queue", "peek", name)).stdout
+    assert "peek-4" in text and ids[4] in text
+    # Read-only: nothing was received, hidden or counted.
+    after = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert after["ApproximateNumberOfMessages"] == before["ApproximateNumberOfMessages"] == "4"
+    assert after["ApproximateNumberOfMessagesNotVisible"] == "1"
+    r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["ApproximateReceiveCount"])
+    assert {m["Attributes"]["ApproximateReceiveCount"] for m in r["Messages"]} == {"1"}
+    assert len(r["Messages"]) == 4
+
+    missing = run(server, "queue", "peek", "no-such-queue-" + name)
+    assert missing.returncode != 0 and "ResourceNotFoundException" in missing.stderr
+    bad = run(server, "queue", "peek", name, "--max", "0")
+    assert bad.returncode != 0 and "max must be between 1 and 100" in bad.stderr

@@ -20,6 +20,7 @@ mod event_config;
 mod invoke;
 mod lambda;
 mod mappings;
+mod queue_admin;
 pub use lambda::RUNTIME_NOTE_HEADER;
 pub mod payload_v2;
 mod policy;
@@ -308,6 +309,18 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         && incoming.method == Method::GET
     {
         return async_invoke::function_events(state, &caller, &incoming).await;
+    }
+    if incoming.segments.get(..3) == Some(&["updraft", "v1", "queues"].map(String::from)[..])
+        && incoming.method == Method::GET
+    {
+        let r = match incoming.segments.get(3..) {
+            Some([]) => queue_admin::list(state, &caller),
+            Some([name, m]) if m == "messages" => {
+                queue_admin::peek(state, &caller, &incoming, name)
+            }
+            _ => Err(ApiError::unknown_operation()),
+        };
+        return r.unwrap_or_else(|e| e.into_response());
     }
     ApiError::unknown_operation().into_response()
 }

@@ -374,6 +374,40 @@ impl Queues {
         names
     }
 
+    /// Up to `max` messages of a queue in their order, each with its state (`visible`,
+    /// `in-flight` or `delayed`), for operators. Read-only: no visibility, receive count or
+    /// stored state changes.
+    pub fn peek(
+        &self,
+        account: &str,
+        name: &str,
+        max: usize,
+    ) -> Result<Vec<(Message, &'static str)>, QueueError> {
+        let st = self.lock();
+        let slot = st
+            .queues
+            .get(&key(account, name))
+            .ok_or(QueueError::NoSuchQueue)?;
+        let q = &slot.queue;
+        let now = now_ms();
+        let retention = q.config.num("MessageRetentionPeriod") * 1000;
+        Ok(q.messages
+            .values()
+            .filter(|m| m.state.visible_at != PENDING && now < m.doc.sent + retention)
+            .take(max)
+            .map(|m| {
+                let state = if m.state.visible_at <= now {
+                    "visible"
+                } else if m.state.receive_count > 0 {
+                    "in-flight"
+                } else {
+                    "delayed"
+                };
+                (m.clone(), state)
+            })
+            .collect())
+    }
+
     /// Queues whose redrive policy names this queue as their dead-letter queue.
     pub fn dead_letter_sources(
         &self,
