@@ -173,7 +173,7 @@ async fn poll_loop(g: &Arc<Group>) -> bool {
             continue;
         }
         let full = batch.len() >= (g.m.batch_size as usize).min(10);
-        if full && info.visible > batch.len() as u64 && g.may_grow() {
+        if full && info.visible > 0 && g.may_grow() {
             spawn_loop(g);
         }
         let throttled = process(g, batch, info.fifo, info.visibility_timeout).await;
@@ -310,18 +310,25 @@ async fn process(g: &Group, batch: Vec<QueueMessage>, fifo: bool, visibility: u3
         }
         InvokeOutcome::Throttled(_) => unreachable!("retried above"),
     };
-    let done = successes(&kept, &failed, fifo);
-    if !done.is_empty()
-        && let Err(e) = queues.delete(arn, done).await
-    {
-        tracing::warn!(uuid = %g.m.uuid, error = %e, "event source mapping: deleting a processed batch");
-        g.note("PROBLEM: Processed messages could not be deleted.");
-        return false;
-    }
     g.note(if failed.is_empty() {
         "OK"
     } else {
         "PROBLEM: Function reported batch item failures."
+    });
+    let done = successes(&kept, &failed, fifo);
+    if done.is_empty() {
+        return false;
+    }
+    // The loop receives its next batch while this deletion commits: the processed messages
+    // stay hidden meanwhile, and one that is not deleted (a crash before the commit) reappears
+    // after its visibility timeout and is delivered again, at least once as on Lambda.
+    let deletion = queues.delete(arn, done);
+    let (svc, uuid) = (g.svc.clone(), g.m.uuid.clone());
+    tokio::spawn(async move {
+        if let Err(e) = deletion.await {
+            tracing::warn!(%uuid, error = %e, "event source mapping: deleting a processed batch");
+            svc.note_result(&uuid, "PROBLEM: Processed messages could not be deleted.");
+        }
     });
     false
 }
