@@ -422,3 +422,7 @@ impl Mappings {
 fn function_name(arn: &str) -> &str {
     arn.split(':').nth(6).unwrap_or(arn)
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;
