@@ -140,7 +140,7 @@ async fn poll_loop(g: &Arc<Group>) -> bool {
     let queues = g.svc.queues.clone();
     let arn = g.m.event_source_arn.as_str();
     loop {
-        if g.stopped() || g.svc.current(&g.m.uuid).is_none() {
+        if g.stopped() || !g.svc.exists(&g.m.uuid) {
             return false;
         }
         if !g.svc.invoker.exists(&g.m.function_arn) {

@@ -411,10 +411,9 @@ impl Mappings {
         Ok(e.mapping)
     }
 
-    /// Whether the mapping still exists with these settings (a poll group of an older version
-    /// stops when it sees it is not).
-    pub(crate) fn current(&self, uuid: &str) -> Option<Mapping> {
-        self.lock().get(uuid).map(|e| e.mapping.clone())
+    /// Whether the mapping still exists (a poll group stops when it is gone).
+    pub(crate) fn exists(&self, uuid: &str) -> bool {
+        self.lock().contains_key(uuid)
     }
 }
 
