@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+pub use crate::cli_queue::{QueueArgs, queue};
 use crate::client::{Client, Endpoint, enc};
 
 #[derive(clap::Args)]

@@ -91,10 +91,7 @@ impl FunctionPermissions for CheckedAtDelivery {
 pub fn rule_admission(control: Arc<ControlPlane>) -> Arc<updraft_api::async_invoke::Admission> {
     let check = PolicyCheck(control);
     Arc::new(move |function_arn: &str, source: &str| {
-        let is_rule = source.starts_with("arn:aws")
-            && source.contains(":events:")
-            && source.contains(":rule/");
-        if !is_rule {
+        if !is_rule(source) {
             return Ok(());
         }
         check
@@ -105,9 +102,15 @@ pub fn rule_admission(control: Arc<ControlPlane>) -> Arc<updraft_api::async_invo
     })
 }
 
-/// EventBridge's deliveries to functions: each becomes an `Event` invocation on the durable
+/// Whether a work item's source is an EventBridge rule.
+fn is_rule(source: &str) -> bool {
+    source.starts_with("arn:aws") && source.contains(":events:") && source.contains(":rule/")
+}
+
+/// EventBridge's deliveries: a function target becomes an `Event` invocation on the durable
 /// path (the function's own event invoke configuration then governs retries and destinations,
-/// as when EventBridge invokes a function on AWS). `enqueue` resolves once they are committed.
+/// as when EventBridge invokes a function on AWS); a queue target becomes a queue work item
+/// whose message is sent by [`QueueTarget`]. `enqueue` resolves once they are committed.
 pub struct DurableDelivery(pub Arc<Events>);
 
 /// A fresh request id in Lambda's (UUID) form, kept by the event across its retries.
@@ -128,13 +131,24 @@ impl EventDelivery for DurableDelivery {
         let items = deliveries
             .into_iter()
             .map(|d| {
-                let (base, qualifier) = split_qualifier(&d.function_arn);
-                NewWork {
-                    target: Target::Function {
-                        account_id: account_of(&d.function_arn).to_string(),
+                let target = if updraft_queues::model::parse_arn(&d.target_arn).is_some() {
+                    // A rule's SQS target: the event becomes one message, sent as the rule's
+                    // account (the queue's policy is checked then, in `QueueTarget`).
+                    Target::Queue {
+                        account_id: d.account.clone(),
+                        arn: d.target_arn.clone(),
+                        attributes: Vec::new(),
+                    }
+                } else {
+                    let (base, qualifier) = split_qualifier(&d.target_arn);
+                    Target::Function {
+                        account_id: account_of(&d.target_arn).to_string(),
                         function_arn: base.to_string(),
                         qualifier: qualifier.map(str::to_string),
-                    },
+                    }
+                };
+                NewWork {
+                    target,
                     payload: d.payload.into(),
                     request_id: request_id(),
                     source: d.source_arn,
@@ -238,6 +252,21 @@ impl DeliveryTarget for QueueTarget {
                     reason: format!("{arn} is not a queue of this node (no SNS service here)"),
                 };
             };
+            // An EventBridge rule sends to a queue of another account only when that queue's
+            // policy allows `events.amazonaws.com` (for the rule), as on AWS.
+            if &owner != account_id
+                && is_rule(&d.source)
+                && let Err(e) =
+                    queues.authorize_service("events.amazonaws.com", &d.source, &owner, &name)
+            {
+                tracing::warn!(rule = %d.source, target = %arn, "eventbridge: delivery refused: {e}");
+                return Outcome::Gone {
+                    reason: format!(
+                        "the policy of queue {arn} does not allow events.amazonaws.com to send messages for {}",
+                        d.source
+                    ),
+                };
+            }
             let input = SendInput {
                 body: String::from_utf8_lossy(&d.payload).into_owned(),
                 delay_seconds: None,

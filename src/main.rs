@@ -3,9 +3,11 @@
 
 mod cli;
 mod cli_layer;
+mod cli_queue;
 mod client;
 mod events_glue;
 mod http;
+mod mappings_glue;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +44,8 @@ enum Command {
     Layer(cli_layer::LayerArgs),
     /// Install language runtimes into the data directory (`runtime install nodejs22.x`).
     Runtime(cli::RuntimeArgs),
+    /// Look at queues: `queue ls`, `queue peek NAME` (read-only).
+    Queue(cli::QueueArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,6 +66,7 @@ fn main() -> std::process::ExitCode {
         Command::Account(a) => cli::account(a),
         Command::Runtime(a) => cli::runtime(a),
         Command::Layer(a) => cli_layer::layer(a),
+        Command::Queue(a) => cli::queue(a),
     };
     match result {
         Ok(code) => code,

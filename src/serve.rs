@@ -455,6 +455,20 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 queue: Some(Arc::new(crate::events_glue::QueueTarget(queues.clone()))),
             })?;
         }
+        let mappings = updraft_mappings::Mappings::open(
+            &data_dir.join("mappings.db"),
+            Arc::new(crate::mappings_glue::QueueStore(queues.clone())),
+            Arc::new(crate::mappings_glue::FunctionInvoker {
+                control: state.control.clone(),
+                target: updraft_api::async_invoke::FunctionTarget::new(
+                    state.control.clone(),
+                    engine.clone(),
+                ),
+            }),
+            updraft_mappings::Settings::default(),
+        )
+        .context("loading event source mappings")?;
+        let _ = state.mappings.set(mappings.clone());
         let scheduler = tokio::spawn(updraft_eventbridge::scheduler::run(
             eventbridge,
             std::future::pending(),
@@ -475,8 +489,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             },
             {
                 let queues = queues.clone();
+                let mappings = mappings.clone();
                 async move {
                     shutdown_signal().await;
+                    mappings.stop_all();
                     queues.stop_polling();
                 }
             },

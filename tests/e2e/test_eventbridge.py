@@ -84,7 +84,7 @@ def test_rule_and_target_crud_and_tags(events, lam):
     r = events.put_targets(Rule="orders", EventBusName=bus, Targets=[
         {"Id": "fn", "Arn": fn_arn, "InputPath": "$.detail",
          "RetryPolicy": {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 120}},
-        {"Id": "q", "Arn": "arn:aws:sqs:us-east-1:123456789012:q"},
+        {"Id": "q", "Arn": "arn:aws:sns:us-east-1:123456789012:topic"},
     ])
     assert r["FailedEntryCount"] == 1 and r["FailedEntries"][0]["TargetId"] == "q", r
     targets = events.list_targets_by_rule(Rule="orders", EventBusName=bus)["Targets"]

@@ -292,6 +292,9 @@ async fn route(state: &Arc<AppState>, caller: &Caller, req: Incoming) -> ApiResu
             ))
         }
         (_, ["layers", ..]) => crate::layers::route(state, caller, &req, &segs).await,
+        (_, ["event-source-mappings", rest @ ..]) => {
+            crate::mappings::handle(state, caller, &req, rest).await
+        }
         (Method::GET, ["tags", arn]) => {
             let tags = state.control.list_tags(&caller.account_id, arn)?;
             Ok(json(StatusCode::OK, json!({ "Tags": tags })))

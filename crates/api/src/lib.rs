@@ -20,6 +20,8 @@ mod event_config;
 mod invoke;
 mod lambda;
 mod layers;
+mod mappings;
+mod queue_admin;
 pub use lambda::RUNTIME_NOTE_HEADER;
 pub mod payload_v2;
 mod policy;
@@ -68,6 +70,8 @@ pub struct AppState {
     pub events: std::sync::OnceLock<async_invoke::AsyncInvoke>,
     /// The queue service, set once at start-up (`updraft serve`).
     pub queues: std::sync::OnceLock<Arc<updraft_queues::Queues>>,
+    /// Event source mappings, set once at start-up (`updraft serve`).
+    pub mappings: std::sync::OnceLock<Arc<updraft_mappings::Mappings>>,
 }
 
 impl AppState {
@@ -92,6 +96,7 @@ impl AppState {
             eventbridge: std::sync::OnceLock::new(),
             events: std::sync::OnceLock::new(),
             queues: std::sync::OnceLock::new(),
+            mappings: std::sync::OnceLock::new(),
         })
     }
 }
@@ -305,6 +310,18 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         && incoming.method == Method::GET
     {
         return async_invoke::function_events(state, &caller, &incoming).await;
+    }
+    if incoming.segments.get(..3) == Some(&["updraft", "v1", "queues"].map(String::from)[..])
+        && incoming.method == Method::GET
+    {
+        let r = match incoming.segments.get(3..) {
+            Some([]) => queue_admin::list(state, &caller),
+            Some([name, m]) if m == "messages" => {
+                queue_admin::peek(state, &caller, &incoming, name)
+            }
+            _ => Err(ApiError::unknown_operation()),
+        };
+        return r.unwrap_or_else(|e| e.into_response());
     }
     ApiError::unknown_operation().into_response()
 }

@@ -9,13 +9,15 @@ use std::pin::Pin;
 /// A boxed future, so the traits stay object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One asynchronous (`Event`) invocation of a function, on behalf of a rule.
+/// One delivery on behalf of a rule: an asynchronous (`Event`) invocation of a function, or a
+/// message to an SQS queue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     /// The account that owns the rule (and so pays for the delivery).
     pub account: String,
-    /// The target's ARN, qualified when the target names a version or alias.
-    pub function_arn: String,
+    /// The target's ARN: a function (qualified when the target names a version or alias) or an
+    /// SQS queue (`arn:aws:sqs:…`, whose policy is checked when the message is sent).
+    pub target_arn: String,
     pub payload: Vec<u8>,
     /// The rule's ARN (what `AddPermission`'s `SourceArn` names).
     pub source_arn: String,

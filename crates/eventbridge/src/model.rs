@@ -84,6 +84,8 @@ pub enum TargetKind {
     Function,
     /// An event bus: (account, bus name).
     Bus(String, String),
+    /// An SQS queue: the event becomes one message.
+    Queue,
     Other,
 }
 
@@ -92,6 +94,9 @@ pub fn target_kind(arn: &str) -> TargetKind {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     match parts.as_slice() {
         ["arn", _, "lambda", _, _, rest] if rest.starts_with("function:") => TargetKind::Function,
+        ["arn", _, "sqs", _, acct, name] if acct.len() == 12 && !name.is_empty() => {
+            TargetKind::Queue
+        }
         ["arn", _, "events", _, acct, rest] => match rest.strip_prefix("event-bus/") {
             Some(name) => TargetKind::Bus(acct.to_string(), name.to_string()),
             None => TargetKind::Other,
@@ -191,6 +196,10 @@ mod tests {
         );
         assert_eq!(
             target_kind("arn:aws:sqs:us-east-1:111122223333:q"),
+            TargetKind::Queue
+        );
+        assert_eq!(
+            target_kind("arn:aws:sns:us-east-1:111122223333:t"),
             TargetKind::Other
         );
     }

@@ -712,7 +712,7 @@ impl EventBridge {
                         t.id.clone(),
                         "ValidationException".into(),
                         format!(
-                            "Target type of {} is not supported by Updraft: targets are Lambda functions and event buses.",
+                            "Target type of {} is not supported by Updraft: targets are Lambda functions, SQS queues and event buses.",
                             t.arn
                         ),
                     ));
@@ -1002,7 +1002,7 @@ impl EventBridge {
                     {
                         Ok(()) => deliveries.push(Delivery {
                             account: p.account,
-                            function_arn: p.arn,
+                            target_arn: p.arn,
                             payload: p.payload,
                             source_arn: p.rule_arn,
                             max_attempts: p.max_attempts,
@@ -1015,6 +1015,16 @@ impl EventBridge {
                         ),
                     }
                 }
+                // The queue's policy is checked when the message is sent, so a refusal is kept
+                // as a failed delivery with its reason.
+                TargetKind::Queue => deliveries.push(Delivery {
+                    account: p.account,
+                    target_arn: p.arn,
+                    payload: p.payload,
+                    source_arn: p.rule_arn,
+                    max_attempts: p.max_attempts,
+                    max_age_secs: p.max_age_secs,
+                }),
                 TargetKind::Bus(acct, bus) => {
                     if hops + 1 >= MAX_BUS_HOPS {
                         tracing::warn!(rule = %p.rule_arn, target = %p.arn, "eventbridge: delivery refused: the event crossed {MAX_BUS_HOPS} buses (a loop?)");

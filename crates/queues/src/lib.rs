@@ -18,6 +18,7 @@ pub mod error;
 pub mod md5;
 pub mod model;
 mod ops;
+mod policy;
 pub mod queue;
 mod receipt;
 mod service;

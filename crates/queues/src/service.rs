@@ -274,6 +274,30 @@ impl Queues {
         }
     }
 
+    /// Whether the AWS service `service` (e.g. `events.amazonaws.com`) may send to the queue
+    /// `owner`/`name` on behalf of `source_arn`: its `Policy` must hold an `Allow` statement
+    /// naming the service principal for `sqs:SendMessage`, whose `aws:SourceArn` condition (if
+    /// any) matches.
+    pub fn authorize_service(
+        &self,
+        service: &str,
+        source_arn: &str,
+        owner: &str,
+        name: &str,
+    ) -> Result<(), QueueError> {
+        let st = self.lock();
+        let slot = st
+            .queues
+            .get(&key(owner, name))
+            .ok_or(QueueError::NoSuchQueue)?;
+        let policy = slot.queue.config.attributes.get("Policy");
+        if policy.is_some_and(|p| crate::policy::service_allowed(p, service, source_arn)) {
+            Ok(())
+        } else {
+            Err(QueueError::AccessDenied(self.arn(owner, name)))
+        }
+    }
+
     /// Creates a queue, or returns quietly when an identical one exists.
     pub fn create_queue(
         &self,
@@ -348,6 +372,40 @@ impl Queues {
             .collect();
         names.sort();
         names
+    }
+
+    /// Up to `max` messages of a queue in their order, each with its state (`visible`,
+    /// `in-flight` or `delayed`), for operators. Read-only: no visibility, receive count or
+    /// stored state changes.
+    pub fn peek(
+        &self,
+        account: &str,
+        name: &str,
+        max: usize,
+    ) -> Result<Vec<(Message, &'static str)>, QueueError> {
+        let st = self.lock();
+        let slot = st
+            .queues
+            .get(&key(account, name))
+            .ok_or(QueueError::NoSuchQueue)?;
+        let q = &slot.queue;
+        let now = now_ms();
+        let retention = q.config.num("MessageRetentionPeriod") * 1000;
+        Ok(q.messages
+            .values()
+            .filter(|m| m.state.visible_at != PENDING && now < m.doc.sent + retention)
+            .take(max)
+            .map(|m| {
+                let state = if m.state.visible_at <= now {
+                    "visible"
+                } else if m.state.receive_count > 0 {
+                    "in-flight"
+                } else {
+                    "delayed"
+                };
+                (m.clone(), state)
+            })
+            .collect())
     }
 
     /// Queues whose redrive policy names this queue as their dead-letter queue.

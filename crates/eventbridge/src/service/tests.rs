@@ -96,7 +96,7 @@ async fn matching_rules_reach_allowed_targets_only() {
     assert!(matches!(&out[1], PutOutcome::Failed { code, .. } if code == "InvalidArgument"));
     let got = rec.0.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "{got:?}");
-    assert!(got[0].function_arn.ends_with(":function:f1"));
+    assert!(got[0].target_arn.ends_with(":function:f1"));
     assert_eq!(
         got[0].source_arn,
         format!("arn:aws:events:us-east-1:{ACCT}:rule/shop")
