@@ -192,7 +192,7 @@ def test_layer_api_refuses_bad_input(lam, lam_raw):
                  "ValidationException", 400)
     err = assert_error(pytest.raises(Exception, lam_raw.publish_layer_version, LayerName=unique_name("s3"),
                                      Content={"S3Bucket": "b", "S3Key": "k"}), "InvalidParameterValueException", 400)
-    assert "S3" in err.response["Error"]["Message"]
+    assert "Content.S3Bucket" in err.response["Error"]["Message"]
     assert_error(pytest.raises(Exception, lam_raw.get_layer_version_by_arn,
                                Arn="arn:aws:lambda:us-east-1:123456789012:function:nope"), "ValidationException", 400)
     assert_error(pytest.raises(Exception, lam.get_layer_version, LayerName=unique_name("none"), VersionNumber=1),
