@@ -51,8 +51,8 @@ use std::time::Duration;
 
 pub use keepalive::{Decision, KeepAlive, KeepAliveMode};
 pub use logs::{
-    LogEvent, LogPage, MAX_PAGE_EVENTS, read_logs, read_logs_page, stream_file_name,
-    stream_name_from_file,
+    LogEvent, LogPage, MAX_PAGE_EVENTS, read_logs, read_logs_page, set_log_segment_bytes,
+    stream_file_name, stream_name_from_file,
 };
 pub use metering::{UsageOutcome, UsageRecord};
 pub use runtime_api::{MAX_PAYLOAD_BYTES, MAX_STREAMED_RESPONSE_BYTES};

@@ -26,6 +26,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -176,8 +177,34 @@ pub(crate) fn tail(mut captured: Vec<u8>) -> Vec<u8> {
     captured
 }
 
+/// Bytes a stream file may grow to before the environment goes on in a new stream (see
+/// [`set_log_segment_bytes`]).
+static SEGMENT_BYTES: AtomicU64 = AtomicU64::new(64 * 1024 * 1024);
+
+/// Sets the size at which an environment's stream file is closed and a new stream started. The
+/// logs sweeper removes whole files, oldest first, so a function that logs without pause must
+/// leave closed files behind it for the node's cap to bite. One value for the node, set at
+/// start-up; a process-wide setting because every sink of every pool shares it.
+pub fn set_log_segment_bytes(bytes: u64) {
+    SEGMENT_BYTES.store(bytes.max(4096), Ordering::Relaxed);
+}
+
+/// The stream that follows `path`'s: same directory and version, today's date, a fresh id.
+fn next_segment(path: &Path) -> Option<PathBuf> {
+    let name = stream_name_from_file(path.file_name()?.to_str()?)?;
+    let open = name.find('[')?;
+    let close = name.rfind(']')?;
+    let version = name.get(open + 1..close)?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let next = stream_name(SystemTime::now(), version, &id);
+    Some(path.with_file_name(stream_file_name(&next)))
+}
+
 struct SinkState {
     file: Option<File>,
+    /// Where `file` is, and how many bytes it holds, for starting the next segment.
+    path: PathBuf,
+    written: u64,
     /// Events formatted for the file and not written yet (a held-back `START`, or lines being
     /// gathered into one write).
     pending: Vec<u8>,
@@ -222,13 +249,31 @@ impl SinkState {
         if self.pending.is_empty() {
             return;
         }
-        if let Some(f) = self.file.as_mut()
-            && let Err(e) = f.write_all(&self.pending)
-        {
-            tracing::warn!("cannot write log stream: {e}");
-            self.file = None;
+        if let Some(f) = self.file.as_mut() {
+            if let Err(e) = f.write_all(&self.pending) {
+                tracing::warn!("cannot write log stream: {e}");
+                self.file = None;
+            } else {
+                self.written += self.pending.len() as u64;
+            }
         }
         self.pending.clear();
+        if self.written >= SEGMENT_BYTES.load(Ordering::Relaxed)
+            && let Some(next) = next_segment(&self.path)
+        {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&next)
+            {
+                Ok(f) => {
+                    self.file = Some(f);
+                    self.path = next;
+                    self.written = 0;
+                }
+                Err(e) => tracing::warn!("cannot open log stream {}: {e}", next.display()),
+            }
+        }
         // A burst of output must not pin a large buffer for the environment's life.
         if self.pending.capacity() > 64 * 1024 {
             self.pending.shrink_to(4096);
@@ -255,6 +300,11 @@ impl LogSink {
                     .append(true)
                     .open(path)
             });
+        let written = file
+            .as_ref()
+            .ok()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len());
         let file = match file {
             Ok(f) => Some(f),
             Err(e) => {
@@ -265,6 +315,8 @@ impl LogSink {
         LogSink {
             state: Mutex::new(SinkState {
                 file,
+                path: path.to_path_buf(),
+                written,
                 pending: Vec::new(),
                 capture: None,
                 runtime_note: None,
@@ -963,6 +1015,18 @@ mod tests {
         let mut later = Vec::new();
         parse_stream(&data, "s", now + 1, &mut later);
         assert!(later.is_empty());
+    }
+
+    #[test]
+    fn a_full_segment_goes_on_in_a_new_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = "2024/01/01/[$LATEST]0123456789abcdef0123456789abcdef";
+        let path = dir.path().join(stream_file_name(first));
+        assert!(next_segment(&dir.path().join("x.log")).is_none());
+        let next = next_segment(&path).unwrap();
+        let name = stream_name_from_file(next.file_name().unwrap().to_str().unwrap()).unwrap();
+        assert!(name.contains("/[$LATEST]") && name != first, "{name}");
+        assert_eq!(next.parent(), path.parent());
     }
 
     #[test]
