@@ -429,3 +429,124 @@ def test_requests_signed_for_another_service_are_refused(server):
     r = server.signed_request("POST", "/", b"{}", headers={
         "X-Amz-Target": "Logs_20140328.DescribeLogGroups", "Content-Type": "application/x-amz-json-1.1"})
     assert r.status == 403 and r.error_type == "InvalidSignatureException", r
+
+
+PY_LEVELS = {
+    "app.py": (
+        "import logging\n"
+        "log = logging.getLogger('orders')\n"
+        "def handler(event, context):\n"
+        "    log.debug('debug %s', event['m'])\n"
+        "    log.info('info %s', event['m'], extra={'orderId': 7})\n"
+        "    log.warning('warn %s', event['m'])\n"
+        "    log.error('error %s', event['m'])\n"
+        "    print('plain ' + event['m'])\n"
+        "    return 'ok'\n"
+    )
+}
+
+NODE_LEVELS = {
+    "index.mjs": (
+        "export const handler = async (event) => {\n"
+        "  console.debug('debug ' + event.m);\n"
+        "  console.log('info', event.m);\n"
+        "  console.warn('warn ' + event.m);\n"
+        "  console.error(new Error('boom ' + event.m));\n"
+        "  return 'ok';\n"
+        "};\n"
+    )
+}
+
+
+def json_records(client, group: str, since: int, marker: str, want: int) -> list[dict]:
+    def read():
+        out = []
+        for m in messages(tail_once(client, group, since)):
+            if marker in m:
+                out.append(m)
+        return out if len(out) >= want else []
+    got = wait_for(read)
+    return got
+
+
+def test_json_format_and_level_filtering_python(lam, logs, deploy):
+    name = deploy(PY_LEVELS, LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "WARN"})
+    cfg = lam.get_function_configuration(FunctionName=name)["LoggingConfig"]
+    assert cfg == {"LogFormat": "JSON", "ApplicationLogLevel": "WARN", "SystemLogLevel": "INFO",
+                   "LogGroup": f"/aws/lambda/{name}"}
+    since = now_ms() - 1000
+    marker = unique_name("py")
+    inv = lam.invoke(FunctionName=name, Payload=json.dumps({"m": marker}))
+    request_id = inv["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    group = f"/aws/lambda/{name}"
+    got = json_records(logs, group, since, marker, 3)
+    # print() stays plain text; logging records are JSON, below WARN dropped.
+    assert f"plain {marker}" in got
+    recs = [json.loads(m) for m in got if m.startswith("{")]
+    assert [(r["level"], r["message"]) for r in recs] == [("WARNING", f"warn {marker}"), ("ERROR", f"error {marker}")]
+    for r in recs:
+        assert r["logger"] == "orders" and r["requestId"] == request_id
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["timestamp"])
+    # Platform records are JSON objects too.
+    platform = [json.loads(m) for m in messages(tail_once(logs, group, since)) if m.startswith('{"record"')
+                or '"type":"platform.' in m]
+    types = [p["type"] for p in platform if p["record"].get("requestId") == request_id]
+    assert types == ["platform.start", "platform.report"], platform
+    report = next(p for p in platform if p["type"] == "platform.report")
+    assert report["record"]["status"] == "success"
+    assert set(report["record"]["metrics"]) >= {"durationMs", "billedDurationMs", "memorySizeMB", "maxMemoryUsedMB"}
+    # JSON patterns work on what the function logged.
+    hits = logs.filter_log_events(logGroupName=group, filterPattern='{ $.level = "ERROR" }')["events"]
+    assert any(marker in e["message"] for e in hits)
+
+    # Lower the level: DEBUG lines and `extra` fields appear.
+    lam.update_function_configuration(FunctionName=name, LoggingConfig={"ApplicationLogLevel": "DEBUG"})
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+    marker2 = unique_name("py")
+    invoke_ok(lam, name, {"m": marker2})
+    recs = [json.loads(m) for m in json_records(logs, group, since, marker2, 5) if m.startswith("{")]
+    assert [r["level"] for r in recs] == ["DEBUG", "INFO", "WARNING", "ERROR"]
+    assert recs[1]["orderId"] == 7
+
+
+def test_json_format_and_level_filtering_node(lam, logs, deploy):
+    name = deploy(NODE_LEVELS, runtime="nodejs20.x", handler="index.handler",
+                  LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "INFO", "SystemLogLevel": "WARN"})
+    since = now_ms() - 1000
+    marker = unique_name("node")
+    inv = lam.invoke(FunctionName=name, Payload=json.dumps({"m": marker}))
+    request_id = inv["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    group = f"/aws/lambda/{name}"
+    recs = [json.loads(m) for m in json_records(logs, group, since, marker, 3)]
+    assert [(r["level"], r["message"].split("\n")[0]) for r in recs] == [
+        ("INFO", f"info {marker}"), ("WARN", f"warn {marker}"), ("ERROR", f"Error: boom {marker}")]
+    assert all(r["requestId"] == request_id for r in recs)
+    assert recs[2]["errorType"] == "Error" and recs[2]["errorMessage"] == f"boom {marker}"
+    assert isinstance(recs[2]["stackTrace"], list)
+    # SystemLogLevel WARN: a successful invocation writes no platform records.
+    time.sleep(0.5)
+    assert not [m for m in messages(tail_once(logs, group, since)) if '"platform.' in m]
+
+
+def test_text_format_stays_the_default_and_levels_need_json(lam, deploy):
+    name = deploy(PRINTER)
+    assert lam.get_function_configuration(FunctionName=name)["LoggingConfig"] == {
+        "LogFormat": "Text", "LogGroup": f"/aws/lambda/{name}"}
+    with pytest.raises(ClientError) as e:
+        lam.update_function_configuration(FunctionName=name, LoggingConfig={"ApplicationLogLevel": "DEBUG"})
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    with pytest.raises(ClientError) as e:
+        lam.update_function_configuration(FunctionName=name, LoggingConfig={"LogFormat": "XML"})
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_custom_log_group_receives_the_functions_logs(lam, logs, deploy):
+    group = "/custom/" + unique_name("grp")
+    name = deploy(PRINTER, LoggingConfig={"LogFormat": "Text", "LogGroup": group})
+    since = now_ms() - 1000
+    marker = unique_name("cg")
+    invoke_ok(lam, name, {"lines": [marker]})
+    assert wait_for(lambda: marker in messages(tail_once(logs, group, since)))
+    assert [g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]] == [group]
+    with pytest.raises(ClientError):
+        logs.describe_log_streams(logGroupName=f"/aws/lambda/{name}")

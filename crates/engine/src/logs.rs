@@ -112,6 +112,24 @@ fn safe_component(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Directory of a log group's streams: `/aws/lambda/<function>` is the function's directory, any
+/// other group (`LoggingConfig.LogGroup`) the directory `updraft-logs` names for it.
+pub(crate) fn group_dir(
+    logs_dir: &Path,
+    account_id: &str,
+    log_group: &str,
+) -> Result<PathBuf, EngineError> {
+    if !safe_component(account_id) {
+        return Err(EngineError::InvalidName(account_id.to_string()));
+    }
+    if !updraft_logs::layout::valid_group_name(log_group) {
+        return Err(EngineError::InvalidName(log_group.to_string()));
+    }
+    Ok(logs_dir
+        .join(account_id)
+        .join(updraft_logs::layout::group_dir(log_group)))
+}
+
 /// Directory of a function's streams.
 pub(crate) fn function_dir(
     logs_dir: &Path,
@@ -177,6 +195,42 @@ pub(crate) fn tail(mut captured: Vec<u8>) -> Vec<u8> {
     captured
 }
 
+/// A function's `LoggingConfig`, as the engine applies it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `LogFormat: JSON`: platform records are JSON objects and the runtime clients write JSON.
+    pub json: bool,
+    /// `ApplicationLogLevel` (JSON only): handed to the runtime clients, which filter by it.
+    pub application_level: Option<String>,
+    /// `SystemLogLevel` (JSON only): which platform records are written.
+    pub system_level: Option<String>,
+}
+
+/// Ranks of the system log levels (`DEBUG` < `INFO` < `WARN`).
+fn system_rank(level: Option<&str>) -> u8 {
+    match level {
+        Some("DEBUG") => 0,
+        Some("WARN") => 2,
+        _ => 1,
+    }
+}
+
+/// `2024-05-01T12:00:00.123Z`, the time of Lambda's JSON platform records.
+fn iso_ms(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
 /// Bytes a stream file may grow to before the environment goes on in a new stream (see
 /// [`set_log_segment_bytes`]).
 static SEGMENT_BYTES: AtomicU64 = AtomicU64::new(64 * 1024 * 1024);
@@ -202,6 +256,9 @@ fn next_segment(path: &Path) -> Option<PathBuf> {
 
 struct SinkState {
     file: Option<File>,
+    /// Platform records as JSON objects (`LogFormat: JSON`), and the least level written.
+    json: bool,
+    system_rank: u8,
     /// Where `file` is, and how many bytes it holds, for starting the next segment.
     path: PathBuf,
     written: u64,
@@ -315,6 +372,8 @@ impl LogSink {
         LogSink {
             state: Mutex::new(SinkState {
                 file,
+                json: false,
+                system_rank: 1,
                 path: path.to_path_buf(),
                 written,
                 pending: Vec::new(),
@@ -343,18 +402,82 @@ impl LogSink {
         self.write_lines([line.as_bytes()]);
     }
 
-    /// Holds back `START RequestId: <id> Version: <version>` until the next write.
-    pub(crate) fn start(&self, request_id: &str, version: &str) {
-        let ts = epoch_ms(SystemTime::now());
-        self.lock().append(ts, |out| {
-            let _ = write!(out, "START RequestId: {request_id} Version: {version}");
-        });
+    /// Applies a function's `LoggingConfig` to the platform records written from now on.
+    pub(crate) fn set_settings(&self, s: &LogSettings) {
+        let mut st = self.lock();
+        st.json = s.json;
+        st.system_rank = system_rank(s.system_level.as_deref());
     }
 
-    /// Appends `END RequestId: <id>` and the `REPORT` line, in one write.
+    /// Holds back `START RequestId: <id> Version: <version>` (or, with JSON, a
+    /// `platform.start` record) until the next write.
+    pub(crate) fn start(&self, request_id: &str, version: &str) {
+        let ts = epoch_ms(SystemTime::now());
+        let mut st = self.lock();
+        if !st.json {
+            st.append(ts, |out| {
+                let _ = write!(out, "START RequestId: {request_id} Version: {version}");
+            });
+        } else if st.system_rank <= 1 {
+            let rec = serde_json::json!({
+                "time": iso_ms(ts),
+                "type": "platform.start",
+                "record": {"requestId": request_id, "version": version},
+            });
+            st.append(ts, |out| {
+                let _ = write!(out, "{rec}");
+            });
+        }
+    }
+
+    /// Appends `END RequestId: <id>` and the `REPORT` line, in one write (with JSON: a
+    /// `platform.runtimeDone` record at `DEBUG` and `platform.report`, at `INFO`, or `WARN` when
+    /// the invocation failed).
     pub(crate) fn end_and_report(&self, r: &Report<'_>) {
         let ts = epoch_ms(SystemTime::now());
         let mut st = self.lock();
+        if st.json {
+            let status = r.status.map_or("success", |s| s.0);
+            if st.system_rank == 0 {
+                let rec = serde_json::json!({
+                    "time": iso_ms(ts),
+                    "type": "platform.runtimeDone",
+                    "record": {"requestId": r.request_id, "status": status},
+                });
+                st.append(ts, |out| {
+                    let _ = write!(out, "{rec}");
+                });
+            }
+            if st.system_rank <= 1 || status != "success" {
+                let mut metrics = serde_json::json!({
+                    "durationMs": (r.duration_ms * 100.0).round() / 100.0,
+                    "billedDurationMs": r.billed_ms,
+                    "memorySizeMB": r.memory_mb,
+                    "maxMemoryUsedMB": r.max_memory_used_mb,
+                });
+                if let Some(init) = r.init_duration_ms {
+                    metrics["initDurationMs"] = ((init * 100.0).round() / 100.0).into();
+                }
+                let mut record = serde_json::json!({
+                    "requestId": r.request_id,
+                    "metrics": metrics,
+                    "status": status,
+                });
+                if let Some((_, Some(t))) = r.status {
+                    record["errorType"] = t.into();
+                }
+                let rec = serde_json::json!({
+                    "time": iso_ms(ts),
+                    "type": "platform.report",
+                    "record": record,
+                });
+                st.append(ts, |out| {
+                    let _ = write!(out, "{rec}");
+                });
+            }
+            st.flush();
+            return;
+        }
         st.append(ts, |out| {
             let _ = write!(out, "END RequestId: {}", r.request_id);
         });
@@ -937,6 +1060,60 @@ mod tests {
             report_line(&r),
             "REPORT RequestId: r1\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 40 MB\tInit Duration: 12.35 ms\tStatus: error\tError Type: Runtime.ExitError"
         );
+    }
+
+    #[test]
+    fn json_platform_records_follow_the_system_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.log");
+        let sink = LogSink::open(&path);
+        sink.set_settings(&LogSettings {
+            json: true,
+            application_level: None,
+            system_level: Some("DEBUG".into()),
+        });
+        sink.start("r1", "$LATEST");
+        let r = Report {
+            request_id: "r1",
+            duration_ms: 1.234,
+            billed_ms: 2,
+            memory_mb: 128,
+            max_memory_used_mb: 40,
+            init_duration_ms: Some(5.0),
+            status: None,
+        };
+        sink.end_and_report(&r);
+        sink.set_settings(&LogSettings {
+            json: true,
+            application_level: None,
+            system_level: Some("WARN".into()),
+        });
+        sink.start("r2", "$LATEST");
+        sink.end_and_report(&Report {
+            request_id: "r2",
+            status: Some(("timeout", None)),
+            ..r
+        });
+        let mut ev = Vec::new();
+        parse_stream(&std::fs::read(&path).unwrap(), "s", 0, &mut ev);
+        let recs: Vec<serde_json::Value> = ev
+            .iter()
+            .map(|e| serde_json::from_str(&e.message).unwrap())
+            .collect();
+        let types: Vec<_> = recs.iter().map(|r| r["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            [
+                "platform.start",
+                "platform.runtimeDone",
+                "platform.report",
+                "platform.report"
+            ]
+        );
+        assert_eq!(recs[2]["record"]["metrics"]["billedDurationMs"], 2);
+        assert_eq!(recs[2]["record"]["metrics"]["initDurationMs"], 5.0);
+        assert_eq!(recs[3]["record"]["status"], "timeout");
+        assert!(recs[0]["time"].as_str().unwrap().ends_with('Z'));
     }
 
     #[test]

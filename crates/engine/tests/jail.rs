@@ -178,6 +178,7 @@ impl Ctx {
             code_dir,
             reserved_concurrency: None,
             log_group: format!("/aws/lambda/{name}"),
+            logging: Default::default(),
         }
     }
 

@@ -123,6 +123,7 @@ impl Fixture {
             code_dir: code,
             reserved_concurrency: None,
             log_group: format!("/aws/lambda/{name}"),
+            logging: Default::default(),
         })
     }
 

@@ -76,6 +76,7 @@ impl Fixture {
             code_dir: self.code(name),
             reserved_concurrency: None,
             log_group: format!("/aws/lambda/{name}"),
+            logging: Default::default(),
         }
     }
 
