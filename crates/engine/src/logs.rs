@@ -259,6 +259,8 @@ struct SinkState {
     /// Platform records as JSON objects (`LogFormat: JSON`), and the least level written.
     json: bool,
     system_rank: u8,
+    /// Events in `pending`.
+    pending_lines: u64,
     /// Where `file` is, and how many bytes it holds, for starting the next segment.
     path: PathBuf,
     written: u64,
@@ -291,6 +293,7 @@ impl SinkState {
         line(&mut out);
         let to = out.0.len();
         self.pending.push(b'\n');
+        self.pending_lines += 1;
         if let Some(cap) = self.capture.as_mut() {
             cap.extend_from_slice(&self.pending[from..to]);
             cap.push(b'\n');
@@ -304,6 +307,12 @@ impl SinkState {
     /// Writes out what is pending.
     fn flush(&mut self) {
         if self.pending.is_empty() {
+            return;
+        }
+        let lines = std::mem::take(&mut self.pending_lines);
+        // At the node's cap the lines are dropped and counted: the pump never waits for room.
+        if !updraft_logs::budget::budget().take(self.pending.len() as u64, lines) {
+            self.pending.clear();
             return;
         }
         if let Some(f) = self.file.as_mut() {
@@ -374,6 +383,7 @@ impl LogSink {
                 file,
                 json: false,
                 system_rank: 1,
+                pending_lines: 0,
                 path: path.to_path_buf(),
                 written,
                 pending: Vec::new(),

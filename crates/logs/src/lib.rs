@@ -9,11 +9,14 @@
 //! - [`store`]: [`LogStore`], every operation over the files, confined to one account;
 //! - [`filter`]: CloudWatch filter patterns (terms, phrases, `-`/`?`, JSON and space-delimited);
 //! - [`sweeper`]: retention per group and the node-wide cap, oldest streams first, with counters;
+//! - [`budget`]: the write allowance the sweeper grants and writers take from, dropping and
+//!   counting what does not fit;
 //! - [`wire`]: the JSON 1.1 protocol (`X-Amz-Target: Logs_20140328.*`).
 //!
 //! Architecture invariant: no HTTP crate and no engine: the engine writes the files, this crate
 //! reads, sweeps and answers for them; only [`wire`] knows CloudWatch's field names.
 
+pub mod budget;
 pub mod filter;
 pub mod layout;
 pub mod read;

@@ -90,10 +90,15 @@ impl LogStore {
         }
         let max = self.max_bytes();
         let mut total: u64 = all.iter().map(|f| f.1).sum();
-        if max > 0 && total > max {
-            // Down to 90 % of the cap, so a steady writer does not make every sweep remove one
-            // more file.
-            let target = max / 10 * 9;
+        let granted = |total: u64| {
+            if max > 0 {
+                crate::budget::budget().grant(max.saturating_sub(total));
+            }
+        };
+        // Down to 90 % of the cap: writers are granted the rest, so the node never holds more
+        // than the cap, and room for new lines is made by removing old ones.
+        let target = max / 10 * 9;
+        if max > 0 && total > target {
             all.sort_by_key(|a| a.0);
             for (_, len, path) in all {
                 if total <= target {
@@ -109,17 +114,20 @@ impl LogStore {
                 }
             }
             tracing::warn!(
+                dropped_lines = crate::budget::budget().dropped_lines(),
                 removed_files = swept.capped_files,
                 removed_bytes = swept.capped_bytes,
                 cap_bytes = max,
                 "logs over the node's cap: removed the oldest streams"
             );
         }
+        granted(total);
         swept
     }
 }
 
-/// Runs [`LogStore::sweep`] every `every` on a thread of its own, until the store is dropped.
+/// Runs [`LogStore::sweep`] at once, then every `every` (or sooner when writers run out of
+/// allowance) on a thread of its own, until the store is dropped.
 pub fn spawn(
     store: &Arc<LogStore>,
     every: Duration,
@@ -129,9 +137,12 @@ pub fn spawn(
         .name("logs-sweeper".into())
         .spawn(move || {
             loop {
-                std::thread::sleep(every);
-                let Some(store) = weak.upgrade() else { return };
-                store.sweep();
+                {
+                    let Some(store) = weak.upgrade() else { return };
+                    store.sweep();
+                }
+                // A writer that runs out of allowance wakes the sweeper before its time.
+                crate::budget::budget().wait_for_shortage(every);
             }
         })
 }
