@@ -27,8 +27,42 @@ fn bad(msg: impl Into<String>) -> PatternError {
 pub enum Filter {
     All,
     Terms(Terms),
-    Json(Expr),
+    /// A JSON expression and the texts any matching message must contain (its keys and exact
+    /// string values), checked before a message is parsed: most lines of a large log are turned
+    /// away by a substring search instead of a JSON parse.
+    Json(Expr, Vec<String>),
     Delimited(Vec<Field>),
+}
+
+/// Texts every message matching `e` contains verbatim: the last key of each selector that must
+/// be present and exact (wildcard-free) string values compared with `=`. Values that JSON
+/// would escape are left out, and so are keys or values on one side of an `||` only.
+fn required_texts(e: &Expr, out: &mut Vec<String>) {
+    let plain = |t: &str| !t.chars().any(|c| c == '"' || c == '\\' || c.is_control());
+    let key = |sel: &[Step], out: &mut Vec<String>| {
+        if let Some(Step::Key(k)) = sel.last()
+            && plain(k)
+        {
+            out.push(format!("\"{k}\""));
+        }
+    };
+    match e {
+        Expr::And(a, b) => {
+            required_texts(a, out);
+            required_texts(b, out);
+        }
+        Expr::Or(..) | Expr::NotExists(_) => {}
+        Expr::Cmp(sel, op, want) => {
+            key(sel, out);
+            if let (Op::Eq, Operand::Str(s)) = (op, want)
+                && !s.contains('*')
+                && plain(s)
+            {
+                out.push(s.clone());
+            }
+        }
+        Expr::IsNull(sel) | Expr::IsBool(sel, _) => key(sel, out),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -98,7 +132,9 @@ impl Filter {
             if !lx.done() {
                 return Err(bad(format!("unexpected text at '{}'", lx.rest())));
             }
-            return Ok(Filter::Json(e));
+            let mut texts = Vec::new();
+            required_texts(&e, &mut texts);
+            return Ok(Filter::Json(e, texts));
         }
         if let Some(inner) = p.strip_prefix('[') {
             let inner = inner
@@ -118,9 +154,9 @@ impl Filter {
                     && !t.none.iter().any(|w| message.contains(w.as_str()))
                     && (t.any.is_empty() || t.any.iter().any(|w| message.contains(w.as_str())))
             }
-            Filter::Json(e) => {
+            Filter::Json(e, texts) => {
                 let body = message.trim_start();
-                if !body.starts_with('{') {
+                if !body.starts_with('{') || !texts.iter().all(|t| body.contains(t.as_str())) {
                     return false;
                 }
                 match serde_json::from_str::<Value>(body) {
@@ -600,6 +636,16 @@ mod tests {
         assert!(!m("{ $.latency > 100 }", "latency 150 not json"));
         assert!(!m("{ $.latency > 100 }", r#"{"latency":"slow"}"#));
         assert!(m(r#"{ $.level = ERROR }"#, line));
+        // The texts checked before parsing never turn away a match.
+        assert!(m(r#"{ $.level = "ERROR" && $.user.id = "u-42" }"#, line));
+        assert!(!m(r#"{ $.level = "ERROR" }"#, r#"{"lvl":"ERROR"}"#));
+        assert!(m(r#"{ $.missing NOT EXISTS || $.level = "X" }"#, line));
+        let Filter::Json(_, texts) =
+            Filter::parse(r#"{ $.a.level = "ERROR" && $.n > 1 }"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(texts, ["\"level\"", "ERROR", "\"n\""]);
         for bad in [
             "{ $.a = ",
             "{ $.a > \"x\" }",
