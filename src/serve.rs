@@ -115,6 +115,13 @@ pub struct ServeArgs {
     /// shorten it; `cron(…)` schedules always follow the real UTC clock).
     #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     schedule_minute_ms: u64,
+    /// Log bytes the node keeps over all functions and groups, in MB (0: no cap); past it the
+    /// oldest streams are removed first, and what is removed is counted.
+    #[arg(long, default_value_t = 10_240)]
+    logs_max_mb: u64,
+    /// Milliseconds between passes of the logs sweeper (retention and the node's cap).
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..))]
+    logs_sweep_ms: u64,
     /// Asynchronous deliveries (events, destinations) running at once; more wait in the durable
     /// queue, so a burst of events never takes all of the concurrency synchronous calls need.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -381,6 +388,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let queues = updraft_queues::Queues::open(&data_dir.join("queues.db"), &args.region)
             .context("opening the queue database")?;
         let _ = state.queues.set(queues.clone());
+        let logs = Arc::new(updraft_logs::LogStore::new(
+            engine.logs_dir(),
+            args.region.clone(),
+        ));
+        logs.set_max_bytes(args.logs_max_mb.saturating_mul(1024 * 1024));
+        updraft_engine::set_log_segment_bytes(updraft_logs::store::segment_bytes(logs.max_bytes()));
+        updraft_logs::sweeper::spawn(&logs, Duration::from_millis(args.logs_sweep_ms))
+            .context("starting the logs sweeper")?;
+        let _ = state.logs.set(logs);
         {
             // Provisioned pools are kept by `retire`; what a function wants provisioned is
             // handed to the engine again after every change that may alter it. A weak

@@ -67,6 +67,11 @@ impl SpecCache {
             opt_dir: r.opt_dir.clone(),
             reserved_concurrency: r.reserved_concurrency,
             log_group: c.logging.log_group.clone(),
+            logging: updraft_engine::LogSettings {
+                json: c.logging.log_format == "JSON",
+                application_level: c.logging.application_log_level.clone(),
+                system_level: c.logging.system_log_level.clone(),
+            },
         });
         specs.insert(key, spec.clone());
         spec

@@ -22,6 +22,7 @@ mod lambda;
 mod layers;
 mod mappings;
 mod queue_admin;
+mod logs;
 pub use lambda::RUNTIME_NOTE_HEADER;
 pub mod payload_v2;
 mod policy;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub queues: std::sync::OnceLock<Arc<updraft_queues::Queues>>,
     /// Event source mappings, set once at start-up (`updraft serve`).
     pub mappings: std::sync::OnceLock<Arc<updraft_mappings::Mappings>>,
+    /// CloudWatch Logs (`X-Amz-Target: Logs_20140328.*`), set once at start-up.
+    pub logs: std::sync::OnceLock<Arc<updraft_logs::LogStore>>,
 }
 
 impl AppState {
@@ -97,6 +100,7 @@ impl AppState {
             events: std::sync::OnceLock::new(),
             queues: std::sync::OnceLock::new(),
             mappings: std::sync::OnceLock::new(),
+            logs: std::sync::OnceLock::new(),
         })
     }
 }
@@ -252,6 +256,10 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     if events && pending.service() != "events" {
         return unread(has_body, wrong_service("events", pending.service()));
     }
+    let logs_api = !lambda_api && logs::is_logs(&incoming.headers);
+    if logs_api && pending.service() != "logs" {
+        return unread(has_body, wrong_service("logs", pending.service()));
+    }
     let invoke = incoming.segments.last().is_some_and(|s| s == "invocations");
     let sqs = !lambda_api && sqs::is_sqs(pending.service(), &incoming.headers);
     let limit = if invoke {
@@ -288,6 +296,19 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     }
     if sqs {
         return sqs::handle(state, &caller, incoming, &raw_query).await;
+    }
+    if logs_api && let Some(store) = state.logs.get() {
+        let target = incoming
+            .header("x-amz-target")
+            .unwrap_or_default()
+            .to_string();
+        return logs::handle(
+            store.clone(),
+            caller.account_id.clone(),
+            target,
+            incoming.body,
+        )
+        .await;
     }
     if incoming.segments.first().is_some_and(|s| is_api_date(s)) {
         return lambda::handle(state, &caller, incoming).await;

@@ -88,6 +88,19 @@ pub(crate) fn lambda_environment(
     );
     vars.set("AWS_LAMBDA_LOG_GROUP_NAME", spec.log_group.as_str());
     vars.set("AWS_LAMBDA_LOG_STREAM_NAME", ctx.log_stream);
+    // With `LogFormat: JSON` Lambda tells the runtime client the format and the application's
+    // level; the text format sets neither.
+    if spec.logging.json {
+        vars.set("AWS_LAMBDA_LOG_FORMAT", "JSON");
+        vars.set(
+            "AWS_LAMBDA_LOG_LEVEL",
+            spec.logging
+                .application_level
+                .as_deref()
+                .unwrap_or("INFO")
+                .to_string(),
+        );
+    }
     vars.set("AWS_REGION", ctx.region);
     vars.set("AWS_DEFAULT_REGION", ctx.region);
     // Lambda does not define AWS_EXECUTION_ENV for OS-only runtimes (the `provided` family).
@@ -154,6 +167,7 @@ mod tests {
             opt_dir: None,
             reserved_concurrency: None,
             log_group: "/aws/lambda/hello".into(),
+            logging: Default::default(),
         }
     }
 

@@ -58,8 +58,8 @@ use std::time::Duration;
 pub use freeze::{LifecycleOptions, MAX_FREEZE_GRACE};
 pub use keepalive::{Decision, KeepAlive, KeepAliveMode};
 pub use logs::{
-    LogEvent, LogPage, MAX_PAGE_EVENTS, read_logs, read_logs_page, stream_file_name,
-    stream_name_from_file,
+    LogEvent, LogPage, LogSettings, MAX_PAGE_EVENTS, read_logs, read_logs_page,
+    set_log_segment_bytes, stream_file_name, stream_name_from_file,
 };
 pub use metering::{UsageOutcome, UsageRecord};
 pub use runtime_api::{MAX_PAYLOAD_BYTES, MAX_STREAMED_RESPONSE_BYTES};
@@ -167,8 +167,10 @@ pub struct FunctionSpec {
     pub opt_dir: Option<PathBuf>,
     /// `Some(0)` means the function is disabled (every invocation is throttled).
     pub reserved_concurrency: Option<u32>,
-    /// `"/aws/lambda/<name>"`.
+    /// `"/aws/lambda/<name>"`, or the group `LoggingConfig.LogGroup` names.
     pub log_group: String,
+    /// The rest of `LoggingConfig`: format and levels.
+    pub logging: LogSettings,
 }
 
 /// One synchronous invocation.

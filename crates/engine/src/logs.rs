@@ -26,6 +26,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -111,6 +112,24 @@ fn safe_component(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Directory of a log group's streams: `/aws/lambda/<function>` is the function's directory, any
+/// other group (`LoggingConfig.LogGroup`) the directory `updraft-logs` names for it.
+pub(crate) fn group_dir(
+    logs_dir: &Path,
+    account_id: &str,
+    log_group: &str,
+) -> Result<PathBuf, EngineError> {
+    if !safe_component(account_id) {
+        return Err(EngineError::InvalidName(account_id.to_string()));
+    }
+    if !updraft_logs::layout::valid_group_name(log_group) {
+        return Err(EngineError::InvalidName(log_group.to_string()));
+    }
+    Ok(logs_dir
+        .join(account_id)
+        .join(updraft_logs::layout::group_dir(log_group)))
+}
+
 /// Directory of a function's streams.
 pub(crate) fn function_dir(
     logs_dir: &Path,
@@ -181,8 +200,75 @@ pub(crate) fn tail(mut captured: Vec<u8>) -> Vec<u8> {
     captured
 }
 
+/// A function's `LoggingConfig`, as the engine applies it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `LogFormat: JSON`: platform records are JSON objects and the runtime clients write JSON.
+    pub json: bool,
+    /// `ApplicationLogLevel` (JSON only): handed to the runtime clients, which filter by it.
+    pub application_level: Option<String>,
+    /// `SystemLogLevel` (JSON only): which platform records are written.
+    pub system_level: Option<String>,
+}
+
+/// Ranks of the system log levels (`DEBUG` < `INFO` < `WARN`).
+fn system_rank(level: Option<&str>) -> u8 {
+    match level {
+        Some("DEBUG") => 0,
+        Some("WARN") => 2,
+        _ => 1,
+    }
+}
+
+/// `2024-05-01T12:00:00.123Z`, the time of Lambda's JSON platform records.
+fn iso_ms(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// Bytes a stream file may grow to before the environment goes on in a new stream (see
+/// [`set_log_segment_bytes`]).
+static SEGMENT_BYTES: AtomicU64 = AtomicU64::new(64 * 1024 * 1024);
+
+/// Sets the size at which an environment's stream file is closed and a new stream started. The
+/// logs sweeper removes whole files, oldest first, so a function that logs without pause must
+/// leave closed files behind it for the node's cap to bite. One value for the node, set at
+/// start-up; a process-wide setting because every sink of every pool shares it.
+pub fn set_log_segment_bytes(bytes: u64) {
+    SEGMENT_BYTES.store(bytes.max(4096), Ordering::Relaxed);
+}
+
+/// The stream that follows `path`'s: same directory and version, today's date, a fresh id.
+fn next_segment(path: &Path) -> Option<PathBuf> {
+    let name = stream_name_from_file(path.file_name()?.to_str()?)?;
+    let open = name.find('[')?;
+    let close = name.rfind(']')?;
+    let version = name.get(open + 1..close)?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let next = stream_name(SystemTime::now(), version, &id);
+    Some(path.with_file_name(stream_file_name(&next)))
+}
+
 struct SinkState {
     file: Option<File>,
+    /// Platform records as JSON objects (`LogFormat: JSON`), and the least level written.
+    json: bool,
+    system_rank: u8,
+    /// Events in `pending`.
+    pending_lines: u64,
+    /// Where `file` is, and how many bytes it holds, for starting the next segment.
+    path: PathBuf,
+    written: u64,
     /// Events formatted for the file and not written yet (a held-back `START`, or lines being
     /// gathered into one write).
     pending: Vec<u8>,
@@ -212,6 +298,7 @@ impl SinkState {
         line(&mut out);
         let to = out.0.len();
         self.pending.push(b'\n');
+        self.pending_lines += 1;
         if let Some(cap) = self.capture.as_mut() {
             cap.extend_from_slice(&self.pending[from..to]);
             cap.push(b'\n');
@@ -227,13 +314,37 @@ impl SinkState {
         if self.pending.is_empty() {
             return;
         }
-        if let Some(f) = self.file.as_mut()
-            && let Err(e) = f.write_all(&self.pending)
-        {
-            tracing::warn!("cannot write log stream: {e}");
-            self.file = None;
+        let lines = std::mem::take(&mut self.pending_lines);
+        // At the node's cap the lines are dropped and counted: the pump never waits for room.
+        if !updraft_logs::budget::budget().take(self.pending.len() as u64, lines) {
+            self.pending.clear();
+            return;
+        }
+        if let Some(f) = self.file.as_mut() {
+            if let Err(e) = f.write_all(&self.pending) {
+                tracing::warn!("cannot write log stream: {e}");
+                self.file = None;
+            } else {
+                self.written += self.pending.len() as u64;
+            }
         }
         self.pending.clear();
+        if self.written >= SEGMENT_BYTES.load(Ordering::Relaxed)
+            && let Some(next) = next_segment(&self.path)
+        {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&next)
+            {
+                Ok(f) => {
+                    self.file = Some(f);
+                    self.path = next;
+                    self.written = 0;
+                }
+                Err(e) => tracing::warn!("cannot open log stream {}: {e}", next.display()),
+            }
+        }
         // A burst of output must not pin a large buffer for the environment's life.
         if self.pending.capacity() > 64 * 1024 {
             self.pending.shrink_to(4096);
@@ -265,6 +376,11 @@ impl LogSink {
                     .append(true)
                     .open(path)
             });
+        let written = file
+            .as_ref()
+            .ok()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len());
         let file = match file {
             Ok(f) => Some(f),
             Err(e) => {
@@ -275,6 +391,11 @@ impl LogSink {
         LogSink {
             state: Mutex::new(SinkState {
                 file,
+                json: false,
+                system_rank: 1,
+                pending_lines: 0,
+                path: path.to_path_buf(),
+                written,
                 pending: Vec::new(),
                 capture: None,
                 runtime_note: None,
@@ -315,18 +436,82 @@ impl LogSink {
         self.write_tapped([line.as_bytes()], None);
     }
 
-    /// Holds back `START RequestId: <id> Version: <version>` until the next write.
-    pub(crate) fn start(&self, request_id: &str, version: &str) {
-        let ts = epoch_ms(SystemTime::now());
-        self.lock().append(ts, |out| {
-            let _ = write!(out, "START RequestId: {request_id} Version: {version}");
-        });
+    /// Applies a function's `LoggingConfig` to the platform records written from now on.
+    pub(crate) fn set_settings(&self, s: &LogSettings) {
+        let mut st = self.lock();
+        st.json = s.json;
+        st.system_rank = system_rank(s.system_level.as_deref());
     }
 
-    /// Appends `END RequestId: <id>` and the `REPORT` line, in one write.
+    /// Holds back `START RequestId: <id> Version: <version>` (or, with JSON, a
+    /// `platform.start` record) until the next write.
+    pub(crate) fn start(&self, request_id: &str, version: &str) {
+        let ts = epoch_ms(SystemTime::now());
+        let mut st = self.lock();
+        if !st.json {
+            st.append(ts, |out| {
+                let _ = write!(out, "START RequestId: {request_id} Version: {version}");
+            });
+        } else if st.system_rank <= 1 {
+            let rec = serde_json::json!({
+                "time": iso_ms(ts),
+                "type": "platform.start",
+                "record": {"requestId": request_id, "version": version},
+            });
+            st.append(ts, |out| {
+                let _ = write!(out, "{rec}");
+            });
+        }
+    }
+
+    /// Appends `END RequestId: <id>` and the `REPORT` line, in one write (with JSON: a
+    /// `platform.runtimeDone` record at `DEBUG` and `platform.report`, at `INFO`, or `WARN` when
+    /// the invocation failed).
     pub(crate) fn end_and_report(&self, r: &Report<'_>) {
         let ts = epoch_ms(SystemTime::now());
         let mut st = self.lock();
+        if st.json {
+            let status = r.status.map_or("success", |s| s.0);
+            if st.system_rank == 0 {
+                let rec = serde_json::json!({
+                    "time": iso_ms(ts),
+                    "type": "platform.runtimeDone",
+                    "record": {"requestId": r.request_id, "status": status},
+                });
+                st.append(ts, |out| {
+                    let _ = write!(out, "{rec}");
+                });
+            }
+            if st.system_rank <= 1 || status != "success" {
+                let mut metrics = serde_json::json!({
+                    "durationMs": (r.duration_ms * 100.0).round() / 100.0,
+                    "billedDurationMs": r.billed_ms,
+                    "memorySizeMB": r.memory_mb,
+                    "maxMemoryUsedMB": r.max_memory_used_mb,
+                });
+                if let Some(init) = r.init_duration_ms {
+                    metrics["initDurationMs"] = ((init * 100.0).round() / 100.0).into();
+                }
+                let mut record = serde_json::json!({
+                    "requestId": r.request_id,
+                    "metrics": metrics,
+                    "status": status,
+                });
+                if let Some((_, Some(t))) = r.status {
+                    record["errorType"] = t.into();
+                }
+                let rec = serde_json::json!({
+                    "time": iso_ms(ts),
+                    "type": "platform.report",
+                    "record": record,
+                });
+                st.append(ts, |out| {
+                    let _ = write!(out, "{rec}");
+                });
+            }
+            st.flush();
+            return;
+        }
         st.append(ts, |out| {
             let _ = write!(out, "END RequestId: {}", r.request_id);
         });
@@ -913,6 +1098,60 @@ mod tests {
     }
 
     #[test]
+    fn json_platform_records_follow_the_system_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.log");
+        let sink = LogSink::open(&path);
+        sink.set_settings(&LogSettings {
+            json: true,
+            application_level: None,
+            system_level: Some("DEBUG".into()),
+        });
+        sink.start("r1", "$LATEST");
+        let r = Report {
+            request_id: "r1",
+            duration_ms: 1.234,
+            billed_ms: 2,
+            memory_mb: 128,
+            max_memory_used_mb: 40,
+            init_duration_ms: Some(5.0),
+            status: None,
+        };
+        sink.end_and_report(&r);
+        sink.set_settings(&LogSettings {
+            json: true,
+            application_level: None,
+            system_level: Some("WARN".into()),
+        });
+        sink.start("r2", "$LATEST");
+        sink.end_and_report(&Report {
+            request_id: "r2",
+            status: Some(("timeout", None)),
+            ..r
+        });
+        let mut ev = Vec::new();
+        parse_stream(&std::fs::read(&path).unwrap(), "s", 0, &mut ev);
+        let recs: Vec<serde_json::Value> = ev
+            .iter()
+            .map(|e| serde_json::from_str(&e.message).unwrap())
+            .collect();
+        let types: Vec<_> = recs.iter().map(|r| r["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            [
+                "platform.start",
+                "platform.runtimeDone",
+                "platform.report",
+                "platform.report"
+            ]
+        );
+        assert_eq!(recs[2]["record"]["metrics"]["billedDurationMs"], 2);
+        assert_eq!(recs[2]["record"]["metrics"]["initDurationMs"], 5.0);
+        assert_eq!(recs[3]["record"]["status"], "timeout");
+        assert!(recs[0]["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
     fn names_cannot_escape_the_logs_dir() {
         let d = Path::new("/logs");
         assert!(function_dir(d, "123456789012", "my-fn_1").is_ok());
@@ -989,6 +1228,18 @@ mod tests {
         let mut later = Vec::new();
         parse_stream(&data, "s", now + 1, &mut later);
         assert!(later.is_empty());
+    }
+
+    #[test]
+    fn a_full_segment_goes_on_in_a_new_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = "2024/01/01/[$LATEST]0123456789abcdef0123456789abcdef";
+        let path = dir.path().join(stream_file_name(first));
+        assert!(next_segment(&dir.path().join("x.log")).is_none());
+        let next = next_segment(&path).unwrap();
+        let name = stream_name_from_file(next.file_name().unwrap().to_str().unwrap()).unwrap();
+        assert!(name.contains("/[$LATEST]") && name != first, "{name}");
+        assert_eq!(next.parent(), path.parent());
     }
 
     #[test]

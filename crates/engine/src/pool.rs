@@ -778,7 +778,7 @@ impl Inner {
         let memory = self.reserve_memory(u64::from(spec.memory_mb), &pool.key)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let stream = logs::stream_name(SystemTime::now(), &spec.version, &id);
-        let dir = logs::function_dir(&self.logs_dir, &spec.account_id, &spec.function_name)
+        let dir = logs::group_dir(&self.logs_dir, &spec.account_id, &spec.log_group)
             .map_err(|e| InvokeError::Internal(e.to_string()))?;
         let jail = self.jail_spec(spec, launch, &id, &stream, false);
         let t0 = Instant::now();
@@ -798,6 +798,7 @@ impl Inner {
             tracing::error!("cannot start environment for {}: {e}", spec.function_name);
             InvokeError::Internal(format!("cannot start execution environment: {e}"))
         })?;
+        env.log.set_settings(&spec.logging);
         if let Some(note) = &launch.note {
             env.log.note_after_report(note);
         }

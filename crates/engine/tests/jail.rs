@@ -179,6 +179,7 @@ impl Ctx {
             opt_dir: None,
             reserved_concurrency: None,
             log_group: format!("/aws/lambda/{name}"),
+            logging: Default::default(),
         }
     }
 

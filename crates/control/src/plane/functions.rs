@@ -126,6 +126,11 @@ impl ControlPlane {
             if let Some(f) = &i.log_format {
                 validate::log_format(f)?;
                 l.log_format = f.clone();
+                // Back to text: the levels of the JSON format go with it.
+                if f == "Text" {
+                    l.application_log_level = None;
+                    l.system_log_level = None;
+                }
             }
             if let Some(a) = &i.application_log_level {
                 validate::log_level(
@@ -154,6 +159,12 @@ impl ControlPlane {
             return Err(ControlError::invalid(
                 "Log levels can only be set when LogFormat is JSON.",
             ));
+        }
+        // The JSON format always has levels; Lambda fills in INFO for those not given.
+        if l.log_format == "JSON" {
+            l.application_log_level
+                .get_or_insert_with(|| "INFO".to_string());
+            l.system_log_level.get_or_insert_with(|| "INFO".to_string());
         }
         Ok(l)
     }

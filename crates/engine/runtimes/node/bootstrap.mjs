@@ -113,18 +113,41 @@ function logError(label, err) {
 }
 
 // ---------------------------------------------------------------------------
-// Logging: console.* become `<ISO time>\t<request id>\t<LEVEL>\t<message>` lines
+// Logging: console.* become `<ISO time>\t<request id>\t<LEVEL>\t<message>` lines (JSON objects
+// with `LogFormat: JSON`), below AWS_LAMBDA_LOG_LEVEL dropped
 // ---------------------------------------------------------------------------
 
 function patchConsole() {
   const levels = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'];
   const wanted = (process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase();
   const minimum = Math.max(0, levels.indexOf(wanted));
+  // `LogFormat: JSON`: one object per call, as Lambda's Node.js runtime writes them.
+  const json = (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON';
+  const jsonLine = (level, message, params) => {
+    const record = {
+      timestamp: new Date().toISOString(),
+      level,
+      requestId: globalThis[REQUEST_ID],
+      message: util.format(message, ...params),
+    };
+    if (message instanceof Error && params.length === 0) {
+      record.errorType = message.name;
+      record.errorMessage = message.message;
+      record.stackTrace = typeof message.stack === 'string' ? message.stack.split('\n') : [];
+    }
+    try {
+      return JSON.stringify(record) + '\n';
+    } catch (_) {
+      return JSON.stringify({ ...record, message: String(record.message) }) + '\n';
+    }
+  };
   const write = (level) => (message, ...params) => {
-    const line = `${new Date().toISOString()}\t${globalThis[REQUEST_ID]}\t${level}\t${util.format(
-      message,
-      ...params,
-    )}\n`;
+    const line = json
+      ? jsonLine(level, message, params)
+      : `${new Date().toISOString()}\t${globalThis[REQUEST_ID]}\t${level}\t${util.format(
+          message,
+          ...params,
+        )}\n`;
     // Synchronous for pipes and files on Linux, so a line is out before the
     // invocation's response is posted.
     process.stdout.write(line);

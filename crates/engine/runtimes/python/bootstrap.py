@@ -523,7 +523,22 @@ def error_from_exception(exc, request_id):
 
 
 def log_error(error):
-    """Writes `[ERROR] Type: message` and the traceback, as Lambda logs an unhandled error."""
+    """Writes `[ERROR] Type: message` and the traceback, as Lambda logs an unhandled error (with
+    `LogFormat: JSON`, one JSON record at level ERROR)."""
+    if json_logs():
+        record = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "level": "ERROR",
+            "message": error["errorMessage"],
+            "logger": "root",
+            "requestId": error["requestId"] or _current_request_id,
+            "errorType": error["errorType"],
+            "errorMessage": error["errorMessage"],
+            "stackTrace": error["stackTrace"],
+        }
+        sys.stdout.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        return
     line = "[ERROR]"
     if error["errorType"]:
         line += " " + error["errorType"]
@@ -554,20 +569,57 @@ class _LambdaLogHandler(logging.Handler):
             self.handleError(record)
 
 
+# Attributes every LogRecord has; anything else came from `extra=` and joins a JSON record.
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "aws_request_id"}
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per record, as Lambda's Python runtime writes with `LogFormat: JSON`:
+    `timestamp`, `level`, `message`, `logger`, `requestId`, the record's `extra` fields, and for
+    an exception `errorType`, `errorMessage`, `stackTrace` and `location`."""
+
+    def format(self, record):
+        out = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "level": record.levelname,
+            "message": record.getMessage() if not isinstance(record.msg, dict) or record.args else record.msg,
+            "logger": record.name,
+            "requestId": getattr(record, "aws_request_id", None) or _current_request_id,
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRS and key not in out:
+                out[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            etype, evalue, tb = record.exc_info
+            out["errorType"] = etype.__name__
+            out["errorMessage"] = str(evalue)
+            out["stackTrace"] = traceback.format_tb(tb)
+            out["location"] = "%s:%s:%s" % (record.pathname, record.funcName, record.lineno)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def json_logs():
+    return os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
+
+
 def setup_logging():
-    formatter = logging.Formatter(
-        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
-        "%Y-%m-%dT%H:%M:%S",
-    )
-    formatter.converter = time.gmtime
+    if json_logs():
+        formatter = _JsonFormatter()
+    else:
+        formatter = logging.Formatter(
+            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+            "%Y-%m-%dT%H:%M:%S",
+        )
+        formatter.converter = time.gmtime
     handler = _LambdaLogHandler()
     handler.setFormatter(formatter)
     handler.addFilter(_RequestIdFilter())
     root = logging.getLogger()
     root.addHandler(handler)
     level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "").upper()
-    if level in ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"):
-        root.setLevel({"WARN": "WARNING", "FATAL": "CRITICAL"}.get(level, level))
+    if level in ("TRACE", "DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"):
+        root.setLevel({"WARN": "WARNING", "FATAL": "CRITICAL", "TRACE": "DEBUG"}.get(level, level))
 
 
 def setup_streams():

@@ -266,7 +266,7 @@ impl Inner {
         .ok_or_else(|| "not enough memory left on this node".to_string())?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let stream = logs::stream_name(SystemTime::now(), &spec.version, &id);
-        let dir = logs::function_dir(&self.logs_dir, &spec.account_id, &spec.function_name)
+        let dir = logs::group_dir(&self.logs_dir, &spec.account_id, &spec.log_group)
             .map_err(|e| format!("cannot open log stream: {e}"))?;
         let jail = self.jail_spec(spec, &launch, &id, &stream, provisioned);
         let t0 = Instant::now();
@@ -283,6 +283,7 @@ impl Inner {
         })
         .await
         .map_err(|e| format!("cannot start execution environment: {e}"))?;
+        env.log.set_settings(&spec.logging);
         let end = tokio::time::timeout(self.timings.init_timeout, wait_ready(&mut env)).await;
         let (status, reason) = match end {
             Ok(InitEnd::Ready) => {

@@ -77,6 +77,7 @@ impl Fixture {
             opt_dir: None,
             reserved_concurrency: None,
             log_group: format!("/aws/lambda/{name}"),
+            logging: Default::default(),
         }
     }
 
