@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod events_glue;
 mod http;
+mod s3_glue;
 mod serve;
 
 use clap::{Parser, Subcommand};

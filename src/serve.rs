@@ -352,6 +352,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let queues = updraft_queues::Queues::open(&data_dir.join("queues.db"), &args.region)
             .context("opening the queue database")?;
         let _ = state.queues.set(queues.clone());
+        let objects = updraft_objects::ObjectStore::open(&data_dir)
+            .map_err(|e| anyhow::anyhow!("opening the object store: {e}"))?;
+        let s3 = updraft_objects::S3Service::new(Arc::new(objects), args.region.clone());
+        let _ = state.objects.set(s3.clone());
         {
             // Provisioned pools are kept by `retire`; what a function wants provisioned is
             // handed to the engine again after every change that may alter it. A weak
@@ -426,6 +430,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 queue: Some(Arc::new(crate::events_glue::QueueTarget(queues.clone()))),
             })?;
         }
+        let _ = s3.notifier.set(Arc::new(crate::s3_glue::S3Notifier {
+            control: state.control.clone(),
+            queues: queues.clone(),
+            events: events.clone(),
+            region: args.region.clone(),
+        }));
         let scheduler = tokio::spawn(updraft_eventbridge::scheduler::run(
             eventbridge,
             std::future::pending(),

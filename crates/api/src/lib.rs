@@ -23,6 +23,7 @@ pub use lambda::RUNTIME_NOTE_HEADER;
 pub mod payload_v2;
 mod policy;
 pub mod provisioned;
+pub mod s3;
 mod sqs;
 mod streaming;
 mod urls;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub events: std::sync::OnceLock<async_invoke::AsyncInvoke>,
     /// The queue service, set once at start-up (`updraft serve`).
     pub queues: std::sync::OnceLock<Arc<updraft_queues::Queues>>,
+    /// The object store (S3's API), set once at start-up.
+    pub objects: std::sync::OnceLock<Arc<updraft_objects::S3Service>>,
 }
 
 impl AppState {
@@ -91,6 +94,7 @@ impl AppState {
             eventbridge: std::sync::OnceLock::new(),
             events: std::sync::OnceLock::new(),
             queues: std::sync::OnceLock::new(),
+            objects: std::sync::OnceLock::new(),
         })
     }
 }
@@ -183,6 +187,9 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     let host_header = parts.headers.get("host").and_then(|h| h.to_str().ok());
     if let Some(url) = urls::url_route(host_header, &raw_path) {
         return urls::serve(state, parts, body, request_id, url).await;
+    }
+    if s3::claims(&parts, &raw_path, &raw_query) {
+        return s3::serve(state, parts, body, request_id, &raw_path, &raw_query).await;
     }
     let has_body = body::announces_body(&parts.headers);
     let segments: Vec<String> = raw_path
