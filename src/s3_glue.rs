@@ -92,3 +92,24 @@ impl Notifier for S3Notifier {
         })
     }
 }
+
+/// `Code.S3Bucket`/`S3Key` packages, read from this node's object store with the caller's
+/// access (its own buckets, or a bucket policy granting `s3:GetObject`).
+pub struct CodeFromObjects(pub Arc<updraft_objects::ObjectStore>);
+
+/// The largest package read from the object store: Lambda's unzipped limit.
+const MAX_CODE_OBJECT: u64 = 250 * 1024 * 1024;
+
+impl updraft_api::wire::CodeObjects for CodeFromObjects {
+    fn read_code(
+        &self,
+        account: &str,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<u8>, (String, String)> {
+        self.0
+            .read_as(account, bucket, key, version, MAX_CODE_OBJECT)
+            .map_err(|e| (e.code.to_string(), e.message))
+    }
+}

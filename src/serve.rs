@@ -354,8 +354,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let _ = state.queues.set(queues.clone());
         let objects = updraft_objects::ObjectStore::open(&data_dir)
             .map_err(|e| anyhow::anyhow!("opening the object store: {e}"))?;
-        let s3 = updraft_objects::S3Service::new(Arc::new(objects), args.region.clone());
+        let objects = Arc::new(objects);
+        let s3 = updraft_objects::S3Service::new(objects.clone(), args.region.clone());
         let _ = state.objects.set(s3.clone());
+        let _ = state
+            .code_objects
+            .set(Arc::new(crate::s3_glue::CodeFromObjects(objects)));
         {
             // Provisioned pools are kept by `retire`; what a function wants provisioned is
             // handed to the engine again after every change that may alter it. A weak

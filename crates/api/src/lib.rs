@@ -70,6 +70,8 @@ pub struct AppState {
     pub queues: std::sync::OnceLock<Arc<updraft_queues::Queues>>,
     /// The object store (S3's API), set once at start-up.
     pub objects: std::sync::OnceLock<Arc<updraft_objects::S3Service>>,
+    /// Where `Code.S3Bucket` packages are read from, set once at start-up.
+    pub code_objects: std::sync::OnceLock<Arc<dyn wire::CodeObjects>>,
 }
 
 impl AppState {
@@ -95,6 +97,7 @@ impl AppState {
             events: std::sync::OnceLock::new(),
             queues: std::sync::OnceLock::new(),
             objects: std::sync::OnceLock::new(),
+            code_objects: std::sync::OnceLock::new(),
         })
     }
 }

@@ -22,6 +22,7 @@ pub use error::S3Error;
 pub use store::ObjectStore;
 pub mod notify;
 pub mod policy;
+mod reader;
 pub mod wire;
 
 pub use wire::{S3Request, S3Service};
