@@ -243,6 +243,11 @@ impl PendingAuth {
         self.head.body_check()
     }
 
+    /// The chunk-signature chain of a signed aws-chunked body.
+    pub fn chunk_chain(&self) -> Option<updraft_sigv4::ChunkChain> {
+        self.head.chunk_chain()
+    }
+
     /// Completes the check with the hex SHA-256 of the body as received.
     pub fn finish(self, body_sha256_hex: &str) -> Result<Caller, ApiError> {
         let verified = self

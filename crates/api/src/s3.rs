@@ -129,6 +129,10 @@ pub async fn serve(
         ));
     }
     let account = pending.account_id().to_string();
+    let chunk_verify = pending.chunk_chain().map(|mut chain| {
+        Box::new(move |sha: &str, sig: &str| chain.next(sha, sig))
+            as updraft_objects::chunked::ChunkVerify
+    });
     let verify: Option<updraft_objects::wire::VerifyBody> = match pending.body_check() {
         // The signature is checked and covers no body: nothing is left to do.
         BodyCheck::Unsigned(_) => match pending.finish_raw(updraft_objects::EMPTY_SHA256) {
@@ -157,6 +161,7 @@ pub async fn serve(
         account,
         has_body,
         verify,
+        chunk_verify,
         source_ip,
     };
     serve_with(svc, req).await

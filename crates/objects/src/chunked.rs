@@ -2,7 +2,12 @@
 //! lines, each followed by that many bytes, a zero-size chunk, then trailing headers (the
 //! flexible checksum). Decoded incrementally, so a body never has to be held whole.
 
+use sha2::Digest as _;
+
 use crate::error::S3Error;
+
+/// Checks one chunk of a signed body: its data's hex SHA-256 and its claimed signature.
+pub type ChunkVerify = Box<dyn FnMut(&str, &str) -> bool + Send>;
 
 /// Longest chunk header or trailer line accepted.
 const MAX_LINE: usize = 4096;
@@ -30,6 +35,18 @@ pub struct ChunkDecoder {
     pub signatures: Vec<String>,
     /// Each chunk's size, matching `signatures`.
     pub sizes: Vec<u64>,
+    /// Verifies each chunk's signature, for signed streaming uploads.
+    verify: Option<ChunkVerify>,
+    /// The running hash of the current chunk's data (only with `verify`).
+    chunk_hash: sha2::Sha256,
+}
+
+fn bad_chunk_signature() -> S3Error {
+    S3Error::new(
+        "SignatureDoesNotMatch",
+        403,
+        "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+    )
 }
 
 fn malformed(what: &str) -> S3Error {
@@ -55,6 +72,31 @@ impl ChunkDecoder {
             trailers: Vec::new(),
             signatures: Vec::new(),
             sizes: Vec::new(),
+            verify: None,
+            chunk_hash: sha2::Sha256::new(),
+        }
+    }
+
+    /// A decoder that checks every chunk's signature with `verify`.
+    pub fn signed(verify: ChunkVerify) -> Self {
+        let mut d = Self::new();
+        d.verify = Some(verify);
+        d
+    }
+
+    /// Checks the signature of the chunk just finished.
+    fn check_chunk(&mut self, data_sha: &str) -> Result<(), S3Error> {
+        let Some(v) = self.verify.as_mut() else {
+            return Ok(());
+        };
+        let claimed = match self.signatures.get(self.sizes.len() - 1) {
+            Some(s) if self.signatures.len() == self.sizes.len() => s.clone(),
+            _ => return Err(bad_chunk_signature()),
+        };
+        if v(data_sha, &claimed) {
+            Ok(())
+        } else {
+            Err(bad_chunk_signature())
         }
     }
 
@@ -109,6 +151,7 @@ impl ChunkDecoder {
                     }
                     self.sizes.push(size);
                     self.state = if size == 0 {
+                        self.check_chunk(crate::EMPTY_SHA256)?;
                         State::Trailer
                     } else {
                         State::Data(size)
@@ -116,10 +159,17 @@ impl ChunkDecoder {
                 }
                 State::Data(left) => {
                     let n = usize::try_from(left).unwrap_or(usize::MAX).min(input.len());
+                    if self.verify.is_some() {
+                        self.chunk_hash.update(&input[..n]);
+                    }
                     out(&input[..n])?;
                     input = &input[n..];
                     let left = left - n as u64;
                     self.state = if left == 0 {
+                        if self.verify.is_some() {
+                            let sha = hex::encode(std::mem::take(&mut self.chunk_hash).finalize());
+                            self.check_chunk(&sha)?;
+                        }
                         State::DataEnd
                     } else {
                         State::Data(left)
@@ -224,6 +274,28 @@ mod tests {
         let (out, d) = decode(&[body]);
         assert_eq!(out, b"foo");
         assert_eq!(d.signatures, ["abc", "def"]);
+    }
+
+    #[test]
+    fn signed_chunks_are_checked_in_order() {
+        let body = b"3;chunk-signature=s1\r\nfoo\r\n0;chunk-signature=s2\r\n\r\n";
+        let foo = hex::encode(sha2::Sha256::digest(b"foo"));
+        let want = vec![
+            (foo, "s1".to_string()),
+            (crate::EMPTY_SHA256.to_string(), "s2".to_string()),
+        ];
+        let mut seen = want.clone().into_iter();
+        let mut d = ChunkDecoder::signed(Box::new(move |sha, sig| {
+            seen.next() == Some((sha.to_string(), sig.to_string()))
+        }));
+        d.feed(body, &mut |_| Ok(())).unwrap();
+        d.finish().unwrap();
+        let mut d = ChunkDecoder::signed(Box::new(|_, sig| sig == "s1"));
+        let e = d.feed(body, &mut |_| Ok(())).unwrap_err();
+        assert_eq!(e.code, "SignatureDoesNotMatch");
+        let mut d = ChunkDecoder::signed(Box::new(|_, _| true));
+        let e = d.feed(b"3\r\nfoo\r\n", &mut |_| Ok(())).unwrap_err();
+        assert_eq!(e.code, "SignatureDoesNotMatch");
     }
 
     #[test]

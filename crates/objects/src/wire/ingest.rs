@@ -126,7 +126,8 @@ where
         return Err(too_large(n, max));
     }
     let mut writer = blobs.writer(&expect.algorithms)?;
-    let mut decoder = chunked.then(ChunkDecoder::new);
+    let mut incoming = incoming;
+    let mut decoder = chunked.then(|| incoming.decoder());
     let Incoming {
         mut body, verify, ..
     } = incoming;

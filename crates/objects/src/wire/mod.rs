@@ -45,6 +45,8 @@ pub struct S3Request<B> {
     pub has_body: bool,
     /// Completes authentication with the body's hash (when the signature covers the body).
     pub verify: Option<VerifyBody>,
+    /// Checks each chunk's signature of a signed aws-chunked body.
+    pub chunk_verify: Option<crate::chunked::ChunkVerify>,
     /// The caller's address, for notification records.
     pub source_ip: String,
 }
@@ -244,6 +246,7 @@ impl S3Service {
             body: req.body,
             has_body: req.has_body,
             verify: req.verify,
+            chunk_verify: req.chunk_verify,
         };
         let m = &ctx.method;
         match (&ctx.bucket, &ctx.key) {
@@ -319,6 +322,17 @@ pub(crate) struct Incoming<B> {
     pub body: B,
     pub has_body: bool,
     pub verify: Option<VerifyBody>,
+    pub chunk_verify: Option<crate::chunked::ChunkVerify>,
+}
+
+impl<B> Incoming<B> {
+    /// The decoder an aws-chunked body needs (checking chunk signatures when it is signed).
+    pub fn decoder(&mut self) -> crate::chunked::ChunkDecoder {
+        match self.chunk_verify.take() {
+            Some(v) => crate::chunked::ChunkDecoder::signed(v),
+            None => crate::chunked::ChunkDecoder::new(),
+        }
+    }
 }
 
 /// Largest XML document accepted in a request body.
@@ -333,7 +347,7 @@ where
     pub async fn small(mut self, headers: &HeaderMap) -> Result<Bytes, S3Error> {
         let mut buf = Vec::new();
         let chunked = ingest::is_chunked(headers);
-        let mut dec = crate::chunked::ChunkDecoder::new();
+        let mut dec = self.decoder();
         while let Some(frame) = self.body.frame().await {
             let frame = frame.map_err(|e| {
                 tracing::debug!(error = %e, "s3 request body read failed");
