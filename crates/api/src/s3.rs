@@ -16,44 +16,36 @@ use updraft_sigv4::{BodyCheck, VerifyError};
 use crate::auth::{HeadFailure, header_pairs, verify_head_for};
 use crate::{AppState, is_api_date};
 
-/// Whether a request is the object store's: addressed to a bucket by host, signed for `s3`,
-/// or anonymous on a path no other service claims.
+/// Whether a request is the object store's: not on a path or in a shape another service owns
+/// (Lambda's API dates, Updraft's own routes, `X-Amz-Target`, form posts), and addressed to a
+/// bucket by host, signed for `s3`, or anonymous on a bucket path.
 pub fn claims(parts: &Parts, raw_path: &str, raw_query: &str) -> bool {
+    let first = raw_path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let others = is_api_date(first)
+        || matches!(first, "updraft" | "health" | "metrics" | "ui" | "lambda-url")
+        || parts.headers.contains_key("x-amz-target")
+        || parts
+            .headers
+            .get("content-type")
+            .and_then(|c| c.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    if others {
+        return false;
+    }
     let host = parts.headers.get("host").and_then(|h| h.to_str().ok());
     if host.and_then(updraft_objects::wire::host_bucket).is_some() {
         return true;
     }
     let scoped = |v: &str| v.contains("/s3/aws4_request");
-    if let Some(a) = parts
-        .headers
-        .get("authorization")
-        .and_then(|a| a.to_str().ok())
-    {
+    if let Some(a) = parts.headers.get("authorization").and_then(|a| a.to_str().ok()) {
         return scoped(a);
     }
     let q = raw_query.replace("%2F", "/").replace("%2f", "/");
     if q.contains("X-Amz-Credential=") {
         return scoped(&q);
     }
-    // Anonymous: a bucket path that no other service uses (presigned links and public reads
-    // of other services always carry a credential).
-    let first = raw_path
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or("");
+    // Anonymous: presigned links and public reads of other services always carry a credential.
     !first.is_empty()
-        && !is_api_date(first)
-        && !matches!(
-            first,
-            "updraft" | "health" | "metrics" | "ui" | "lambda-url"
-        )
-        && !parts.headers.contains_key("x-amz-target")
-        && !parts
-            .headers
-            .get("content-type")
-            .and_then(|c| c.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
 }
 
 /// An authentication failure in S3's words.
