@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, the programs the test suites need that the machine may lack:
 # gcc (the security probes), curl (Function URLs driven by curl), Node.js (the Node.js runtime
-# and its client), python3 with venv (the e2e suites' environment and the Python runtime). Under
+# and its client), npm (the object store's AWS SDK for JavaScript test), python3 with venv (the e2e suites' environment and the Python runtime). Under
 # CI=true the suites fail rather than skip when one is missing, so CI installs them first.
 # Does nothing when all are present; installing needs root.
 set -euo pipefail
@@ -11,6 +11,7 @@ wanted=(
     "gcc gcc"
     "curl curl"
     "node nodejs"
+    "npm npm"
     "python3 python3"
 )
 
@@ -25,7 +26,7 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip, venv' >
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "test dependencies present: gcc, curl, node, python3"
+    echo "test dependencies present: gcc, curl, node, npm, python3"
     exit 0
 fi
 echo "installing missing test dependencies: ${missing[*]}"
