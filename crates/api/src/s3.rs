@@ -20,9 +20,16 @@ use crate::{AppState, is_api_date};
 /// (Lambda's API dates, Updraft's own routes, `X-Amz-Target`, form posts), and addressed to a
 /// bucket by host, signed for `s3`, or anonymous on a bucket path.
 pub fn claims(parts: &Parts, raw_path: &str, raw_query: &str) -> bool {
-    let first = raw_path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let first = raw_path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
     let others = is_api_date(first)
-        || matches!(first, "updraft" | "health" | "metrics" | "ui" | "lambda-url")
+        || matches!(
+            first,
+            "updraft" | "health" | "metrics" | "ui" | "lambda-url"
+        )
         || parts.headers.contains_key("x-amz-target")
         || parts
             .headers
@@ -37,7 +44,11 @@ pub fn claims(parts: &Parts, raw_path: &str, raw_query: &str) -> bool {
         return true;
     }
     let scoped = |v: &str| v.contains("/s3/aws4_request");
-    if let Some(a) = parts.headers.get("authorization").and_then(|a| a.to_str().ok()) {
+    if let Some(a) = parts
+        .headers
+        .get("authorization")
+        .and_then(|a| a.to_str().ok())
+    {
         return scoped(a);
     }
     let q = raw_query.replace("%2F", "/").replace("%2f", "/");

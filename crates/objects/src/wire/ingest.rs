@@ -17,6 +17,31 @@ use crate::checksum::Algorithm;
 use crate::chunked::ChunkDecoder;
 use crate::error::S3Error;
 
+/// How long an upload may send nothing before it is dropped (S3's `RequestTimeout`), so an idle
+/// client cannot hold a connection and a temporary file forever.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The next frame of a body, or S3's `RequestTimeout` when none comes within [`IDLE_TIMEOUT`].
+pub(crate) async fn next_frame<B>(body: &mut B) -> Result<Option<http_body::Frame<Bytes>>, S3Error>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    match tokio::time::timeout(IDLE_TIMEOUT, body.frame()).await {
+        Err(_) => Err(S3Error::new(
+            "RequestTimeout",
+            400,
+            "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.",
+        )),
+        Ok(None) => Ok(None),
+        Ok(Some(Ok(f))) => Ok(Some(f)),
+        Ok(Some(Err(e))) => {
+            tracing::debug!(error = %e, "s3 request body read failed");
+            Err(S3Error::incomplete_body())
+        }
+    }
+}
+
 /// Largest single PUT, as on S3.
 pub const MAX_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
@@ -133,11 +158,7 @@ where
     } = incoming;
     let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
         == tokio::runtime::RuntimeFlavor::MultiThread;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            tracing::debug!(error = %e, "s3 upload body read failed");
-            S3Error::incomplete_body()
-        })?;
+    while let Some(frame) = next_frame(&mut body).await? {
         let Ok(data) = frame.into_data() else {
             continue;
         };

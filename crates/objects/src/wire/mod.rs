@@ -17,7 +17,6 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::BodyExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::error::S3Error;
@@ -348,11 +347,7 @@ where
         let mut buf = Vec::new();
         let chunked = ingest::is_chunked(headers);
         let mut dec = self.decoder();
-        while let Some(frame) = self.body.frame().await {
-            let frame = frame.map_err(|e| {
-                tracing::debug!(error = %e, "s3 request body read failed");
-                S3Error::incomplete_body()
-            })?;
+        while let Some(frame) = ingest::next_frame(&mut self.body).await? {
             if let Ok(data) = frame.into_data() {
                 if chunked {
                     dec.feed(&data, &mut |d| {
