@@ -17,8 +17,8 @@ use crate::auth::{HeadFailure, header_pairs, verify_head_for};
 use crate::{AppState, is_api_date};
 
 /// Whether a request is the object store's: not on a path or in a shape another service owns
-/// (Lambda's API dates, Updraft's own routes, `X-Amz-Target`, form posts), and addressed to a
-/// bucket by host, signed for `s3`, or anonymous on a bucket path.
+/// (Lambda's API dates, Updraft's own routes, `X-Amz-Target`), and addressed to a
+/// bucket by host, signed for `s3`, or anonymous on a bucket path (but for a form post).
 pub fn claims(parts: &Parts, raw_path: &str, raw_query: &str) -> bool {
     let first = raw_path
         .trim_start_matches('/')
@@ -30,12 +30,7 @@ pub fn claims(parts: &Parts, raw_path: &str, raw_query: &str) -> bool {
             first,
             "updraft" | "health" | "metrics" | "ui" | "lambda-url"
         )
-        || parts.headers.contains_key("x-amz-target")
-        || parts
-            .headers
-            .get("content-type")
-            .and_then(|c| c.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        || parts.headers.contains_key("x-amz-target");
     if others {
         return false;
     }
@@ -55,8 +50,15 @@ pub fn claims(parts: &Parts, raw_path: &str, raw_query: &str) -> bool {
     if q.contains("X-Amz-Credential=") {
         return scoped(&q);
     }
-    // Anonymous: presigned links and public reads of other services always carry a credential.
-    !first.is_empty()
+    // Anonymous: presigned links and public reads of other services always carry a credential;
+    // an anonymous form post is the query protocol's (SQS), answered in its words.
+    let form_post = parts.method == axum::http::Method::POST
+        && parts
+            .headers
+            .get("content-type")
+            .and_then(|c| c.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    !first.is_empty() && !form_post
 }
 
 /// An authentication failure in S3's words.
