@@ -17,7 +17,7 @@ use updraft_events::{DeliveryTarget, EventBusSink, Events, NewWork, Outcome, Sin
 use updraft_queues::{QueueError, Queues, SendInput};
 
 /// The function ARN without its qualifier, and the qualifier.
-fn split_qualifier(arn: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_qualifier(arn: &str) -> (&str, Option<&str>) {
     // arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
     let parts: Vec<&str> = arn.splitn(8, ':').collect();
     if parts.len() == 8 {
@@ -28,7 +28,7 @@ fn split_qualifier(arn: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn account_of(arn: &str) -> &str {
+pub(crate) fn account_of(arn: &str) -> &str {
     arn.split(':').nth(4).unwrap_or("")
 }
 
@@ -38,6 +38,25 @@ pub struct PolicyCheck(pub Arc<ControlPlane>);
 impl FunctionPermissions for PolicyCheck {
     fn allows_events(
         &self,
+        function_arn: &str,
+        source_arn: &str,
+        source_account: &str,
+    ) -> Result<(), String> {
+        self.allows_service(
+            "events.amazonaws.com",
+            function_arn,
+            source_arn,
+            source_account,
+        )
+    }
+}
+
+impl PolicyCheck {
+    /// Whether a function exists and its resource policy lets `service` (a service principal
+    /// such as `s3.amazonaws.com`) invoke it for `source_arn` of `source_account`.
+    pub fn allows_service(
+        &self,
+        service: &str,
         function_arn: &str,
         source_arn: &str,
         source_account: &str,
@@ -57,7 +76,7 @@ impl FunctionPermissions for PolicyCheck {
             &policy,
             &AccessRequest {
                 action: "lambda:InvokeFunction",
-                requester: Requester::Service("events.amazonaws.com"),
+                requester: Requester::Service(service),
                 source_arn: Some(source_arn),
                 source_account: Some(source_account),
                 url_auth_type: None,
@@ -67,7 +86,7 @@ impl FunctionPermissions for PolicyCheck {
             Ok(())
         } else {
             Err(format!(
-                "the resource policy of {function_arn} does not allow events.amazonaws.com to invoke it for {source_arn} (add one with AddPermission)"
+                "the resource policy of {function_arn} does not allow {service} to invoke it for {source_arn} (add one with AddPermission)"
             ))
         }
     }
@@ -114,7 +133,7 @@ fn is_rule(source: &str) -> bool {
 pub struct DurableDelivery(pub Arc<Events>);
 
 /// A fresh request id in Lambda's (UUID) form, kept by the event across its retries.
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     let (a, b) = (random_u64(), random_u64());
     format!(
         "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",

@@ -8,6 +8,7 @@ mod client;
 mod events_glue;
 mod http;
 mod mappings_glue;
+mod s3_glue;
 mod serve;
 
 use clap::{Parser, Subcommand};

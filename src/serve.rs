@@ -397,6 +397,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         updraft_logs::sweeper::spawn(&logs, Duration::from_millis(args.logs_sweep_ms))
             .context("starting the logs sweeper")?;
         let _ = state.logs.set(logs);
+        let objects = updraft_objects::ObjectStore::open(&data_dir)
+            .map_err(|e| anyhow::anyhow!("opening the object store: {e}"))?;
+        let objects = Arc::new(objects);
+        let s3 = updraft_objects::S3Service::new(objects.clone(), args.region.clone());
+        let _ = state.objects.set(s3.clone());
+        let _ = state
+            .code_objects
+            .set(Arc::new(crate::s3_glue::CodeFromObjects(objects)));
         {
             // Provisioned pools are kept by `retire`; what a function wants provisioned is
             // handed to the engine again after every change that may alter it. A weak
@@ -485,6 +493,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         )
         .context("loading event source mappings")?;
         let _ = state.mappings.set(mappings.clone());
+        let _ = s3.notifier.set(Arc::new(crate::s3_glue::S3Notifier {
+            control: state.control.clone(),
+            queues: queues.clone(),
+            events: events.clone(),
+            region: args.region.clone(),
+        }));
         let scheduler = tokio::spawn(updraft_eventbridge::scheduler::run(
             eventbridge,
             std::future::pending(),

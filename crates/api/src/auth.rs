@@ -227,6 +227,27 @@ impl PendingAuth {
         }
     }
 
+    /// [`finish`](Self::finish) with the signature failure kept as it is.
+    pub fn finish_raw(self, body_sha256_hex: &str) -> Result<Caller, VerifyError> {
+        let verified = self.head.finish(body_sha256_hex)?;
+        Ok(Caller {
+            account_id: self.account_id,
+            access_key_id: verified.access_key_id,
+            region: verified.region,
+            service: verified.service,
+        })
+    }
+
+    /// What the body must still satisfy.
+    pub fn body_check(&self) -> &BodyCheck {
+        self.head.body_check()
+    }
+
+    /// The chunk-signature chain of a signed aws-chunked body.
+    pub fn chunk_chain(&self) -> Option<updraft_sigv4::ChunkChain> {
+        self.head.chunk_chain()
+    }
+
     /// Completes the check with the hex SHA-256 of the body as received.
     pub fn finish(self, body_sha256_hex: &str) -> Result<Caller, ApiError> {
         let verified = self
@@ -251,6 +272,29 @@ pub fn authenticate_head(
     query: &str,
     headers: &[(String, String)],
 ) -> Result<PendingAuth, ApiError> {
+    verify_head_for(keys, region, method, path, query, headers).map_err(|f| match f {
+        HeadFailure::Verify(e) => verify_error(&e),
+        HeadFailure::Refused(e) => e,
+    })
+}
+
+/// Why a head was not authenticated: its signature (each protocol words that its own way),
+/// or this node's own refusal (an unknown key, another region).
+#[derive(Debug)]
+pub enum HeadFailure {
+    Verify(VerifyError),
+    Refused(ApiError),
+}
+
+/// [`authenticate_head`] with the signature failure kept as it is.
+pub fn verify_head_for(
+    keys: &KeyRing,
+    region: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+) -> Result<PendingAuth, HeadFailure> {
     let parts = RequestParts {
         method,
         path,
@@ -263,23 +307,23 @@ pub fn authenticate_head(
         account_id = Some(account);
         Some(key)
     })
-    .map_err(|e| verify_error(&e))?;
+    .map_err(HeadFailure::Verify)?;
     if head.region() != region {
-        return Err(ApiError::new(
+        return Err(HeadFailure::Refused(ApiError::new(
             StatusCode::FORBIDDEN,
             "InvalidSignatureException",
             format!(
                 "Credential should be scoped to a valid region, not '{}'. This endpoint serves '{region}'.",
                 head.region()
             ),
-        ));
+        )));
     }
     let account_id = account_id.ok_or_else(|| {
-        ApiError::new(
+        HeadFailure::Refused(ApiError::new(
             StatusCode::FORBIDDEN,
             "UnrecognizedClientException",
             "The security token included in the request is invalid.",
-        )
+        ))
     })?;
     Ok(PendingAuth { head, account_id })
 }

@@ -390,7 +390,12 @@ async fn create_function(
     // is blocking work that must not hold an async worker.
     let body = req.body;
     let (latest, published, note) = blocking(move || {
-        let input = wire::parse_body::<wire::CreateFunctionWire>(&body)?.into_input()?;
+        let objects = s.code_objects.get().cloned();
+        let from = wire::CodeFrom {
+            objects: objects.as_deref(),
+            account: &c.account_id,
+        };
+        let input = wire::parse_body::<wire::CreateFunctionWire>(&body)?.into_input(&from)?;
         let note = runtime_note(&s, input.runtime.as_deref())?;
         let (latest, published) = s.control.create_function(&c.account_id, input)?;
         Ok((latest, published, note))
@@ -444,13 +449,21 @@ async fn update_code(
     let body = req.body.clone();
     let cfg = blocking(move || {
         let input: wire::UpdateCodeWire = wire::parse_body(&body)?;
-        let zip = wire::decode_code(&wire::CodeInput {
-            zip_file: input.zip_file,
-            s3_bucket: input.s3_bucket,
-            s3_key: input.s3_key,
-            s3_object_version: None,
-            image_uri: input.image_uri,
-        })?;
+        let objects = s.code_objects.get().cloned();
+        let from = wire::CodeFrom {
+            objects: objects.as_deref(),
+            account: &c.account_id,
+        };
+        let zip = wire::decode_code(
+            &wire::CodeInput {
+                zip_file: input.zip_file,
+                s3_bucket: input.s3_bucket,
+                s3_key: input.s3_key,
+                s3_object_version: input.s3_object_version,
+                image_uri: input.image_uri,
+            },
+            &from,
+        )?;
         let update = CodeUpdate {
             zip,
             publish: input.publish,

@@ -27,6 +27,7 @@ pub use lambda::RUNTIME_NOTE_HEADER;
 pub mod payload_v2;
 mod policy;
 pub mod provisioned;
+pub mod s3;
 mod sqs;
 mod streaming;
 mod urls;
@@ -75,6 +76,10 @@ pub struct AppState {
     pub mappings: std::sync::OnceLock<Arc<updraft_mappings::Mappings>>,
     /// CloudWatch Logs (`X-Amz-Target: Logs_20140328.*`), set once at start-up.
     pub logs: std::sync::OnceLock<Arc<updraft_logs::LogStore>>,
+    /// The object store (S3's API), set once at start-up.
+    pub objects: std::sync::OnceLock<Arc<updraft_objects::S3Service>>,
+    /// Where `Code.S3Bucket` packages are read from, set once at start-up.
+    pub code_objects: std::sync::OnceLock<Arc<dyn wire::CodeObjects>>,
 }
 
 impl AppState {
@@ -101,6 +106,8 @@ impl AppState {
             queues: std::sync::OnceLock::new(),
             mappings: std::sync::OnceLock::new(),
             logs: std::sync::OnceLock::new(),
+            objects: std::sync::OnceLock::new(),
+            code_objects: std::sync::OnceLock::new(),
         })
     }
 }
@@ -193,6 +200,9 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     let host_header = parts.headers.get("host").and_then(|h| h.to_str().ok());
     if let Some(url) = urls::url_route(host_header, &raw_path) {
         return urls::serve(state, parts, body, request_id, url).await;
+    }
+    if s3::claims(&parts, &raw_path, &raw_query) {
+        return s3::serve(state, parts, body, request_id, &raw_path, &raw_query).await;
     }
     let has_body = body::announces_body(&parts.headers);
     let segments: Vec<String> = raw_path

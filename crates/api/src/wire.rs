@@ -248,17 +248,55 @@ pub(crate) fn missing(field: &str) -> ApiError {
     )
 }
 
-/// Decodes `Code` into zip bytes, refusing sources this node cannot read yet.
-pub fn decode_code(code: &CodeInput) -> ApiResult<Vec<u8>> {
+/// Reads a code package from the node's object store for `Code.S3Bucket`/`S3Key`; the
+/// binary implements it over the object store, with the caller's read access checked.
+pub trait CodeObjects: Send + Sync {
+    /// The object's bytes, or S3's error code and message.
+    fn read_code(
+        &self,
+        account: &str,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<u8>, (String, String)>;
+}
+
+/// Where `Code.S3Bucket` packages come from, and for whom.
+pub struct CodeFrom<'a> {
+    pub objects: Option<&'a dyn CodeObjects>,
+    pub account: &'a str,
+}
+
+/// Decodes `Code` into zip bytes: inline (`ZipFile`) or from the object store.
+pub fn decode_code(code: &CodeInput, from: &CodeFrom<'_>) -> ApiResult<Vec<u8>> {
     if code.image_uri.is_some() {
         return Err(ApiError::invalid(
             "Container image packages are not supported by Updraft; use a .zip deployment package.",
         ));
     }
     if code.s3_bucket.is_some() || code.s3_key.is_some() {
-        return Err(ApiError::invalid(
-            "Code.S3Bucket/S3Key are not supported yet: Updraft has no object store on this node. Upload the package with Code.ZipFile.",
-        ));
+        if code.zip_file.is_some() {
+            return Err(ApiError::invalid(
+                "Please specify only one source for function code: Code.ZipFile or Code.S3Bucket/S3Key.",
+            ));
+        }
+        let (Some(bucket), Some(key)) = (code.s3_bucket.as_deref(), code.s3_key.as_deref()) else {
+            return Err(ApiError::invalid(
+                "Code.S3Bucket and Code.S3Key must be given together.",
+            ));
+        };
+        let Some(objects) = from.objects else {
+            return Err(ApiError::invalid(
+                "Code.S3Bucket/S3Key cannot be read: the object store is not running on this node.",
+            ));
+        };
+        return objects
+            .read_code(from.account, bucket, key, code.s3_object_version.as_deref())
+            .map_err(|(code, message)| {
+                ApiError::invalid(format!(
+                    "Error occurred while GetObject. S3 Error Code: {code}. S3 Error Message: {message}"
+                ))
+            });
     }
     let zip = code.zip_file.as_deref().ok_or_else(|| {
         ApiError::invalid("Please provide a source for function code (Code.ZipFile).")
@@ -273,14 +311,14 @@ pub fn decode_code(code: &CodeInput) -> ApiResult<Vec<u8>> {
 }
 
 impl CreateFunctionWire {
-    pub fn into_input(self) -> ApiResult<CreateFunction> {
+    pub fn into_input(self, from: &CodeFrom<'_>) -> ApiResult<CreateFunction> {
         if self.package_type.as_deref().is_some_and(|p| p != "Zip") {
             return Err(ApiError::invalid("Updraft supports PackageType Zip only."));
         }
         let name = self.function_name.ok_or_else(|| missing("functionName"))?;
         let role = self.role.ok_or_else(|| missing("role"))?;
         let code = self.code.ok_or_else(|| missing("code"))?;
-        let zip = decode_code(&code)?;
+        let zip = decode_code(&code, from)?;
         Ok(CreateFunction {
             name,
             runtime: self.runtime,
@@ -352,6 +390,8 @@ pub struct UpdateCodeWire {
     pub s3_bucket: Option<String>,
     #[serde(rename = "S3Key")]
     pub s3_key: Option<String>,
+    #[serde(rename = "S3ObjectVersion")]
+    pub s3_object_version: Option<String>,
     pub image_uri: Option<String>,
     #[serde(default)]
     pub publish: bool,
@@ -417,13 +457,17 @@ mod tests {
     }
 
     #[test]
-    fn s3_code_is_refused_clearly() {
+    fn s3_code_without_an_object_store_is_refused_clearly() {
         let c = CodeInput {
             s3_bucket: Some("b".into()),
             s3_key: Some("k".into()),
             ..Default::default()
         };
-        let e = decode_code(&c).unwrap_err();
+        let from = CodeFrom {
+            objects: None,
+            account: "111111111111",
+        };
+        let e = decode_code(&c, &from).unwrap_err();
         assert_eq!(e.code, "InvalidParameterValueException");
         assert!(e.message.contains("S3"));
     }

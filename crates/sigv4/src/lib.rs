@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 pub use canonical::{PathEncoding, canonical_uri};
 pub use sign::{SignError, SigningParams, presign, sign_headers, sign_headers_with_payload};
 pub use verify::{
-    BodyCheck, HeadVerified, Scope, Verified, VerifyError, verify, verify_head,
+    BodyCheck, ChunkChain, HeadVerified, Scope, Verified, VerifyError, verify, verify_head,
     verify_with_signing_key,
 };
 
@@ -46,6 +46,13 @@ pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// An aws-chunked body without chunk signatures, with trailing checksums (sent by recent AWS SDKs for
 /// S3 uploads). The signature covers the headers only; the body's integrity rests on the trailer.
 pub const STREAMING_UNSIGNED_PAYLOAD_TRAILER: &str = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+
+/// An aws-chunked body whose every chunk carries a signature chained from the request's
+/// (`chunk-signature=`); S3 only. Verified chunk by chunk with [`ChunkChain`].
+pub const STREAMING_SIGNED_PAYLOAD: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+
+/// [`STREAMING_SIGNED_PAYLOAD`] followed by trailing headers (a checksum).
+pub const STREAMING_SIGNED_PAYLOAD_TRAILER: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER";
 
 /// How far a request's time may be from the server's clock, either way, as on AWS.
 pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(15);

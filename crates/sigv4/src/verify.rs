@@ -10,8 +10,9 @@ use crate::canonical::{
 };
 use crate::sign::{credential_scope, signature, signing_key, string_to_sign};
 use crate::{
-    ALGORITHM, MAX_CLOCK_SKEW, MAX_PRESIGN_EXPIRES_SECS, RequestParts,
-    STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD, amz_date,
+    ALGORITHM, MAX_CLOCK_SKEW, MAX_PRESIGN_EXPIRES_SECS, RequestParts, STREAMING_SIGNED_PAYLOAD,
+    STREAMING_SIGNED_PAYLOAD_TRAILER, STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD,
+    amz_date,
 };
 
 /// A request whose signature checked out.
@@ -341,6 +342,43 @@ pub struct HeadVerified {
     /// What the signature is recomputed from once the body's hash is known
     /// ([`BodyCheck::SignatureCoversBody`] only).
     pending: Option<PendingSignature>,
+    /// The chain each chunk's signature continues (signed aws-chunked bodies only).
+    chunks: Option<ChunkChain>,
+}
+
+/// Verifies the signatures of a signed aws-chunked body (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`):
+/// each chunk's signature is an HMAC, under the request's signing key, of a string that names
+/// the previous signature (the request's own for the first chunk) and the chunk's SHA-256, so
+/// no chunk can be changed, dropped or reordered.
+#[derive(Clone)]
+pub struct ChunkChain {
+    key: [u8; 32],
+    amz_date: String,
+    scope: String,
+    previous: String,
+}
+
+impl std::fmt::Debug for ChunkChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkChain").finish_non_exhaustive()
+    }
+}
+
+impl ChunkChain {
+    /// Checks the next chunk's claimed signature against its data's hex SHA-256 (the empty
+    /// body's for the final zero-length chunk), and moves the chain on when it matches.
+    pub fn next(&mut self, chunk_sha256_hex: &str, claimed: &str) -> bool {
+        let sts = format!(
+            "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{}\n{EMPTY_SHA256}\n{chunk_sha256_hex}",
+            self.amz_date, self.scope, self.previous
+        );
+        let expected = signature(&self.key, &sts);
+        let ok = bool::from(expected.as_bytes().ct_eq(claimed.as_bytes()));
+        if ok {
+            self.previous = expected;
+        }
+        ok
+    }
 }
 
 /// The parts of a canonical request that precede the payload hash, kept for [`HeadVerified::finish`].
@@ -403,6 +441,11 @@ impl HeadVerified {
     /// What the body must still satisfy.
     pub fn body_check(&self) -> &BodyCheck {
         &self.body
+    }
+
+    /// The chain of chunk signatures a signed aws-chunked body must follow.
+    pub fn chunk_chain(&self) -> Option<ChunkChain> {
+        self.chunks.clone()
     }
 
     /// Whether the signature already matched (the body is then only held to
@@ -522,6 +565,7 @@ pub fn verify_head(
         canonical_request: creq,
         string_to_sign: sts,
     };
+    let mut chunks = None;
     let (body, pending) = match mode {
         PayloadMode::Declared(hex) => {
             let (ok, creq, sts) = pending.check(&hex);
@@ -534,6 +578,14 @@ pub fn verify_head(
             let (ok, creq, sts) = pending.check(&placeholder);
             if !ok {
                 return Err(mismatch(creq, sts));
+            }
+            if placeholder.starts_with(STREAMING_SIGNED_PAYLOAD) {
+                chunks = Some(ChunkChain {
+                    key: pending.key,
+                    amz_date: pending.amz_date.clone(),
+                    scope: pending.scope.clone(),
+                    previous: pending.signature.clone(),
+                });
             }
             (BodyCheck::Unsigned(placeholder), None)
         }
@@ -557,6 +609,7 @@ pub fn verify_head(
         presigned,
         body,
         pending,
+        chunks,
     })
 }
 
@@ -587,7 +640,12 @@ fn payload_mode(
         Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
             Ok(PayloadMode::Declared(v))
         }
-        Some(v) if v == UNSIGNED_PAYLOAD || v == STREAMING_UNSIGNED_PAYLOAD_TRAILER => {
+        Some(v)
+            if v == UNSIGNED_PAYLOAD
+                || v == STREAMING_UNSIGNED_PAYLOAD_TRAILER
+                || v == STREAMING_SIGNED_PAYLOAD
+                || v == STREAMING_SIGNED_PAYLOAD_TRAILER =>
+        {
             if service == "s3" {
                 Ok(PayloadMode::Unsigned(v))
             } else {
@@ -1373,23 +1431,57 @@ mod tests {
     }
 
     #[test]
-    fn signed_streaming_payload_is_unsupported() {
-        let headers = vec![
+    fn signed_streaming_payload_is_verified_chunk_by_chunk() {
+        let payload = STREAMING_SIGNED_PAYLOAD;
+        let mut headers = vec![
             h("host", "h"),
+            h("x-amz-content-sha256", payload),
             h("x-amz-date", "20240517T093015Z"),
-            h("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
-            h(
-                "authorization",
-                &format!(
-                    "{ALGORITHM} Credential={AKID}/20240517/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc"
-                ),
-            ),
         ];
-        let err = verify(&parts("PUT", "/b/k", "", &headers), "", T0, secrets).unwrap_err();
-        assert_eq!(
-            err,
-            VerifyError::UnsupportedPayloadHash("STREAMING-AWS4-HMAC-SHA256-PAYLOAD".into())
+        headers.push(hand_authorization(
+            "PUT",
+            "/b/k",
+            &headers,
+            &["host", "x-amz-content-sha256", "x-amz-date"],
+            payload,
+            "s3",
+        ));
+        let req = parts("PUT", "/b/k", "", &headers);
+        let key = |s: &Scope<'_>| secrets(s.access_key_id).map(|k| s.signing_key(&k));
+        let head = verify_head(&req, T0, key).unwrap();
+        let mut chain = head
+            .chunk_chain()
+            .expect("a chain for a signed streaming body");
+        // The first chunk's signature, computed by hand from the seed signature.
+        let seed = headers[3]
+            .1
+            .rsplit("Signature=")
+            .next()
+            .unwrap()
+            .to_string();
+        let k = signing_key(SECRET, "20240517", "us-east-1", "s3");
+        let data_hash = crate::sha256_hex(b"chunk");
+        let sts = format!(
+            "AWS4-HMAC-SHA256-PAYLOAD\n20240517T093015Z\n20240517/us-east-1/s3/aws4_request\n{seed}\n{EMPTY_SHA256}\n{data_hash}"
         );
+        let first = signature(&k, &sts);
+        assert!(!chain.clone().next(&crate::sha256_hex(b"other"), &first));
+        assert!(chain.next(&data_hash, &first));
+        // Replaying the first signature for the next chunk fails: the chain moved on.
+        assert!(!chain.next(&data_hash, &first));
+        // Outside S3 the mode is refused, as any payload the signature does not cover.
+        let err = verify_head(
+            &parts(
+                "PUT",
+                "/2015-03-31/functions/f/invocations",
+                "",
+                &lambda_with_declared_payload(payload),
+            ),
+            T0,
+            |_| panic!("key looked up"),
+        )
+        .unwrap_err();
+        assert_eq!(err, VerifyError::UnsignedPayload(payload.into()));
     }
 
     /// A Lambda request signed with `payload` written into `x-amz-content-sha256` and the
