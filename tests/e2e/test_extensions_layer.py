@@ -37,6 +37,9 @@ def test_external_extension_from_a_layer(lam, server):
     first = invoke_ok(lam, name, {})
     assert first["register"][0]["status"] == 200
     assert first["register"][0]["body"]["functionName"] == name
+    # The extension holds the invocation open for EXT_DELAY_MS after the answer; the environment
+    # takes the next event (the one this test wants in the same environment) once REPORT is out.
+    assert wait_for(lambda: f"REPORT RequestId: {first['request_id']}" in function_logs(server, name), 10)
     out = invoke(lam, name, {}, LogType="Tail")
     assert out.status == 200 and out.function_error is None, out
     second = out.json()

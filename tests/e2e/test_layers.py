@@ -30,6 +30,7 @@ from conftest import (
     invoke,
     invoke_ok,
     package_zip,
+    sha256_b64,
     unique_name,
 )
 
@@ -81,6 +82,21 @@ def test_python_function_imports_a_library_only_a_layer_provides(lam, deploy):
     out = invoke_ok(lam, name, {"name": "ada"})
     assert out == {"greeting": "hello ada from a layer",
                    "from": "/opt/python/greet/__init__.py"}, out
+
+
+def test_layer_content_from_the_object_store(server, lam, deploy):
+    from s3_helpers import bucket_name, s3_client
+
+    s3 = s3_client(server)
+    bucket = bucket_name("layers")
+    s3.create_bucket(Bucket=bucket)
+    zip_bytes = layer_zip({"python/greet/__init__.py": "def hello(n):\n    return f'hello {n} from a layer'\n"})
+    s3.put_object(Bucket=bucket, Key="layers/greet.zip", Body=zip_bytes)
+    layer = lam.publish_layer_version(LayerName=unique_name("s3layer"),
+                                      Content={"S3Bucket": bucket, "S3Key": "layers/greet.zip"})
+    assert layer["Content"]["CodeSha256"] == sha256_b64(zip_bytes), layer
+    name = deploy({"app.py": PY_APP}, Layers=[layer["LayerVersionArn"]])
+    assert invoke_ok(lam, name, {"name": "s3"})["greeting"] == "hello s3 from a layer"
 
 
 def test_python_site_packages_path_and_opt_is_read_only(lam, deploy):
@@ -192,7 +208,8 @@ def test_layer_api_refuses_bad_input(lam, lam_raw):
                  "ValidationException", 400)
     err = assert_error(pytest.raises(Exception, lam_raw.publish_layer_version, LayerName=unique_name("s3"),
                                      Content={"S3Bucket": "b", "S3Key": "k"}), "InvalidParameterValueException", 400)
-    assert "Content.S3Bucket" in err.response["Error"]["Message"]
+    # With S3Bucket/S3Key the package is read from this node's object store, as Lambda reads S3.
+    assert "NoSuchBucket" in err.response["Error"]["Message"], err.response
     assert_error(pytest.raises(Exception, lam_raw.get_layer_version_by_arn,
                                Arn="arn:aws:lambda:us-east-1:123456789012:function:nope"), "ValidationException", 400)
     assert_error(pytest.raises(Exception, lam.get_layer_version, LayerName=unique_name("none"), VersionNumber=1),

@@ -170,12 +170,14 @@ async fn publish(
     let v = blocking(move || {
         let w: PublishLayerWire = wire::parse_body(&body)?;
         let content = w.content.ok_or_else(|| wire::missing("content"))?;
-        if content.s3_bucket.is_some() || content.s3_key.is_some() {
-            return Err(ApiError::invalid(
-                "Content.S3Bucket/S3Key are not supported yet: Updraft has no object store on this node. Upload the layer with Content.ZipFile.",
-            ));
-        }
-        let zip = wire::decode_code(&content)?;
+        // Content.S3Bucket/S3Key/S3ObjectVersion read the package from this node's object store,
+        // with the caller's own right to read it, as CreateFunction's Code does.
+        let objects = s.code_objects.get().cloned();
+        let from = wire::CodeFrom {
+            objects: objects.as_deref(),
+            account: &c.account_id,
+        };
+        let zip = wire::decode_code(&content, &from)?;
         Ok(s.control.publish_layer_version(
             &c.account_id,
             PublishLayer {

@@ -287,12 +287,23 @@ pub(crate) fn with_external_extensions(
     if external_extensions(opt_dir) == 0 {
         return argv;
     }
+    extensions_launcher(argv)
+}
+
+/// `argv` behind the shell that starts every external extension first.
+fn extensions_launcher(argv: Vec<String>) -> Vec<String> {
     let script = "for x in /opt/extensions/*; do [ -f \"$x\" ] && [ -x \"$x\" ] && \"$x\" & done; exec \"$@\"";
     ["/bin/sh", "-c", script, "updraft-extensions"]
         .into_iter()
         .map(str::to_string)
         .chain(argv)
         .collect()
+}
+
+/// `argv` as a function whose layers bring external extensions starts it.
+#[cfg(test)]
+pub(crate) fn with_external_extensions_for_test(argv: Vec<String>) -> Vec<String> {
+    extensions_launcher(argv)
 }
 
 /// External extensions of a layer set: the executables in `<opt>/extensions`, which Lambda

@@ -38,8 +38,8 @@
 mod dotnet;
 mod env;
 mod envvars;
-mod jvm;
 mod freeze;
+mod jvm;
 pub mod keepalive;
 mod launcher;
 mod logs;

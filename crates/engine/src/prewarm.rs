@@ -107,7 +107,12 @@ fn template_key(spec: &JailSpec) -> Option<TemplateKey> {
     // Updraft's Python and Node.js clients can wait for their function; any other program (the
     // function's own bootstrap, or a JVM, whose heap and options are the function's) is started
     // once the environment is assigned.
-    let waits = spec.runtime_dir.is_some()
+    // A function whose layers bring external extensions starts them from a shell before its
+    // runtime (`env::with_external_extensions`): that shell must run after the assignment, so
+    // such a function gets a jail whose pid 1 waits, never an already running interpreter.
+    let extensions_first = spec.argv.first().is_some_and(|a| a == "/bin/sh");
+    let waits = !extensions_first
+        && spec.runtime_dir.is_some()
         && spec
             .argv
             .iter()
@@ -580,6 +585,17 @@ mod tests {
         assert_eq!(pool_target(&demand, now + DEMAND_WINDOW, 1, 8), 1);
         let later = now + DEMAND_WINDOW - Duration::from_millis(150);
         assert_eq!(pool_target(&demand, later, 1, 8), 2);
+    }
+
+    #[test]
+    fn runtimes_started_behind_external_extensions_are_deferred() {
+        let mut s = spec(Some("/data/runtimes/python"), &[("PATH", "/usr/bin")]);
+        let template = template_key(&s).unwrap();
+        assert_eq!(template.start, Start::Template);
+        s.opt_dir = Some("/data/code/opt/abc".into());
+        s.argv = crate::env::with_external_extensions_for_test(s.argv.clone());
+        let key = template_key(&s).unwrap();
+        assert_eq!(key.start, Start::Deferred);
     }
 
     #[test]
