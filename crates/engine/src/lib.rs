@@ -54,7 +54,7 @@ pub use logs::{
     LogEvent, LogPage, MAX_PAGE_EVENTS, read_logs, read_logs_page, stream_file_name,
     stream_name_from_file,
 };
-pub use metering::{UsageOutcome, UsageRecord};
+pub use metering::{InvocationSource, UsageOutcome, UsageRecord};
 pub use runtime_api::{MAX_PAYLOAD_BYTES, MAX_STREAMED_RESPONSE_BYTES};
 // The pure head-of-request parts of the Runtime API, public for the fuzz targets only.
 pub use pool::random_u64;
@@ -170,6 +170,8 @@ pub struct Invocation {
     pub trace_id: Option<String>,
     /// `LogType: Tail`.
     pub want_log_tail: bool,
+    /// Who asked (a usage dimension).
+    pub source: InvocationSource,
 }
 
 /// What an invocation produced. Function failures (handler errors, init errors, timeouts, crashes)

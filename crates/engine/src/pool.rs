@@ -61,13 +61,16 @@ use crate::envvars::{EnvContext, lambda_environment};
 use crate::launcher::Launcher;
 use crate::logs::{self, Report, epoch_ms};
 use crate::messages;
-use crate::metering::{UsageOutcome, UsageRecord, billed_ms};
+use crate::metering::{UsageOutcome, UsageRecord, billed_ms, qualifier_of};
 use crate::runtime_api::{Assigned, RuntimeEvent, StreamedError};
 use crate::runtimes::{self, Launch, RuntimeRegistry};
 use crate::{
     EngineConfig, FunctionSpec, Invocation, InvokeError, InvokeOutcome, PoolStats,
     THROTTLE_ACCOUNT, THROTTLE_CAPACITY, THROTTLE_RESERVED,
 };
+
+/// `/tmp` Lambda includes in the price of an invocation.
+const FREE_EPHEMERAL_MB: u32 = 512;
 
 /// Time limits of the platform.
 #[derive(Debug, Clone, Copy)]
@@ -500,23 +503,16 @@ impl Inner {
             .launch_for(&spec.runtime)
             .map_err(InvokeError::RuntimeUnavailable)?;
         if spec.reserved_concurrency == Some(0) {
-            return Err(InvokeError::Throttled {
-                reason: THROTTLE_RESERVED,
-            });
+            return Err(self.throttled(spec, &inv, THROTTLE_RESERVED));
         }
-        let account =
-            self.account
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| InvokeError::Throttled {
-                    reason: THROTTLE_ACCOUNT,
-                })?;
+        let account = self
+            .account
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| self.throttled(spec, &inv, THROTTLE_ACCOUNT))?;
         let pool = self.checkout(spec);
-        let reserved = ReservedUse::try_new(&pool.0.running, spec.reserved_concurrency).ok_or(
-            InvokeError::Throttled {
-                reason: THROTTLE_RESERVED,
-            },
-        )?;
+        let reserved = ReservedUse::try_new(&pool.0.running, spec.reserved_concurrency)
+            .ok_or_else(|| self.throttled(spec, &inv, THROTTLE_RESERVED))?;
         let admission = Admission {
             _account: account,
             _reserved: reserved,
@@ -538,8 +534,11 @@ impl Inner {
             }
             None => match self
                 .cold_start(&pool.0, spec, &launch, &inv, started)
-                .await?
-            {
+                .await
+                .map_err(|e| match e {
+                    InvokeError::Throttled { reason } => self.throttled(spec, &inv, reason),
+                    other => other,
+                })? {
                 ColdStart::Ready(env, init) => (env, Some(init)),
                 ColdStart::Failed(ended) => {
                     drop(admission);
@@ -859,6 +858,7 @@ impl Inner {
             0.0,
             max_mem,
             Some(init_ms),
+            env.provisioned.is_some(),
             UsageOutcome::InitError,
         );
         drop(env);
@@ -949,10 +949,16 @@ impl Inner {
             Finish::Exited(info) => {
                 answered = false;
                 env.drain_logs_after_exit(self.timings.drain).await;
-                let (p, et) = messages::exit_payload(&inv.request_id, &info, env.oom_killed());
+                let oom = env.oom_killed();
+                let (p, et) = messages::exit_payload(&inv.request_id, &info, oom);
                 error_type_owned = Some(et);
                 error_type = Some(et.to_string());
-                (p, Some("Unhandled"), UsageOutcome::Crash)
+                let outcome = if oom {
+                    UsageOutcome::OutOfMemory
+                } else {
+                    UsageOutcome::Crash
+                };
+                (p, Some("Unhandled"), outcome)
             }
             Finish::Timeout => {
                 answered = false;
@@ -1009,7 +1015,17 @@ impl Inner {
             status,
         });
         let log_tail = env.log.end_capture();
-        self.meter(spec, &inv, started, duration_ms, max_mem, init_ms, outcome);
+        let provisioned = env.provisioned.is_some();
+        self.meter(
+            spec,
+            &inv,
+            started,
+            duration_ms,
+            max_mem,
+            init_ms,
+            provisioned,
+            outcome,
+        );
         if let Some(mut ended) = ended.take() {
             ended.outcome.log_tail = inv.want_log_tail.then(|| log_tail.unwrap_or_default());
             drop(admission.take());
@@ -1054,14 +1070,21 @@ impl Inner {
         duration_ms: f64,
         max_memory_used_mb: u64,
         init_duration_ms: Option<f64>,
+        provisioned: bool,
         outcome: UsageOutcome,
     ) {
+        // Metering off (no subscriber): the record's allocations are skipped.
+        if self.usage.receiver_count() == 0 {
+            return;
+        }
         let _ = self.usage.send(UsageRecord {
             request_id: inv.request_id.clone(),
             account_id: spec.account_id.clone(),
             function_name: spec.function_name.clone(),
             function_arn: spec.function_arn.clone(),
             version: spec.version.clone(),
+            qualifier: qualifier_of(&inv.invoked_function_arn),
+            source: inv.source,
             started_at_ms: epoch_ms(started),
             duration_ms,
             // An environment that never got ready never ran the invocation: nothing to bill.
@@ -1073,8 +1096,43 @@ impl Inner {
             memory_mb: spec.memory_mb,
             max_memory_used_mb,
             init_duration_ms,
+            cold_start: init_duration_ms.is_some(),
+            ephemeral_extra_mb: spec.ephemeral_mb.saturating_sub(FREE_EPHEMERAL_MB),
+            provisioned,
             outcome,
         });
+    }
+
+    /// Records a throttled invocation (it never reaches `run`) and returns its error.
+    fn throttled(
+        &self,
+        spec: &FunctionSpec,
+        inv: &Invocation,
+        reason: &'static str,
+    ) -> InvokeError {
+        // No subscriber, no record: skip the allocations.
+        if self.usage.receiver_count() > 0 {
+            let _ = self.usage.send(UsageRecord {
+                request_id: inv.request_id.clone(),
+                account_id: spec.account_id.clone(),
+                function_name: spec.function_name.clone(),
+                function_arn: spec.function_arn.clone(),
+                version: spec.version.clone(),
+                qualifier: qualifier_of(&inv.invoked_function_arn),
+                source: inv.source,
+                started_at_ms: epoch_ms(SystemTime::now()),
+                duration_ms: 0.0,
+                billed_duration_ms: 0,
+                memory_mb: spec.memory_mb,
+                max_memory_used_mb: 0,
+                init_duration_ms: None,
+                cold_start: false,
+                ephemeral_extra_mb: 0,
+                provisioned: false,
+                outcome: UsageOutcome::Throttle,
+            });
+        }
+        InvokeError::Throttled { reason }
     }
 
     pub(crate) fn retire(&self, function_arn: &str, keep_generation: Option<&str>) {

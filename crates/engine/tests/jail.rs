@@ -217,6 +217,7 @@ fn invocation(event: Value, tail: bool) -> Invocation {
         cognito_identity: None,
         trace_id: None,
         want_log_tail: tail,
+        source: updraft_engine::InvocationSource::Sync,
     }
 }
 
