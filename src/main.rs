@@ -2,9 +2,11 @@
 //! through the public API, and the jail helper mode the sandbox re-executes.
 
 mod cli;
+mod cli_usage;
 mod client;
 mod events_glue;
 mod http;
+mod observe_glue;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +41,8 @@ enum Command {
     Account(cli::AccountArgs),
     /// Install language runtimes into the data directory (`runtime install nodejs22.x`).
     Runtime(cli::RuntimeArgs),
+    /// Requests, GB-seconds and cost by function, account, version, tag, day or hour.
+    Usage(cli_usage::UsageArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Doctor(a) => cli::doctor(a),
         Command::Account(a) => cli::account(a),
         Command::Runtime(a) => cli::runtime(a),
+        Command::Usage(a) => cli_usage::usage(a),
     };
     match result {
         Ok(code) => code,

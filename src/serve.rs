@@ -113,6 +113,23 @@ pub struct ServeArgs {
     /// Longest wait between tries of a throttled event, in milliseconds.
     #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..))]
     async_backoff_max_ms: u64,
+    /// Usage metering (usage records in `usage.db`, `/updraft/v1/usage`, metrics): `off`
+    /// leaves the engine without a usage subscriber.
+    #[arg(long, value_enum, default_value_t = MeteringArg::On)]
+    metering: MeteringArg,
+    /// Days usage records are kept.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    usage_retention_days: u64,
+    /// Price table (JSON, the shape of `crates/observe/src/prices.json`); default: Lambda's
+    /// published US East prices.
+    #[arg(long)]
+    prices: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MeteringArg {
+    On,
+    Off,
 }
 
 /// Collects unreferenced code packages every `interval` for the life of the process.
@@ -352,6 +369,26 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let queues = updraft_queues::Queues::open(&data_dir.join("queues.db"), &args.region)
             .context("opening the queue database")?;
         let _ = state.queues.set(queues.clone());
+        if args.metering == MeteringArg::On {
+            let prices = match &args.prices {
+                Some(p) => updraft_observe::PriceTable::load(p)?,
+                None => updraft_observe::PriceTable::default(),
+            };
+            let store = updraft_observe::UsageStore::open(&data_dir.join("usage.db"))
+                .context("opening the usage database")?;
+            store
+                .spawn_writer(
+                    engine.subscribe_usage(),
+                    Duration::from_secs(args.usage_retention_days * 86_400),
+                    None,
+                )
+                .context("starting the usage writer")?;
+            let _ = state.usage.set(Arc::new(updraft_observe::Usage {
+                store,
+                prices,
+                dir: Arc::new(crate::observe_glue::Directory(state.control.clone())),
+            }));
+        }
         {
             // Provisioned pools are kept by `retire`; what a function wants provisioned is
             // handed to the engine again after every change that may alter it. A weak

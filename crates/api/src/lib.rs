@@ -26,6 +26,7 @@ pub mod provisioned;
 mod sqs;
 mod streaming;
 mod urls;
+mod usage;
 pub mod wire;
 
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub events: std::sync::OnceLock<async_invoke::AsyncInvoke>,
     /// The queue service, set once at start-up (`updraft serve`).
     pub queues: std::sync::OnceLock<Arc<updraft_queues::Queues>>,
+    /// Usage reports (`/updraft/v1/usage`), set at start-up unless metering is off.
+    pub usage: std::sync::OnceLock<Arc<updraft_observe::Usage>>,
 }
 
 impl AppState {
@@ -91,6 +94,7 @@ impl AppState {
             eventbridge: std::sync::OnceLock::new(),
             events: std::sync::OnceLock::new(),
             queues: std::sync::OnceLock::new(),
+            usage: std::sync::OnceLock::new(),
         })
     }
 }
@@ -304,6 +308,9 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         && incoming.method == Method::GET
     {
         return async_invoke::function_events(state, &caller, &incoming).await;
+    }
+    if incoming.segments[..] == ["updraft", "v1", "usage"] && incoming.method == Method::GET {
+        return usage::usage(state, &caller, &incoming).await;
     }
     ApiError::unknown_operation().into_response()
 }
