@@ -124,6 +124,10 @@ pub struct ServeArgs {
     /// published US East prices.
     #[arg(long)]
     prices: Option<PathBuf>,
+    /// Also serve Prometheus `/metrics` without authentication on this address (e.g.
+    /// 127.0.0.1:9464) for a scraper; on the front door `/metrics` needs root credentials.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -376,13 +380,27 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             };
             let store = updraft_observe::UsageStore::open(&data_dir.join("usage.db"))
                 .context("opening the usage database")?;
+            let metrics = Arc::new(updraft_observe::Metrics::new());
+            metrics.add_source(Arc::new(crate::observe_glue::NodeGauges {
+                engine: engine.clone(),
+                control: state.control.clone(),
+                usage: store.clone(),
+            }));
+            metrics.add_source(Arc::new(crate::observe_glue::AsyncGauges {
+                engine: engine.clone(),
+                events: events.clone(),
+            }));
             store
                 .spawn_writer(
                     engine.subscribe_usage(),
                     Duration::from_secs(args.usage_retention_days * 86_400),
-                    None,
+                    vec![metrics.clone()],
                 )
                 .context("starting the usage writer")?;
+            if let Some(addr) = args.metrics_listen {
+                crate::observe_glue::serve_metrics(addr, metrics.clone()).await?;
+            }
+            let _ = state.metrics.set(metrics);
             let _ = state.usage.set(Arc::new(updraft_observe::Usage {
                 store,
                 prices,

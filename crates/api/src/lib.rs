@@ -70,6 +70,8 @@ pub struct AppState {
     pub queues: std::sync::OnceLock<Arc<updraft_queues::Queues>>,
     /// Usage reports (`/updraft/v1/usage`), set at start-up unless metering is off.
     pub usage: std::sync::OnceLock<Arc<updraft_observe::Usage>>,
+    /// Prometheus metrics (`/metrics`, root credentials), set at start-up unless metering is off.
+    pub metrics: std::sync::OnceLock<Arc<updraft_observe::Metrics>>,
 }
 
 impl AppState {
@@ -95,6 +97,7 @@ impl AppState {
             events: std::sync::OnceLock::new(),
             queues: std::sync::OnceLock::new(),
             usage: std::sync::OnceLock::new(),
+            metrics: std::sync::OnceLock::new(),
         })
     }
 }
@@ -311,6 +314,9 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     }
     if incoming.segments[..] == ["updraft", "v1", "usage"] && incoming.method == Method::GET {
         return usage::usage(state, &caller, &incoming).await;
+    }
+    if incoming.segments[..] == ["metrics"] && incoming.method == Method::GET {
+        return usage::metrics(state, &caller).await;
     }
     ApiError::unknown_operation().into_response()
 }

@@ -1,4 +1,6 @@
-//! `GET /updraft/v1/usage?since&until&by&account`: the usage report behind `updraft usage`.
+//! `GET /updraft/v1/usage?since&until&by&account`: the usage report behind `updraft usage`;
+//! `GET /metrics`: the Prometheus text, for the root account only (a scraper without SigV4 uses
+//! `--metrics-listen`).
 //! The root account sees every account (or one, with `account=`); any other account sees only
 //! its own usage, whatever it asks for.
 
@@ -66,4 +68,34 @@ async fn answer(state: &Arc<AppState>, caller: &Caller, req: &Incoming) -> ApiRe
     })
     .await?;
     Ok(axum::Json(report).into_response())
+}
+
+pub async fn metrics(state: &Arc<AppState>, caller: &Caller) -> Response {
+    if caller.account_id != state.accounts.root_account_id() {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            "Only the root account may read the node's metrics",
+        )
+        .into_response();
+    }
+    let Some(m) = state.metrics.get().cloned() else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            "Metering is off on this node (--metering off)",
+        )
+        .into_response();
+    };
+    match blocking(move || Ok(m.render())).await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                updraft_observe::metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
 }

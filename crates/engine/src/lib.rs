@@ -577,6 +577,11 @@ impl Engine {
         self.inner.cfg.stream_write_timeout
     }
 
+    /// The node's memory budget for environments, in MiB.
+    pub fn memory_budget_mb(&self) -> u64 {
+        self.inner.cfg.memory_budget_mb
+    }
+
     /// Memory the live environments are counted at, in MiB (out of `memory_budget_mb`).
     pub fn memory_in_use_mb(&self) -> u64 {
         self.inner.memory_used_mb()

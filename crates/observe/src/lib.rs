@@ -4,16 +4,19 @@
 //! - `usage`: the durable usage store (`usage.db`), fed in batches by one writer thread from
 //!   the engine's broadcast of usage records, with retention.
 //! - `prices`: the price table (Lambda's published prices embedded; `--prices FILE`).
+//! - `metrics`: the Prometheus registry behind `/metrics`.
 //! - `report`: usage summed over a window, grouped by function, account, version, tag, day or
 //!   hour, and priced.
 //!
 //! *Invariant*: nothing here is on the invoke path; the engine only sends a record into a
 //! channel, everything else happens on this crate's own threads or on request.
 
+pub mod metrics;
 pub mod prices;
 pub mod report;
 pub mod usage;
 
+pub use metrics::{GaugeSource, Metrics, Reading};
 pub use prices::PriceTable;
 pub use report::{FunctionDirectory, GroupBy, Report, UsageQuery};
 pub use usage::UsageStore;

@@ -138,7 +138,7 @@ impl UsageStore {
         self: &Arc<Self>,
         mut rx: broadcast::Receiver<UsageRecord>,
         retention: Duration,
-        also: Option<Arc<dyn crate::UsageSink>>,
+        sinks: Vec<Arc<dyn crate::UsageSink>>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let store = self.clone();
         std::thread::Builder::new()
@@ -178,7 +178,7 @@ impl UsageStore {
                         }
                     }
                     if !batch.is_empty() {
-                        if let Some(sink) = &also {
+                        for sink in &sinks {
                             sink.records(&batch);
                         }
                         if let Err(e) = store.write(&batch) {
@@ -242,7 +242,7 @@ pub(crate) mod tests {
         let s = UsageStore::open(&dir.path().join("usage.db")).unwrap();
         let (tx, rx) = broadcast::channel(16);
         let h = s
-            .spawn_writer(rx, Duration::from_secs(3600 * 24 * 365 * 100), None)
+            .spawn_writer(rx, Duration::from_secs(3600 * 24 * 365 * 100), Vec::new())
             .unwrap();
         let now = crate::now_ms();
         for i in 0..5 {
