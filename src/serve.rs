@@ -380,6 +380,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             };
             let store = updraft_observe::UsageStore::open(&data_dir.join("usage.db"))
                 .context("opening the usage database")?;
+            let cloudwatch = Arc::new(
+                updraft_observe::CloudWatch::open(store.clone())
+                    .context("loading metrics from the usage database")?,
+            );
             let metrics = Arc::new(updraft_observe::Metrics::new());
             metrics.add_source(Arc::new(crate::observe_glue::NodeGauges {
                 engine: engine.clone(),
@@ -394,13 +398,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 .spawn_writer(
                     engine.subscribe_usage(),
                     Duration::from_secs(args.usage_retention_days * 86_400),
-                    vec![metrics.clone()],
+                    vec![metrics.clone(), cloudwatch.clone()],
                 )
                 .context("starting the usage writer")?;
             if let Some(addr) = args.metrics_listen {
                 crate::observe_glue::serve_metrics(addr, metrics.clone()).await?;
             }
             let _ = state.metrics.set(metrics);
+            let _ = state.cloudwatch.set(cloudwatch);
             let _ = state.usage.set(Arc::new(updraft_observe::Usage {
                 store,
                 prices,

@@ -15,6 +15,7 @@ pub mod admin;
 pub mod async_invoke;
 pub mod auth;
 pub mod body;
+mod cloudwatch;
 pub mod error;
 mod event_config;
 mod invoke;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub usage: std::sync::OnceLock<Arc<updraft_observe::Usage>>,
     /// Prometheus metrics (`/metrics`, root credentials), set at start-up unless metering is off.
     pub metrics: std::sync::OnceLock<Arc<updraft_observe::Metrics>>,
+    /// The CloudWatch metrics subset, set at start-up unless metering is off.
+    pub cloudwatch: std::sync::OnceLock<Arc<updraft_observe::CloudWatch>>,
 }
 
 impl AppState {
@@ -98,6 +101,7 @@ impl AppState {
             queues: std::sync::OnceLock::new(),
             usage: std::sync::OnceLock::new(),
             metrics: std::sync::OnceLock::new(),
+            cloudwatch: std::sync::OnceLock::new(),
         })
     }
 }
@@ -254,7 +258,12 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         return unread(has_body, wrong_service("events", pending.service()));
     }
     let invoke = incoming.segments.last().is_some_and(|s| s == "invocations");
-    let sqs = !lambda_api && sqs::is_sqs(pending.service(), &incoming.headers);
+    let monitoring =
+        !lambda_api && cloudwatch::is_cloudwatch(pending.service(), &raw_path, &incoming.headers);
+    if monitoring && pending.service() != "monitoring" {
+        return unread(has_body, wrong_service("monitoring", pending.service()));
+    }
+    let sqs = !lambda_api && !monitoring && sqs::is_sqs(pending.service(), &incoming.headers);
     let limit = if invoke {
         MAX_SYNC_PAYLOAD
     } else if events {
@@ -289,6 +298,9 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
     }
     if sqs {
         return sqs::handle(state, &caller, incoming, &raw_query).await;
+    }
+    if monitoring {
+        return cloudwatch::handle(state, &caller, incoming, &raw_path, &raw_query).await;
     }
     if incoming.segments.first().is_some_and(|s| is_api_date(s)) {
         return lambda::handle(state, &caller, incoming).await;

@@ -4,6 +4,8 @@
 //! - `usage`: the durable usage store (`usage.db`), fed in batches by one writer thread from
 //!   the engine's broadcast of usage records, with retention.
 //! - `prices`: the price table (Lambda's published prices embedded; `--prices FILE`).
+//! - `cloudwatch`: the CloudWatch metrics subset (`AWS/Lambda` and custom metrics) in its three
+//!   protocols.
 //! - `metrics`: the Prometheus registry behind `/metrics`.
 //! - `report`: usage summed over a window, grouped by function, account, version, tag, day or
 //!   hour, and priced.
@@ -11,11 +13,13 @@
 //! *Invariant*: nothing here is on the invoke path; the engine only sends a record into a
 //! channel, everything else happens on this crate's own threads or on request.
 
+pub mod cloudwatch;
 pub mod metrics;
 pub mod prices;
 pub mod report;
 pub mod usage;
 
+pub use cloudwatch::CloudWatch;
 pub use metrics::{GaugeSource, Metrics, Reading};
 pub use prices::PriceTable;
 pub use report::{FunctionDirectory, GroupBy, Report, UsageQuery};

@@ -122,6 +122,53 @@ impl UsageStore {
         Ok(())
     }
 
+    /// Calls `f` with every record that started at or after `since_ms` (rebuilding metrics at
+    /// start).
+    pub(crate) fn each_since(
+        &self,
+        conn: &Connection,
+        since_ms: u64,
+        mut f: impl FnMut(UsageRecord),
+    ) -> Result<(), ObserveError> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT request_id, account, function, version, qualifier, source, started_ms,
+                 duration_ms, billed_ms, memory_mb, max_memory_mb, init_ms, cold, ephemeral_mb,
+                 provisioned, outcome FROM usage WHERE started_ms >= ?1",
+            )
+            .map_err(ObserveError::db)?;
+        let mut rows = stmt
+            .query(params![since_ms as i64])
+            .map_err(ObserveError::db)?;
+        while let Some(r) = rows.next().map_err(ObserveError::db)? {
+            let get = |r: &rusqlite::Row<'_>| -> rusqlite::Result<UsageRecord> {
+                let function_name: String = r.get(2)?;
+                let account_id: String = r.get(1)?;
+                Ok(UsageRecord {
+                    request_id: r.get(0)?,
+                    function_arn: format!("arn:aws:lambda:::{account_id}:function:{function_name}"),
+                    account_id,
+                    function_name,
+                    version: r.get(3)?,
+                    qualifier: r.get(4)?,
+                    source: source_of(&r.get::<_, String>(5)?),
+                    started_at_ms: r.get::<_, i64>(6)? as u64,
+                    duration_ms: r.get(7)?,
+                    billed_duration_ms: r.get::<_, i64>(8)? as u64,
+                    memory_mb: r.get(9)?,
+                    max_memory_used_mb: r.get::<_, i64>(10)? as u64,
+                    init_duration_ms: r.get(11)?,
+                    cold_start: r.get(12)?,
+                    ephemeral_extra_mb: r.get(13)?,
+                    provisioned: r.get(14)?,
+                    outcome: outcome_of(&r.get::<_, String>(15)?),
+                })
+            };
+            f(get(r).map_err(ObserveError::db)?);
+        }
+        Ok(())
+    }
+
     /// Deletes rows that started before `cutoff_ms`; returns how many.
     pub fn expire(&self, cutoff_ms: u64) -> Result<usize, ObserveError> {
         self.conn()
@@ -192,6 +239,30 @@ impl UsageStore {
                 }
             })
     }
+}
+
+fn source_of(s: &str) -> updraft_engine::InvocationSource {
+    use updraft_engine::InvocationSource as S;
+    [S::Sync, S::Async, S::EventSource, S::Url, S::Schedule]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+        .unwrap_or_default()
+}
+
+fn outcome_of(s: &str) -> updraft_engine::UsageOutcome {
+    use updraft_engine::UsageOutcome as O;
+    [
+        O::Success,
+        O::FunctionError,
+        O::Timeout,
+        O::Crash,
+        O::InitError,
+        O::OutOfMemory,
+        O::Throttle,
+    ]
+    .into_iter()
+    .find(|x| x.as_str() == s)
+    .unwrap_or(O::Crash)
 }
 
 #[cfg(test)]
