@@ -384,6 +384,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 updraft_observe::CloudWatch::open(store.clone())
                     .context("loading metrics from the usage database")?,
             );
+            cloudwatch
+                .start_emf_writer()
+                .context("starting the metrics writer")?;
+            engine.set_log_hook(cloudwatch.clone());
             let metrics = Arc::new(updraft_observe::Metrics::new());
             metrics.add_source(Arc::new(crate::observe_glue::NodeGauges {
                 engine: engine.clone(),

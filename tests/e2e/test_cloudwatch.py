@@ -327,3 +327,48 @@ def test_requests_signed_for_another_service_are_refused(srv):
     p = req.prepare()
     r = send_raw("POST", p.url, p.body, dict(p.headers.items()))
     assert r.status == 403, r
+
+
+EMF_SRC = """
+import json, time
+
+def handler(event, context):
+    print(json.dumps({
+        "_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [{
+            "Namespace": event["ns"], "Dimensions": [["service"]],
+            "Metrics": [{"Name": "Orders", "Unit": "Count"}, {"Name": "Latency", "Unit": "Milliseconds"}]}]},
+        "service": "cart", "Orders": event["orders"], "Latency": [10, 30],
+    }))
+    print(json.dumps({"_aws": "not a metric directive"}))
+    return {"ok": True}
+"""
+
+
+@pytest.mark.parametrize("proto", ("json",))
+def test_embedded_metric_format_lines_become_metrics(srv, models, proto):
+    lam = srv.client()
+    name = unique_name("emf")
+    create_function(lam, name, package_zip({"app.py": EMF_SRC}))
+    ns = "Emf/" + unique_name("ns")
+    for orders in (2, 5):
+        assert invoke(lam, name, {"ns": ns, "orders": orders}).function_error is None
+    cw = cw_client(srv, models, proto)
+    now = dt.datetime.now(dt.timezone.utc)
+    deadline = time.monotonic() + 15
+    while True:
+        p = cw.get_metric_statistics(
+            Namespace=ns, MetricName="Orders", Dimensions=[{"Name": "service", "Value": "cart"}],
+            StartTime=now - dt.timedelta(minutes=10), EndTime=now + dt.timedelta(minutes=5), Period=900,
+            Statistics=["Sum", "SampleCount"])["Datapoints"]
+        if p and p[0]["SampleCount"] >= 2:
+            break
+        assert time.monotonic() < deadline, p
+        time.sleep(0.2)
+    assert (p[0]["Sum"], p[0]["SampleCount"], p[0]["Unit"]) == (7, 2, "Count")
+    names = sorted(m["MetricName"] for m in cw.list_metrics(Namespace=ns)["Metrics"])
+    assert names == ["Latency", "Orders"]
+    lat = cw.get_metric_statistics(
+        Namespace=ns, MetricName="Latency", Dimensions=[{"Name": "service", "Value": "cart"}],
+        StartTime=now - dt.timedelta(minutes=10), EndTime=now + dt.timedelta(minutes=5), Period=900,
+        Statistics=["Maximum", "SampleCount"])["Datapoints"]
+    assert (lat[0]["Maximum"], lat[0]["SampleCount"]) == (30, 4)

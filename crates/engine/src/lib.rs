@@ -54,7 +54,7 @@ pub use logs::{
     LogEvent, LogPage, MAX_PAGE_EVENTS, read_logs, read_logs_page, stream_file_name,
     stream_name_from_file,
 };
-pub use metering::{InvocationSource, UsageOutcome, UsageRecord};
+pub use metering::{InvocationSource, LogLineHook, UsageOutcome, UsageRecord};
 pub use runtime_api::{MAX_PAYLOAD_BYTES, MAX_STREAMED_RESPONSE_BYTES};
 // The pure head-of-request parts of the Runtime API, public for the fuzz targets only.
 pub use pool::random_u64;
@@ -575,6 +575,12 @@ impl Engine {
     /// [`EngineConfig::stream_write_timeout`]); the front door gives its writes the same limit.
     pub fn stream_write_timeout(&self) -> Duration {
         self.inner.cfg.stream_write_timeout
+    }
+
+    /// Sets where Embedded Metric Format lines of functions' output go (once; environments
+    /// started afterwards use it).
+    pub fn set_log_hook(&self, hook: std::sync::Arc<dyn LogLineHook>) {
+        let _ = self.inner.log_hook.set(hook);
     }
 
     /// The node's memory budget for environments, in MiB.

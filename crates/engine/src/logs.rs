@@ -240,6 +240,8 @@ impl SinkState {
 /// a `std` mutex because writes are short and never await.
 pub(crate) struct LogSink {
     state: Mutex<SinkState>,
+    /// Where the function's Embedded Metric Format lines go (metrics), when anything listens.
+    pub(crate) hook: Option<crate::metering::BoundHook>,
 }
 
 impl LogSink {
@@ -269,6 +271,7 @@ impl LogSink {
                 capture: None,
                 runtime_note: None,
             }),
+            hook: None,
         }
     }
 
@@ -430,6 +433,11 @@ fn emit_lines(pending: &mut Vec<u8>, sink: &LogSink, include_partial: bool) {
     if include_partial && start < pending.len() {
         lines.push(&pending[start..]);
         start = pending.len();
+    }
+    if let Some(hook) = &sink.hook {
+        for line in &lines {
+            hook.offer(line);
+        }
     }
     sink.write_lines(lines);
     pending.drain(..start);

@@ -107,6 +107,29 @@ pub(crate) fn qualifier_of(invoked_arn: &str) -> Option<String> {
     rest.split_once(':').map(|(_, q)| q.to_string())
 }
 
+/// Receives function log lines that look like Embedded Metric Format records (a JSON object
+/// with an `_aws` member), on the environment's log pump, never on the invoke path.
+pub trait LogLineHook: Send + Sync {
+    fn line(&self, account_id: &str, function_name: &str, line: &[u8]);
+}
+
+/// A hook with the function it is for (set on an environment's log sink).
+#[derive(Clone)]
+pub(crate) struct BoundHook {
+    pub hook: std::sync::Arc<dyn LogLineHook>,
+    pub account_id: std::sync::Arc<str>,
+    pub function_name: std::sync::Arc<str>,
+}
+
+impl BoundHook {
+    /// Hands `line` on if it may be an EMF record (cheap test first: a `{`, then `"_aws"`).
+    pub(crate) fn offer(&self, line: &[u8]) {
+        if line.first() == Some(&b'{') && line.windows(6).any(|w| w == b"\"_aws\"") {
+            self.hook.line(&self.account_id, &self.function_name, line);
+        }
+    }
+}
+
 /// Lambda bills duration rounded up to 1 ms.
 pub(crate) fn billed_ms(duration_ms: f64) -> u64 {
     let ceil = duration_ms.ceil();

@@ -331,6 +331,8 @@ pub(crate) struct Inner {
     pub registry: RuntimeRegistry,
     pub logs_dir: PathBuf,
     pub usage: broadcast::Sender<UsageRecord>,
+    /// Receives Embedded Metric Format lines of functions' output (set once at start-up).
+    pub log_hook: std::sync::OnceLock<Arc<dyn crate::metering::LogLineHook>>,
     pub launcher: Arc<dyn Launcher>,
     timings: Timings,
     account: Arc<Semaphore>,
@@ -415,6 +417,16 @@ impl Inner {
             provisioners: Mutex::new(HashMap::new()),
             warmth: Mutex::new(HashMap::new()),
             counters: keep::Counters::default(),
+            log_hook: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The log hook bound to `spec`'s function, if one is set.
+    pub(crate) fn bound_log_hook(&self, spec: &FunctionSpec) -> Option<crate::metering::BoundHook> {
+        self.log_hook.get().map(|hook| crate::metering::BoundHook {
+            hook: hook.clone(),
+            account_id: Arc::from(spec.account_id.as_str()),
+            function_name: Arc::from(spec.function_name.as_str()),
         })
     }
 
@@ -778,6 +790,7 @@ impl Inner {
             memory,
             capacity: self.capacity.clone(),
             pool_live: pool.live.clone(),
+            log_hook: self.bound_log_hook(spec),
         })
         .await
         .map_err(|e| {

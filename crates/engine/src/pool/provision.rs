@@ -278,6 +278,7 @@ impl Inner {
             memory,
             capacity: self.capacity.clone(),
             pool_live: pool.live.clone(),
+            log_hook: self.bound_log_hook(spec),
         })
         .await
         .map_err(|e| format!("cannot start execution environment: {e}"))?;

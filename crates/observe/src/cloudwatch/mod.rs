@@ -6,12 +6,14 @@
 //! - `store.rs`: the in-memory metric store (1-minute buckets, 1-second for high resolution).
 //! - `ops.rs`: the operations over a neutral input and output.
 //! - `expr.rs`: metric math.
+//! - `emf.rs`: metrics from Embedded Metric Format log lines.
 //! - `wire.rs`: the three protocols CloudWatch's model lists (Smithy RPC v2 CBOR, AWS JSON 1.0,
 //!   query), all answering from the same operations.
 //!
 //! *Invariant*: an account reads and writes only its own metrics; unknown metrics answer
 //! empty data, never an error.
 
+mod emf;
 pub mod expr;
 mod ops;
 pub mod store;
@@ -132,7 +134,18 @@ pub struct CloudWatch {
     durable: Option<Arc<UsageStore>>,
     /// When points past the retention were last dropped (epoch seconds).
     last_expire: std::sync::atomic::AtomicI64,
+    /// Embedded Metric Format points on their way to the thread that stores them (log pumps
+    /// must not wait on SQLite). `None` in memory-only mode.
+    emf_tx: std::sync::Mutex<Option<EmfSender>>,
+    /// EMF lines dropped because that thread fell behind.
+    pub emf_dropped: std::sync::atomic::AtomicU64,
 }
+
+/// Sends one line's points (with its account) to the EMF writer thread.
+type EmfSender = std::sync::mpsc::SyncSender<(String, Vec<Point>)>;
+
+/// EMF lines queued for storing before further ones are dropped.
+const EMF_QUEUE: usize = 4096;
 
 const METRIC_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS metric_data (
@@ -158,6 +171,8 @@ impl CloudWatch {
             store: MetricStore::default(),
             durable: None,
             last_expire: Default::default(),
+            emf_tx: std::sync::Mutex::new(None),
+            emf_dropped: Default::default(),
         }
     }
 
@@ -168,6 +183,8 @@ impl CloudWatch {
             store: MetricStore::default(),
             durable: Some(usage.clone()),
             last_expire: Default::default(),
+            emf_tx: std::sync::Mutex::new(None),
+            emf_dropped: Default::default(),
         };
         let conn = usage.conn();
         conn.execute_batch(METRIC_SCHEMA)
@@ -219,6 +236,24 @@ impl CloudWatch {
         drop(stmt);
         drop(conn);
         Ok(cw)
+    }
+
+    /// Starts the thread that stores Embedded Metric Format points.
+    pub fn start_emf_writer(self: &Arc<Self>) -> std::io::Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Vec<Point>)>(EMF_QUEUE);
+        let weak = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("emf-writer".into())
+            .spawn(move || {
+                while let Ok((account, points)) = rx.recv() {
+                    let Some(cw) = weak.upgrade() else { return };
+                    if let Err(e) = cw.put_points(&account, points) {
+                        tracing::warn!("metrics from log lines not stored: {}", e.message);
+                    }
+                }
+            })?;
+        *self.emf_tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        Ok(())
     }
 
     /// Stores accepted points: durable first, then visible.
@@ -274,6 +309,31 @@ impl CloudWatch {
     /// Drops points past the retention (called by the usage writer's batches).
     pub fn expire(&self) {
         self.store.expire(now_secs());
+    }
+}
+
+impl updraft_engine::LogLineHook for CloudWatch {
+    fn line(&self, account_id: &str, _function_name: &str, line: &[u8]) {
+        let points = emf::points(line, now_secs());
+        if points.is_empty() {
+            return;
+        }
+        let tx = self
+            .emf_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match tx {
+            Some(tx) => {
+                if tx.try_send((account_id.to_string(), points)).is_err() {
+                    self.emf_dropped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            None => {
+                let _ = self.put_points(account_id, points);
+            }
+        }
     }
 }
 
