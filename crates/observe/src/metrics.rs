@@ -347,37 +347,62 @@ impl Metrics {
 
 impl UsageSink for Metrics {
     fn records(&self, batch: &[UsageRecord]) {
+        // Label sets are built once per function version and outcome of the batch, not once
+        // per record: a busy function's batch is thousands of records of one or two sets.
+        let mut groups: std::collections::HashMap<(&str, &str, &str), Vec<&UsageRecord>> =
+            std::collections::HashMap::new();
         for r in batch {
+            groups
+                .entry((&r.account_id, &r.function_name, &r.version))
+                .or_default()
+                .push(r);
+        }
+        for ((account, function, version), records) in groups {
             let f = FunctionLabels {
-                account: r.account_id.clone(),
-                function: r.function_name.clone(),
-                version: r.version.clone(),
+                account: account.to_string(),
+                function: function.to_string(),
+                version: version.to_string(),
             };
-            self.invocations
-                .get_or_create(&InvocationLabels {
-                    account: f.account.clone(),
-                    function: f.function.clone(),
-                    version: f.version.clone(),
-                    source: r.source.as_str().to_string(),
-                    outcome: r.outcome.as_str().to_string(),
-                })
-                .inc();
-            if r.outcome == updraft_engine::UsageOutcome::Throttle {
-                self.throttles.get_or_create(&f).inc();
-                continue;
+            let mut by_outcome: std::collections::HashMap<(&str, &str), u64> =
+                std::collections::HashMap::new();
+            let (mut throttles, mut errors, mut cold) = (0u64, 0u64, 0u64);
+            let duration = self.duration.get_or_create_owned(&f);
+            let init = self.init_duration.get_or_create_owned(&f);
+            for r in &records {
+                *by_outcome
+                    .entry((r.source.as_str(), r.outcome.as_str()))
+                    .or_default() += 1;
+                if r.outcome == updraft_engine::UsageOutcome::Throttle {
+                    throttles += 1;
+                    continue;
+                }
+                errors += u64::from(r.outcome.is_error());
+                cold += u64::from(r.cold_start);
+                if let Some(ms) = r.init_duration_ms {
+                    init.observe(ms / 1000.0);
+                }
+                duration.observe(r.duration_ms / 1000.0);
             }
-            if r.outcome.is_error() {
-                self.errors.get_or_create(&f).inc();
+            for ((source, outcome), n) in by_outcome {
+                self.invocations
+                    .get_or_create(&InvocationLabels {
+                        account: f.account.clone(),
+                        function: f.function.clone(),
+                        version: f.version.clone(),
+                        source: source.to_string(),
+                        outcome: outcome.to_string(),
+                    })
+                    .inc_by(n);
             }
-            if r.cold_start {
-                self.cold_starts.get_or_create(&f).inc();
+            if throttles > 0 {
+                self.throttles.get_or_create(&f).inc_by(throttles);
             }
-            if let Some(init) = r.init_duration_ms {
-                self.init_duration.get_or_create(&f).observe(init / 1000.0);
+            if errors > 0 {
+                self.errors.get_or_create(&f).inc_by(errors);
             }
-            self.duration
-                .get_or_create(&f)
-                .observe(r.duration_ms / 1000.0);
+            if cold > 0 {
+                self.cold_starts.get_or_create(&f).inc_by(cold);
+            }
         }
     }
 }

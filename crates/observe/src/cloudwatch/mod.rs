@@ -339,9 +339,7 @@ impl updraft_engine::LogLineHook for CloudWatch {
 
 impl UsageSink for CloudWatch {
     fn records(&self, batch: &[UsageRecord]) {
-        for r in batch {
-            self.store.add_usage(r);
-        }
+        self.store.add_usage_batch(batch);
         let now = now_secs();
         let last = self.last_expire.load(std::sync::atomic::Ordering::Relaxed);
         if now - last >= 60 {

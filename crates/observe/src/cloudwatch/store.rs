@@ -174,11 +174,55 @@ impl MetricStore {
         }
     }
 
+    /// [`MetricStore::add_usage`] for a batch: records of the same function, qualifier,
+    /// version, outcome class and minute are merged first, so a busy function's batch costs a
+    /// few store updates, not a dozen per record.
+    pub fn add_usage_batch(&self, batch: &[UsageRecord]) {
+        type Key<'a> = (&'a str, &'a str, Option<&'a str>, &'a str, i64, u8);
+        let mut groups: HashMap<Key<'_>, (UsageRecord, StatSet, u64)> = HashMap::new();
+        for r in batch {
+            let minute = (r.started_at_ms / 60_000) as i64;
+            let class = if r.outcome == UsageOutcome::Throttle {
+                0
+            } else if r.outcome.is_error() {
+                1
+            } else {
+                2
+            };
+            let key = (
+                r.account_id.as_str(),
+                r.function_name.as_str(),
+                r.qualifier.as_deref(),
+                r.version.as_str(),
+                minute,
+                class,
+            );
+            match groups.get_mut(&key) {
+                Some((_, d, n)) => {
+                    d.merge(&StatSet::one(r.duration_ms));
+                    *n += 1;
+                }
+                None => {
+                    groups.insert(key, (r.clone(), StatSet::one(r.duration_ms), 1));
+                }
+            }
+        }
+        for (_, (r, duration, n)) in groups {
+            self.add_usage_merged(&r, duration, n as f64);
+        }
+    }
+
     /// The `AWS/Lambda` points of one usage record, as Lambda publishes them: `Invocations`,
     /// `Errors`, `Duration` (or `Throttles`), account-wide and per `FunctionName`, per
     /// `FunctionName` + `Resource` (the name, or `name:qualifier`), and per `FunctionName` +
     /// `ExecutedVersion` for published versions.
     pub fn add_usage(&self, r: &UsageRecord) {
+        self.add_usage_merged(r, StatSet::one(r.duration_ms), 1.0);
+    }
+
+    /// `n` records like `r` (same function, qualifier, version, outcome class and minute) whose
+    /// durations are `duration`.
+    fn add_usage_merged(&self, r: &UsageRecord, duration: StatSet, n: f64) {
         let ts = (r.started_at_ms / 1000) as i64;
         let resource = match &r.qualifier {
             Some(q) => format!("{}:{q}", r.function_name),
@@ -196,27 +240,34 @@ impl MetricStore {
                 ("ExecutedVersion".to_string(), r.version.clone()),
             ]);
         }
-        let mut points: Vec<(&str, &str, f64)> = Vec::with_capacity(3);
+        // n points of value 1 (or 0) merged: count n, sum n (or 0).
+        let ones = |v: f64| StatSet {
+            count: n,
+            sum: v * n,
+            min: v,
+            max: v,
+        };
+        let mut points: Vec<(&str, &str, StatSet)> = Vec::with_capacity(3);
         if r.outcome == UsageOutcome::Throttle {
-            points.push(("Throttles", "Count", 1.0));
+            points.push(("Throttles", "Count", ones(1.0)));
         } else {
-            points.push(("Invocations", "Count", 1.0));
+            points.push(("Invocations", "Count", ones(1.0)));
             points.push((
                 "Errors",
                 "Count",
-                if r.outcome.is_error() { 1.0 } else { 0.0 },
+                ones(if r.outcome.is_error() { 1.0 } else { 0.0 }),
             ));
-            points.push(("Duration", "Milliseconds", r.duration_ms));
+            points.push(("Duration", "Milliseconds", duration));
         }
         for dims in sets {
-            for (name, unit, v) in &points {
+            for (name, unit, set) in &points {
                 self.add(
                     &r.account_id,
                     MetricId::new("AWS/Lambda", name, dims.clone()),
                     ts,
                     false,
                     Some(unit),
-                    StatSet::one(*v),
+                    *set,
                 );
             }
         }

@@ -189,3 +189,48 @@ fn durable_points_and_lambda_metrics_come_back() {
     assert!(names.contains(&&Out::Str("m".into())));
     assert!(names.contains(&&Out::Str("Invocations".into())));
 }
+
+#[test]
+fn a_merged_batch_equals_record_by_record() {
+    let now = now_secs();
+    let t0 = (now - now.rem_euclid(60) - 60) as u64 * 1000;
+    let mut batch: Vec<UsageRecord> = (0..5).map(|i| record("f", t0 + i, 10 + i, 128)).collect();
+    batch[1].outcome = updraft_engine::UsageOutcome::FunctionError;
+    batch[3].outcome = updraft_engine::UsageOutcome::Timeout;
+    batch[4].outcome = updraft_engine::UsageOutcome::Throttle;
+    let merged = CloudWatch::in_memory();
+    merged.records(&batch);
+    let single = CloudWatch::in_memory();
+    for r in &batch {
+        single.store.add_usage(r);
+    }
+    for metric in ["Invocations", "Errors", "Throttles", "Duration"] {
+        let input = json!({
+            "Namespace": "AWS/Lambda", "MetricName": metric,
+            "Dimensions": [{"Name": "FunctionName", "Value": "f"}],
+            "StartTime": now - 600, "EndTime": now + 60, "Period": 60,
+            "Statistics": ["Sum", "SampleCount", "Minimum", "Maximum"],
+        });
+        let a = merged
+            .call("111111111111", "GetMetricStatistics", &input)
+            .unwrap();
+        let b = single
+            .call("111111111111", "GetMetricStatistics", &input)
+            .unwrap();
+        assert_eq!(a, b, "{metric}");
+    }
+    let input = json!({
+        "Namespace": "AWS/Lambda", "MetricName": "Errors", "Dimensions": [{"Name": "FunctionName", "Value": "f"}],
+        "StartTime": now - 600, "EndTime": now + 60, "Period": 60, "Statistics": ["Sum", "SampleCount"],
+    });
+    let out = merged
+        .call("111111111111", "GetMetricStatistics", &input)
+        .unwrap();
+    let Out::List(p) = map_get(&out, "Datapoints") else {
+        panic!()
+    };
+    assert_eq!(
+        (map_get(&p[0], "Sum"), map_get(&p[0], "SampleCount")),
+        (&Out::Num(2.0), &Out::Num(4.0))
+    );
+}
