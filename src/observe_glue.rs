@@ -171,3 +171,29 @@ pub async fn serve_metrics(
     });
     Ok(())
 }
+
+/// Samples the engine's running executions once a second into CloudWatch's
+/// `ConcurrentExecutions` (per function and per account), for the life of the process.
+pub fn spawn_concurrency_sampler(
+    engine: Arc<Engine>,
+    cloudwatch: Arc<updraft_observe::CloudWatch>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("concurrency-sampler".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let mut running: std::collections::BTreeMap<(String, String), u64> =
+                    Default::default();
+                for p in engine.pool_stats() {
+                    let (account, function) = account_and_name(&p.function_arn);
+                    *running.entry((account, function)).or_default() +=
+                        p.live.saturating_sub(p.idle) as u64;
+                }
+                let samples: Vec<(String, String, u64)> =
+                    running.into_iter().map(|((a, f), n)| (a, f, n)).collect();
+                cloudwatch.sample_concurrency(&samples);
+            }
+        })?;
+    Ok(())
+}

@@ -388,6 +388,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 .start_emf_writer()
                 .context("starting the metrics writer")?;
             engine.set_log_hook(cloudwatch.clone());
+            crate::observe_glue::spawn_concurrency_sampler(engine.clone(), cloudwatch.clone())
+                .context("starting the concurrency sampler")?;
             let metrics = Arc::new(updraft_observe::Metrics::new());
             metrics.add_source(Arc::new(crate::observe_glue::NodeGauges {
                 engine: engine.clone(),

@@ -372,3 +372,20 @@ def test_embedded_metric_format_lines_become_metrics(srv, models, proto):
         StartTime=now - dt.timedelta(minutes=10), EndTime=now + dt.timedelta(minutes=5), Period=900,
         Statistics=["Maximum", "SampleCount"])["Datapoints"]
     assert (lat[0]["Maximum"], lat[0]["SampleCount"]) == (30, 4)
+
+
+def test_concurrent_executions_report_the_peak(srv, models):
+    import threading
+
+    lam = srv.client()
+    name = unique_name("conc")
+    create_function(lam, name, package_zip({"app.py": HANDLER_SRC}), Timeout=10)
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=2)
+    threads = [threading.Thread(target=lambda: invoke(lam, name, {"sleep_ms": 2500})) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    cw = cw_client(srv, models, "smithy-rpc-v2-cbor")
+    p = stats(cw, name, start, "ConcurrentExecutions", ("Maximum",))["Datapoints"]
+    assert max(x["Maximum"] for x in p) == 2, p

@@ -306,6 +306,39 @@ impl CloudWatch {
         }
     }
 
+    /// One sample of the executions running now: `per_function` (account, function, running)
+    /// for every function with environments, summed per account as well. Samples merge into
+    /// the minute, so `Maximum` is the peak, as `ConcurrentExecutions` is read on Lambda.
+    pub fn sample_concurrency(&self, per_function: &[(String, String, u64)]) {
+        let ts = now_secs();
+        let mut per_account: std::collections::HashMap<&str, u64> = Default::default();
+        for (account, function, running) in per_function {
+            *per_account.entry(account).or_default() += running;
+            self.store.add(
+                account,
+                MetricId::new(
+                    "AWS/Lambda",
+                    "ConcurrentExecutions",
+                    vec![("FunctionName".into(), function.clone())],
+                ),
+                ts,
+                false,
+                Some("Count"),
+                StatSet::one(*running as f64),
+            );
+        }
+        for (account, running) in per_account {
+            self.store.add(
+                account,
+                MetricId::new("AWS/Lambda", "ConcurrentExecutions", Vec::new()),
+                ts,
+                false,
+                Some("Count"),
+                StatSet::one(running as f64),
+            );
+        }
+    }
+
     /// Drops points past the retention (called by the usage writer's batches).
     pub fn expire(&self) {
         self.store.expire(now_secs());

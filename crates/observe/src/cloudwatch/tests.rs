@@ -234,3 +234,33 @@ fn a_merged_batch_equals_record_by_record() {
         (&Out::Num(2.0), &Out::Num(4.0))
     );
 }
+
+#[test]
+fn concurrency_samples_keep_the_peak() {
+    let cw = CloudWatch::in_memory();
+    cw.sample_concurrency(&[("1".into(), "f".into(), 2), ("1".into(), "g".into(), 1)]);
+    cw.sample_concurrency(&[("1".into(), "f".into(), 5), ("1".into(), "g".into(), 0)]);
+    let now = now_secs();
+    let q = |dims: serde_json::Value| {
+        json!({
+            "Namespace": "AWS/Lambda", "MetricName": "ConcurrentExecutions", "Dimensions": dims,
+            "StartTime": now - 120, "EndTime": now + 60, "Period": 300, "Statistics": ["Maximum"],
+        })
+    };
+    let out = cw
+        .call(
+            "1",
+            "GetMetricStatistics",
+            &q(json!([{"Name": "FunctionName", "Value": "f"}])),
+        )
+        .unwrap();
+    let Out::List(p) = map_get(&out, "Datapoints") else {
+        panic!()
+    };
+    assert_eq!(map_get(&p[0], "Maximum"), &Out::Num(5.0));
+    let out = cw.call("1", "GetMetricStatistics", &q(json!([]))).unwrap();
+    let Out::List(p) = map_get(&out, "Datapoints") else {
+        panic!()
+    };
+    assert_eq!(map_get(&p[0], "Maximum"), &Out::Num(5.0));
+}
