@@ -49,6 +49,13 @@ impl Default for Limits {
     }
 }
 
+/// Connections the front door holds now (for `/metrics`).
+static OPEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn open_connections() -> usize {
+    OPEN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Serves `router` on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -86,6 +93,7 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        OPEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let service = TowerToHyperService::new(
             router
                 .clone()
@@ -98,6 +106,7 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
+            OPEN.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             drop(permit);
         });
     }

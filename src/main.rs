@@ -9,6 +9,8 @@ mod events_glue;
 mod http;
 mod mappings_glue;
 mod s3_glue;
+mod cli_usage;
+mod observe_glue;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +49,8 @@ enum Command {
     Runtime(cli::RuntimeArgs),
     /// Look at queues: `queue ls`, `queue peek NAME` (read-only).
     Queue(cli::QueueArgs),
+    /// Requests, GB-seconds and cost by function, account, version, tag, day or hour.
+    Usage(cli_usage::UsageArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Command::Runtime(a) => cli::runtime(a),
         Command::Layer(a) => cli_layer::layer(a),
         Command::Queue(a) => cli::queue(a),
+        Command::Usage(a) => cli_usage::usage(a),
     };
     match result {
         Ok(code) => code,

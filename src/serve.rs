@@ -137,6 +137,27 @@ pub struct ServeArgs {
     /// Longest wait between tries of a throttled event, in milliseconds.
     #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..))]
     async_backoff_max_ms: u64,
+    /// Usage metering (usage records in `usage.db`, `/updraft/v1/usage`, metrics): `off`
+    /// leaves the engine without a usage subscriber.
+    #[arg(long, value_enum, default_value_t = MeteringArg::On)]
+    metering: MeteringArg,
+    /// Days usage records are kept.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    usage_retention_days: u64,
+    /// Price table (JSON, the shape of `crates/observe/src/prices.json`); default: Lambda's
+    /// published US East prices.
+    #[arg(long)]
+    prices: Option<PathBuf>,
+    /// Also serve Prometheus `/metrics` without authentication on this address (e.g.
+    /// 127.0.0.1:9464) for a scraper; on the front door `/metrics` needs root credentials.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MeteringArg {
+    On,
+    Off,
 }
 
 /// Collects unreferenced code packages every `interval` for the life of the process.
@@ -405,6 +426,51 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let _ = state
             .code_objects
             .set(Arc::new(crate::s3_glue::CodeFromObjects(objects)));
+        if args.metering == MeteringArg::On {
+            let prices = match &args.prices {
+                Some(p) => updraft_observe::PriceTable::load(p)?,
+                None => updraft_observe::PriceTable::default(),
+            };
+            let store = updraft_observe::UsageStore::open(&data_dir.join("usage.db"))
+                .context("opening the usage database")?;
+            let cloudwatch = Arc::new(
+                updraft_observe::CloudWatch::open(store.clone())
+                    .context("loading metrics from the usage database")?,
+            );
+            cloudwatch
+                .start_emf_writer()
+                .context("starting the metrics writer")?;
+            engine.set_log_hook(cloudwatch.clone());
+            crate::observe_glue::spawn_concurrency_sampler(engine.clone(), cloudwatch.clone())
+                .context("starting the concurrency sampler")?;
+            let metrics = Arc::new(updraft_observe::Metrics::new());
+            metrics.add_source(Arc::new(crate::observe_glue::NodeGauges {
+                engine: engine.clone(),
+                control: state.control.clone(),
+                usage: store.clone(),
+            }));
+            metrics.add_source(Arc::new(crate::observe_glue::AsyncGauges {
+                engine: engine.clone(),
+                events: events.clone(),
+            }));
+            store
+                .spawn_writer(
+                    engine.subscribe_usage(),
+                    Duration::from_secs(args.usage_retention_days * 86_400),
+                    vec![metrics.clone(), cloudwatch.clone()],
+                )
+                .context("starting the usage writer")?;
+            if let Some(addr) = args.metrics_listen {
+                crate::observe_glue::serve_metrics(addr, metrics.clone()).await?;
+            }
+            let _ = state.metrics.set(metrics);
+            let _ = state.cloudwatch.set(cloudwatch);
+            let _ = state.usage.set(Arc::new(updraft_observe::Usage {
+                store,
+                prices,
+                dir: Arc::new(crate::observe_glue::Directory(state.control.clone())),
+            }));
+        }
         {
             // Provisioned pools are kept by `retire`; what a function wants provisioned is
             // handed to the engine again after every change that may alter it. A weak

@@ -259,6 +259,7 @@ impl FunctionTarget {
             cognito_identity: None,
             trace_id: None,
             want_log_tail: false,
+            source: updraft_engine::InvocationSource::Async,
         };
         match self.engine.invoke(spec, inv).await {
             Ok(out) => match out.function_error {

@@ -215,6 +215,7 @@ pub(crate) fn prepare(
             cognito_identity: None,
             trace_id,
             want_log_tail: want_tail,
+            source: updraft_engine::InvocationSource::Sync,
         },
     ))
 }

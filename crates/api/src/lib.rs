@@ -15,6 +15,7 @@ pub mod admin;
 pub mod async_invoke;
 pub mod auth;
 pub mod body;
+mod cloudwatch;
 pub mod error;
 mod event_config;
 mod invoke;
@@ -31,6 +32,7 @@ pub mod s3;
 mod sqs;
 mod streaming;
 mod urls;
+mod usage;
 pub mod wire;
 
 use std::sync::Arc;
@@ -80,6 +82,12 @@ pub struct AppState {
     pub objects: std::sync::OnceLock<Arc<updraft_objects::S3Service>>,
     /// Where `Code.S3Bucket` packages are read from, set once at start-up.
     pub code_objects: std::sync::OnceLock<Arc<dyn wire::CodeObjects>>,
+    /// Usage reports (`/updraft/v1/usage`), set at start-up unless metering is off.
+    pub usage: std::sync::OnceLock<Arc<updraft_observe::Usage>>,
+    /// Prometheus metrics (`/metrics`, root credentials), set at start-up unless metering is off.
+    pub metrics: std::sync::OnceLock<Arc<updraft_observe::Metrics>>,
+    /// The CloudWatch metrics subset, set at start-up unless metering is off.
+    pub cloudwatch: std::sync::OnceLock<Arc<updraft_observe::CloudWatch>>,
 }
 
 impl AppState {
@@ -108,6 +116,9 @@ impl AppState {
             logs: std::sync::OnceLock::new(),
             objects: std::sync::OnceLock::new(),
             code_objects: std::sync::OnceLock::new(),
+            usage: std::sync::OnceLock::new(),
+            metrics: std::sync::OnceLock::new(),
+            cloudwatch: std::sync::OnceLock::new(),
         })
     }
 }
@@ -271,7 +282,12 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         return unread(has_body, wrong_service("logs", pending.service()));
     }
     let invoke = incoming.segments.last().is_some_and(|s| s == "invocations");
-    let sqs = !lambda_api && sqs::is_sqs(pending.service(), &incoming.headers);
+    let monitoring =
+        !lambda_api && cloudwatch::is_cloudwatch(pending.service(), &raw_path, &incoming.headers);
+    if monitoring && pending.service() != "monitoring" {
+        return unread(has_body, wrong_service("monitoring", pending.service()));
+    }
+    let sqs = !lambda_api && !monitoring && sqs::is_sqs(pending.service(), &incoming.headers);
     let limit = if invoke {
         MAX_SYNC_PAYLOAD
     } else if events {
@@ -320,6 +336,9 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
         )
         .await;
     }
+    if monitoring {
+        return cloudwatch::handle(state, &caller, incoming, &raw_path, &raw_query).await;
+    }
     if incoming.segments.first().is_some_and(|s| is_api_date(s)) {
         return lambda::handle(state, &caller, incoming).await;
     }
@@ -353,6 +372,12 @@ async fn route(state: &Arc<AppState>, req: Request, request_id: &str) -> Respons
             _ => Err(ApiError::unknown_operation()),
         };
         return r.unwrap_or_else(|e| e.into_response());
+    }
+    if incoming.segments[..] == ["updraft", "v1", "usage"] && incoming.method == Method::GET {
+        return usage::usage(state, &caller, &incoming).await;
+    }
+    if incoming.segments[..] == ["metrics"] && incoming.method == Method::GET {
+        return usage::metrics(state, &caller).await;
     }
     ApiError::unknown_operation().into_response()
 }

@@ -627,6 +627,7 @@ async fn invoke_response_stream(
                 cognito_identity: None,
                 trace_id: None,
                 want_log_tail: false,
+                source: updraft_engine::InvocationSource::Url,
             },
         )
         .await;

@@ -236,6 +236,8 @@ pub(crate) struct EnvLaunch {
     pub freeze: bool,
     /// The function's account, which extensions may ask for when they register.
     pub account_id: String,
+    /// Embedded Metric Format lines of the function's output go here.
+    pub log_hook: Option<crate::metering::BoundHook>,
 }
 
 /// A started execution environment.
@@ -333,7 +335,9 @@ impl Env {
     /// Builds the jail and wires its Runtime API, pumps and exit watcher. The runtime is running
     /// (in its init phase) when this returns.
     pub(crate) async fn launch(req: EnvLaunch) -> Result<Env, String> {
-        let log = Arc::new(LogSink::open(&req.log_path));
+        let mut sink = LogSink::open(&req.log_path);
+        sink.hook = req.log_hook;
+        let log = Arc::new(sink);
         if req.capture {
             log.begin_capture();
         }

@@ -61,7 +61,7 @@ pub use logs::{
     LogEvent, LogPage, LogSettings, MAX_PAGE_EVENTS, read_logs, read_logs_page,
     set_log_segment_bytes, stream_file_name, stream_name_from_file,
 };
-pub use metering::{UsageOutcome, UsageRecord};
+pub use metering::{InvocationSource, LogLineHook, UsageOutcome, UsageRecord};
 pub use runtime_api::{MAX_PAYLOAD_BYTES, MAX_STREAMED_RESPONSE_BYTES};
 // The pure head-of-request parts of the Runtime API, public for the fuzz targets only.
 pub use pool::random_u64;
@@ -188,6 +188,8 @@ pub struct Invocation {
     pub trace_id: Option<String>,
     /// `LogType: Tail`.
     pub want_log_tail: bool,
+    /// Who asked (a usage dimension).
+    pub source: InvocationSource,
 }
 
 /// What an invocation produced. Function failures (handler errors, init errors, timeouts, crashes)
@@ -596,6 +598,17 @@ impl Engine {
     /// [`EngineConfig::stream_write_timeout`]); the front door gives its writes the same limit.
     pub fn stream_write_timeout(&self) -> Duration {
         self.inner.cfg.stream_write_timeout
+    }
+
+    /// Sets where Embedded Metric Format lines of functions' output go (once; environments
+    /// started afterwards use it).
+    pub fn set_log_hook(&self, hook: std::sync::Arc<dyn LogLineHook>) {
+        let _ = self.inner.log_hook.set(hook);
+    }
+
+    /// The node's memory budget for environments, in MiB.
+    pub fn memory_budget_mb(&self) -> u64 {
+        self.inner.cfg.memory_budget_mb
     }
 
     /// Memory the live environments are counted at, in MiB (out of `memory_budget_mb`).

@@ -358,6 +358,8 @@ pub(crate) struct LogSink {
     state: Mutex<SinkState>,
     /// Sees every line of the function's own output (the Telemetry API's `function` stream).
     tap: std::sync::OnceLock<LineTap>,
+    /// Where the function's Embedded Metric Format lines go (metrics), when anything listens.
+    pub(crate) hook: Option<crate::metering::BoundHook>,
 }
 
 /// Called with each line a function writes.
@@ -401,6 +403,7 @@ impl LogSink {
                 runtime_note: None,
             }),
             tap: std::sync::OnceLock::new(),
+            hook: None,
         }
     }
 
@@ -639,6 +642,11 @@ fn emit_lines(pending: &mut Vec<u8>, sink: &LogSink, include_partial: bool) {
     if include_partial && start < pending.len() {
         lines.push(&pending[start..]);
         start = pending.len();
+    }
+    if let Some(hook) = &sink.hook {
+        for line in &lines {
+            hook.offer(line);
+        }
     }
     sink.write_lines(lines);
     pending.drain(..start);

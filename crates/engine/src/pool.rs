@@ -61,7 +61,7 @@ use crate::envvars::{EnvContext, lambda_environment};
 use crate::launcher::Launcher;
 use crate::logs::{self, Report, epoch_ms};
 use crate::messages;
-use crate::metering::{UsageOutcome, UsageRecord, billed_ms};
+use crate::metering::{UsageOutcome, UsageRecord, billed_ms, qualifier_of};
 use crate::runtime_api::telemetry::Stream;
 use crate::runtime_api::{Assigned, RuntimeEvent, StreamedError};
 use crate::runtimes::{self, Launch, RuntimeRegistry};
@@ -69,6 +69,9 @@ use crate::{
     EngineConfig, FunctionSpec, Invocation, InvokeError, InvokeOutcome, PoolStats,
     THROTTLE_ACCOUNT, THROTTLE_CAPACITY, THROTTLE_RESERVED,
 };
+
+/// `/tmp` Lambda includes in the price of an invocation.
+const FREE_EPHEMERAL_MB: u32 = 512;
 
 /// Time limits of the platform.
 #[derive(Debug, Clone, Copy)]
@@ -329,6 +332,8 @@ pub(crate) struct Inner {
     pub registry: RuntimeRegistry,
     pub logs_dir: PathBuf,
     pub usage: broadcast::Sender<UsageRecord>,
+    /// Receives Embedded Metric Format lines of functions' output (set once at start-up).
+    pub log_hook: std::sync::OnceLock<Arc<dyn crate::metering::LogLineHook>>,
     pub launcher: Arc<dyn Launcher>,
     timings: Timings,
     account: Arc<Semaphore>,
@@ -413,6 +418,16 @@ impl Inner {
             provisioners: Mutex::new(HashMap::new()),
             warmth: Mutex::new(HashMap::new()),
             counters: keep::Counters::default(),
+            log_hook: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The log hook bound to `spec`'s function, if one is set.
+    pub(crate) fn bound_log_hook(&self, spec: &FunctionSpec) -> Option<crate::metering::BoundHook> {
+        self.log_hook.get().map(|hook| crate::metering::BoundHook {
+            hook: hook.clone(),
+            account_id: Arc::from(spec.account_id.as_str()),
+            function_name: Arc::from(spec.function_name.as_str()),
         })
     }
 
@@ -501,23 +516,16 @@ impl Inner {
             .launch_for(&spec.runtime)
             .map_err(InvokeError::RuntimeUnavailable)?;
         if spec.reserved_concurrency == Some(0) {
-            return Err(InvokeError::Throttled {
-                reason: THROTTLE_RESERVED,
-            });
+            return Err(self.throttled(spec, &inv, THROTTLE_RESERVED));
         }
-        let account =
-            self.account
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| InvokeError::Throttled {
-                    reason: THROTTLE_ACCOUNT,
-                })?;
+        let account = self
+            .account
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| self.throttled(spec, &inv, THROTTLE_ACCOUNT))?;
         let pool = self.checkout(spec);
-        let reserved = ReservedUse::try_new(&pool.0.running, spec.reserved_concurrency).ok_or(
-            InvokeError::Throttled {
-                reason: THROTTLE_RESERVED,
-            },
-        )?;
+        let reserved = ReservedUse::try_new(&pool.0.running, spec.reserved_concurrency)
+            .ok_or_else(|| self.throttled(spec, &inv, THROTTLE_RESERVED))?;
         let admission = Admission {
             _account: account,
             _reserved: reserved,
@@ -539,8 +547,11 @@ impl Inner {
             }
             None => match self
                 .cold_start(&pool.0, spec, &launch, &inv, started)
-                .await?
-            {
+                .await
+                .map_err(|e| match e {
+                    InvokeError::Throttled { reason } => self.throttled(spec, &inv, reason),
+                    other => other,
+                })? {
                 ColdStart::Ready(env, init) => (env, Some(init)),
                 ColdStart::Failed(ended) => {
                     drop(admission);
@@ -792,6 +803,7 @@ impl Inner {
             pool_live: pool.live.clone(),
             freeze: self.cfg.lifecycle.freeze,
             account_id: spec.account_id.clone(),
+            log_hook: self.bound_log_hook(spec),
         })
         .await
         .map_err(|e| {
@@ -875,6 +887,7 @@ impl Inner {
             0.0,
             max_mem,
             Some(init_ms),
+            env.provisioned.is_some(),
             UsageOutcome::InitError,
             None,
         );
@@ -980,10 +993,16 @@ impl Inner {
             Finish::Exited(info) => {
                 answered = false;
                 env.drain_logs_after_exit(self.timings.drain).await;
-                let (p, et) = messages::exit_payload(&inv.request_id, &info, env.oom_killed());
+                let oom = env.oom_killed();
+                let (p, et) = messages::exit_payload(&inv.request_id, &info, oom);
                 error_type_owned = Some(et);
                 error_type = Some(et.to_string());
-                (p, Some("Unhandled"), UsageOutcome::Crash)
+                let outcome = if oom {
+                    UsageOutcome::OutOfMemory
+                } else {
+                    UsageOutcome::Crash
+                };
+                (p, Some("Unhandled"), outcome)
             }
             Finish::Timeout => {
                 answered = false;
@@ -1105,6 +1124,7 @@ impl Inner {
                     "metrics": metrics,
                 })
             });
+        let provisioned = env.provisioned.is_some();
         self.meter(
             spec,
             &inv,
@@ -1112,6 +1132,7 @@ impl Inner {
             duration_ms,
             max_mem,
             init_ms,
+            provisioned,
             outcome,
             post_ext_ms,
         );
@@ -1180,15 +1201,22 @@ impl Inner {
         duration_ms: f64,
         max_memory_used_mb: u64,
         init_duration_ms: Option<f64>,
+        provisioned: bool,
         outcome: UsageOutcome,
         post_runtime_extensions_ms: Option<f64>,
     ) {
+        // Metering off (no subscriber): the record's allocations are skipped.
+        if self.usage.receiver_count() == 0 {
+            return;
+        }
         let _ = self.usage.send(UsageRecord {
             request_id: inv.request_id.clone(),
             account_id: spec.account_id.clone(),
             function_name: spec.function_name.clone(),
             function_arn: spec.function_arn.clone(),
             version: spec.version.clone(),
+            qualifier: qualifier_of(&inv.invoked_function_arn),
+            source: inv.source,
             started_at_ms: epoch_ms(started),
             duration_ms,
             // An environment that never got ready never ran the invocation: nothing to bill.
@@ -1200,9 +1228,45 @@ impl Inner {
             memory_mb: spec.memory_mb,
             max_memory_used_mb,
             init_duration_ms,
+            cold_start: init_duration_ms.is_some(),
+            ephemeral_extra_mb: spec.ephemeral_mb.saturating_sub(FREE_EPHEMERAL_MB),
+            provisioned,
             outcome,
             post_runtime_extensions_duration_ms: post_runtime_extensions_ms,
         });
+    }
+
+    /// Records a throttled invocation (it never reaches `run`) and returns its error.
+    fn throttled(
+        &self,
+        spec: &FunctionSpec,
+        inv: &Invocation,
+        reason: &'static str,
+    ) -> InvokeError {
+        // No subscriber, no record: skip the allocations.
+        if self.usage.receiver_count() > 0 {
+            let _ = self.usage.send(UsageRecord {
+                request_id: inv.request_id.clone(),
+                account_id: spec.account_id.clone(),
+                function_name: spec.function_name.clone(),
+                function_arn: spec.function_arn.clone(),
+                version: spec.version.clone(),
+                qualifier: qualifier_of(&inv.invoked_function_arn),
+                source: inv.source,
+                started_at_ms: epoch_ms(SystemTime::now()),
+                duration_ms: 0.0,
+                billed_duration_ms: 0,
+                memory_mb: spec.memory_mb,
+                max_memory_used_mb: 0,
+                init_duration_ms: None,
+                cold_start: false,
+                ephemeral_extra_mb: 0,
+                provisioned: false,
+                outcome: UsageOutcome::Throttle,
+                post_runtime_extensions_duration_ms: None,
+            });
+        }
+        InvokeError::Throttled { reason }
     }
 
     pub(crate) fn retire(&self, function_arn: &str, keep_generation: Option<&str>) {

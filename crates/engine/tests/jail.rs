@@ -219,6 +219,7 @@ fn invocation(event: Value, tail: bool) -> Invocation {
         cognito_identity: None,
         trace_id: None,
         want_log_tail: tail,
+        source: updraft_engine::InvocationSource::Sync,
     }
 }
 

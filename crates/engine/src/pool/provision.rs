@@ -280,6 +280,7 @@ impl Inner {
             pool_live: pool.live.clone(),
             freeze: self.cfg.lifecycle.freeze,
             account_id: spec.account_id.clone(),
+            log_hook: self.bound_log_hook(spec),
         })
         .await
         .map_err(|e| format!("cannot start execution environment: {e}"))?;

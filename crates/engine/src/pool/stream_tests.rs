@@ -145,6 +145,7 @@ fn inv(event: Value) -> Invocation {
         cognito_identity: None,
         trace_id: None,
         want_log_tail: true,
+        source: crate::InvocationSource::Sync,
     }
 }
 

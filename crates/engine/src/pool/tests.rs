@@ -120,6 +120,7 @@ pub(super) fn inv(event: Value, tail: bool) -> Invocation {
         cognito_identity: None,
         trace_id: None,
         want_log_tail: tail,
+        source: crate::InvocationSource::Sync,
     }
 }
 
