@@ -4,13 +4,13 @@
 mod cli;
 mod cli_layer;
 mod cli_queue;
+mod cli_usage;
 mod client;
 mod events_glue;
 mod http;
 mod mappings_glue;
-mod s3_glue;
-mod cli_usage;
 mod observe_glue;
+mod s3_glue;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -1124,6 +1124,7 @@ mod tests {
             max_memory_used_mb: 40,
             init_duration_ms: Some(5.0),
             status: None,
+            post_runtime_extensions_ms: None,
         };
         sink.end_and_report(&r);
         sink.set_settings(&LogSettings {

@@ -291,6 +291,7 @@ pub(crate) mod tests {
             ephemeral_extra_mb: 0,
             provisioned: false,
             outcome: UsageOutcome::Success,
+            post_runtime_extensions_duration_ms: None,
         }
     }
 
