@@ -58,8 +58,22 @@ pub fn parse(body: &[u8]) -> Result<Element, S3Error> {
             }
             Event::Text(t) => {
                 if let Some(top) = stack.last_mut() {
-                    let t = t.unescape().map_err(|_| S3Error::malformed_xml())?;
+                    let t = t.xml10_content().map_err(|_| S3Error::malformed_xml())?;
                     top.text.push_str(&t);
+                }
+            }
+            // Entity and character references arrive as events of their own between the text
+            // around them; only XML's predefined entities exist in S3's documents.
+            Event::GeneralRef(r) => {
+                if let Some(top) = stack.last_mut() {
+                    if let Some(c) = r.resolve_char_ref().map_err(|_| S3Error::malformed_xml())? {
+                        top.text.push(c);
+                    } else {
+                        let name = r.decode().map_err(|_| S3Error::malformed_xml())?;
+                        let v = quick_xml::escape::resolve_predefined_entity(&name)
+                            .ok_or_else(S3Error::malformed_xml)?;
+                        top.text.push_str(v);
+                    }
                 }
             }
             Event::CData(t) => {
@@ -155,5 +169,12 @@ mod tests {
         assert_eq!(keys, ["a&b", "c"]);
         assert_eq!(root.text_of("Quiet"), Some("true"));
         assert!(parse(b"<Delete><Object>").is_err());
+    }
+
+    #[test]
+    fn references_between_text_are_resolved() {
+        let root = parse(b"<Tag><Key>x&#65;&#x42;&lt;y&gt;&quot;&apos;</Key></Tag>").unwrap();
+        assert_eq!(root.text_of("Key"), Some("xAB<y>\"'"));
+        assert!(parse(b"<Tag><Key>&nosuch;</Key></Tag>").is_err());
     }
 }
