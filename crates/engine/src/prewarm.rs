@@ -592,6 +592,8 @@ mod tests {
         let mut s = spec(Some("/data/runtimes/python"), &[("PATH", "/usr/bin")]);
         let template = template_key(&s).unwrap();
         assert_eq!(template.start, Start::Template);
+        // Layers mount over `/opt`: the host shows nothing below it to this function.
+        s.ro_paths = vec!["/usr/lib/python3".into()];
         s.opt_dir = Some("/data/code/opt/abc".into());
         s.argv = crate::env::with_external_extensions_for_test(s.argv.clone());
         let key = template_key(&s).unwrap();
