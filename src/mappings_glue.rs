@@ -196,7 +196,7 @@ impl Invoker for FunctionInvoker {
             payload,
             request_id: uuid_v4(),
             attempt: 1,
-            source: "event-source-mapping".to_string(),
+            source: updraft_api::async_invoke::EVENT_SOURCE_MAPPING.to_string(),
         };
         let run = self.target.deliver(d);
         Box::pin(async move {

@@ -135,3 +135,22 @@ def test_the_metrics_listener_serves_a_scraper(srv, lam):
     # Only /metrics is there.
     r = send_raw("GET", f"http://127.0.0.1:{srv.metrics_port}/2015-03-31/functions")
     assert r.status == 404, r
+
+
+def test_each_source_is_counted_under_its_own_label(srv, lam):
+    """Invocations are labelled by what made them: a direct Invoke (`sync`), an `Event` invoke (`async`)
+    and an event source mapping's batches (`event-source`)."""
+    name = unique_name("msrc")
+    create_function(lam, name, package_zip({"app.py": HANDLER_SRC}), MemorySize=128, Timeout=1)
+    assert invoke(lam, name, {}).function_error is None
+    lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
+    sqs = srv.client("sqs")
+    url = sqs.create_queue(QueueName=unique_name("msrcq"))["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    mapping = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=name, BatchSize=1)
+    sqs.send_message(QueueUrl=url, MessageBody="one")
+    s = wait_for(srv, "updraft_invocations_total", 3, function=name)
+    lam.delete_event_source_mapping(UUID=mapping["UUID"])
+    assert value(s, "updraft_invocations_total", function=name, source="sync") == 1
+    assert value(s, "updraft_invocations_total", function=name, source="async") == 1
+    assert value(s, "updraft_invocations_total", function=name, source="event-source") == 1

@@ -181,6 +181,9 @@ pub async fn function_events(state: &Arc<AppState>, caller: &Caller, req: &Incom
     }
 }
 
+/// The `Delivery::source` of an event source mapping's batches.
+pub const EVENT_SOURCE_MAPPING: &str = "event-source-mapping";
+
 /// Runs functions for the dispatcher: resolves the target as its owner would invoke it and calls
 /// the engine's one invoke entry point, which counts it against the same account, reserved and
 /// provisioned concurrency as synchronous calls.
@@ -259,7 +262,12 @@ impl FunctionTarget {
             cognito_identity: None,
             trace_id: None,
             want_log_tail: false,
-            source: updraft_engine::InvocationSource::Async,
+            // Usage records tell a queue poller's batches from the durable path's events.
+            source: if d.source == EVENT_SOURCE_MAPPING {
+                updraft_engine::InvocationSource::EventSource
+            } else {
+                updraft_engine::InvocationSource::Async
+            },
         };
         match self.engine.invoke(spec, inv).await {
             Ok(out) => match out.function_error {
