@@ -3,6 +3,7 @@
 //! `FunctionTarget`, which resolves the function and calls `Engine::invoke` exactly as a
 //! synchronous Invoke does, so reserved concurrency and throttles apply).
 
+use crate::events_glue::{request_id, split_qualifier};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -166,16 +167,6 @@ pub struct FunctionInvoker {
     pub target: updraft_api::async_invoke::FunctionTarget,
 }
 
-/// The function ARN without its qualifier, and the qualifier.
-fn split_qualifier(arn: &str) -> (&str, Option<&str>) {
-    let parts: Vec<&str> = arn.splitn(8, ':').collect();
-    if parts.len() == 8 {
-        (&arn[..arn.len() - parts[7].len() - 1], Some(parts[7]))
-    } else {
-        (arn, None)
-    }
-}
-
 impl Invoker for FunctionInvoker {
     fn exists(&self, function_arn: &str) -> bool {
         let (base, qualifier) = split_qualifier(function_arn);
@@ -194,7 +185,7 @@ impl Invoker for FunctionInvoker {
                 qualifier: qualifier.map(str::to_string),
             },
             payload,
-            request_id: uuid_v4(),
+            request_id: request_id(),
             attempt: 1,
             source: updraft_api::async_invoke::EVENT_SOURCE_MAPPING.to_string(),
         };
@@ -210,19 +201,6 @@ impl Invoker for FunctionInvoker {
     }
 }
 
-/// A request id in Lambda's (UUID) form.
-fn uuid_v4() -> String {
-    let (a, b) = (updraft_engine::random_u64(), updraft_engine::random_u64());
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        0x8000 | (b >> 48) & 0x3fff,
-        b & 0xffff_ffff_ffff
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +210,6 @@ mod tests {
         let a = "arn:aws:lambda:us-east-1:111122223333:function:f";
         assert_eq!(split_qualifier(a), (a, None));
         assert_eq!(split_qualifier(&format!("{a}:live")), (a, Some("live")));
-        assert_eq!(uuid_v4().len(), 36);
+        assert_eq!(request_id().len(), 36);
     }
 }

@@ -1219,8 +1219,12 @@ impl Inner {
             source: inv.source,
             started_at_ms: epoch_ms(started),
             duration_ms,
-            // An environment that never got ready never ran the invocation: nothing to bill.
-            billed_duration_ms: if outcome == UsageOutcome::InitError {
+            // An environment that never got ready, or a throttled call, never ran the
+            // invocation: nothing to bill.
+            billed_duration_ms: if matches!(
+                outcome,
+                UsageOutcome::InitError | UsageOutcome::Throttle
+            ) {
                 0
             } else {
                 billed_ms(duration_ms + post_runtime_extensions_ms.unwrap_or(0.0))
@@ -1229,7 +1233,11 @@ impl Inner {
             max_memory_used_mb,
             init_duration_ms,
             cold_start: init_duration_ms.is_some(),
-            ephemeral_extra_mb: spec.ephemeral_mb.saturating_sub(FREE_EPHEMERAL_MB),
+            ephemeral_extra_mb: if outcome == UsageOutcome::Throttle {
+                0
+            } else {
+                spec.ephemeral_mb.saturating_sub(FREE_EPHEMERAL_MB)
+            },
             provisioned,
             outcome,
             post_runtime_extensions_duration_ms: post_runtime_extensions_ms,
@@ -1243,29 +1251,18 @@ impl Inner {
         inv: &Invocation,
         reason: &'static str,
     ) -> InvokeError {
-        // No subscriber, no record: skip the allocations.
-        if self.usage.receiver_count() > 0 {
-            let _ = self.usage.send(UsageRecord {
-                request_id: inv.request_id.clone(),
-                account_id: spec.account_id.clone(),
-                function_name: spec.function_name.clone(),
-                function_arn: spec.function_arn.clone(),
-                version: spec.version.clone(),
-                qualifier: qualifier_of(&inv.invoked_function_arn),
-                source: inv.source,
-                started_at_ms: epoch_ms(SystemTime::now()),
-                duration_ms: 0.0,
-                billed_duration_ms: 0,
-                memory_mb: spec.memory_mb,
-                max_memory_used_mb: 0,
-                init_duration_ms: None,
-                cold_start: false,
-                ephemeral_extra_mb: 0,
-                provisioned: false,
-                outcome: UsageOutcome::Throttle,
-                post_runtime_extensions_duration_ms: None,
-            });
-        }
+        // Nothing ran: no duration, memory or storage to bill.
+        self.meter(
+            spec,
+            inv,
+            SystemTime::now(),
+            0.0,
+            0,
+            None,
+            false,
+            UsageOutcome::Throttle,
+            None,
+        );
         InvokeError::Throttled { reason }
     }
 
