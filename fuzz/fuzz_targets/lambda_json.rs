@@ -23,21 +23,29 @@ fn answer<T>(result: ApiResult<T>) -> Option<T> {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // No object store: an `S3Bucket` source is refused as on a node without one.
+    let from = wire::CodeFrom {
+        objects: None,
+        account: "111111111111",
+    };
     if let Some(w) = answer(wire::parse_body::<CreateFunctionWire>(data)) {
-        answer(w.into_input());
+        answer(w.into_input(&from));
     }
     if let Some(w) = answer(wire::parse_body::<UpdateConfigWire>(data)) {
         answer(w.into_input());
     }
     if let Some(w) = answer(wire::parse_body::<UpdateCodeWire>(data)) {
         // As UpdateFunctionCode reads it.
-        answer(wire::decode_code(&CodeInput {
-            zip_file: w.zip_file,
-            s3_bucket: w.s3_bucket,
-            s3_key: w.s3_key,
-            s3_object_version: None,
-            image_uri: w.image_uri,
-        }));
+        answer(wire::decode_code(
+            &CodeInput {
+                zip_file: w.zip_file,
+                s3_bucket: w.s3_bucket,
+                s3_key: w.s3_key,
+                s3_object_version: None,
+                image_uri: w.image_uri,
+            },
+            &from,
+        ));
     }
     answer(wire::parse_body::<PublishVersionWire>(data));
     answer(wire::parse_body::<AliasWire>(data));
