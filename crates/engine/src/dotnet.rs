@@ -98,33 +98,12 @@ pub(crate) fn client_name(interp: &Interpreter) -> String {
 /// Makes sure the client is compiled for `interp` under `<data_dir>/runtimes/` and returns the
 /// name of its directory there. Blocking (runs `mcs` three times the first time).
 pub(crate) fn ensure_client(data_dir: &Path, interp: &Interpreter) -> Result<String, String> {
-    let name = client_name(interp);
-    let runtimes = data_dir.join("runtimes");
-    let target = runtimes.join(&name);
-    if target.join("UpdraftBootstrap.exe").exists() {
-        return Ok(name);
-    }
-    let tmp = runtimes.join(format!(".{name}.{}", std::process::id()));
-    let _ = remove(&tmp);
-    let result = build(&tmp, interp).and_then(|()| {
-        std::fs::rename(&tmp, &target).or_else(|e| {
-            if target.join("UpdraftBootstrap.exe").exists() {
-                Ok(())
-            } else {
-                Err(format!("{}: {e}", target.display()))
-            }
-        })
-    });
-    let _ = remove(&tmp);
-    result.map(|()| name)
-}
-
-fn remove(dir: &Path) -> std::io::Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dir).status();
-    std::fs::remove_dir_all(dir)
+    crate::compiled::ensure(
+        data_dir,
+        client_name(interp),
+        "UpdraftBootstrap.exe",
+        |dir| build(dir, interp),
+    )
 }
 
 fn mcs_for(interp: &Interpreter) -> Result<PathBuf, String> {
@@ -199,15 +178,7 @@ fn build(dir: &Path, interp: &Interpreter) -> Result<(), String> {
         }
     }
     std::fs::remove_dir_all(&src).map_err(io(&src))?;
-    let chmod = Command::new("chmod")
-        .args(["-R", "a+rX,a-w"])
-        .arg(dir)
-        .status()
-        .map_err(|e| format!("cannot run chmod: {e}"))?;
-    if !chmod.success() {
-        return Err(format!("chmod of {} failed", dir.display()));
-    }
-    Ok(())
+    crate::compiled::seal(dir)
 }
 
 /// The command line of a C# environment.

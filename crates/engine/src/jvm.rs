@@ -200,40 +200,12 @@ pub(crate) fn client_name(interp: &Interpreter) -> String {
 /// Makes sure the client is compiled for `interp` under `<data_dir>/runtimes/` and returns the
 /// name of its directory there. Blocking (runs `javac` the first time, ~2 s).
 pub(crate) fn ensure_client(data_dir: &Path, interp: &Interpreter) -> Result<String, String> {
-    let name = client_name(interp);
-    let runtimes = data_dir.join("runtimes");
-    let target = runtimes.join(&name);
-    if target
-        .join("classes/updraft/runtime/Bootstrap.class")
-        .exists()
-    {
-        return Ok(name);
-    }
-    let tmp = runtimes.join(format!(".{name}.{}", std::process::id()));
-    let _ = make_writable_and_remove(&tmp);
-    let result = build(&tmp, interp).and_then(|()| {
-        std::fs::rename(&tmp, &target).or_else(|e| {
-            // Another process finished the same build first: theirs is as good as ours.
-            if target
-                .join("classes/updraft/runtime/Bootstrap.class")
-                .exists()
-            {
-                Ok(())
-            } else {
-                Err(format!("{}: {e}", target.display()))
-            }
-        })
-    });
-    let _ = make_writable_and_remove(&tmp);
-    result.map(|()| name)
-}
-
-fn make_writable_and_remove(dir: &Path) -> std::io::Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dir).status();
-    std::fs::remove_dir_all(dir)
+    crate::compiled::ensure(
+        data_dir,
+        client_name(interp),
+        "classes/updraft/runtime/Bootstrap.class",
+        |dir| build(dir, interp),
+    )
 }
 
 /// The `javac` that compiles for `interp`, with the arguments that make its classes load there.
@@ -299,16 +271,7 @@ fn build(dir: &Path, interp: &Interpreter) -> Result<(), String> {
         ));
     }
     std::fs::remove_dir_all(&src).map_err(io(&src))?;
-    // Readable by the jail's unprivileged user, writable by nobody.
-    let chmod = Command::new("chmod")
-        .args(["-R", "a+rX,a-w"])
-        .arg(dir)
-        .status()
-        .map_err(|e| format!("cannot run chmod: {e}"))?;
-    if !chmod.success() {
-        return Err(format!("chmod of {} failed", dir.display()));
-    }
-    Ok(())
+    crate::compiled::seal(dir)
 }
 
 /// The JVM's command line, without the memory flags ([`memory_flags`] go right after the

@@ -35,6 +35,7 @@
 //! here); the invoke path never touches a database; no `unsafe` here (isolation is the sandbox
 //! crate's job, reached through the `launcher` seam).
 
+mod compiled;
 mod dotnet;
 mod env;
 mod envvars;
